@@ -1,0 +1,40 @@
+"""ament_python package ser_ros: the node, the ROS-free model core and the training tools."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'ser_ros'
+
+
+def shipped_weights():
+    """data_files entries for every shipped model artifact directory under weights/."""
+    entries = []
+    for model_dir in sorted(glob('weights/*/')):
+        files = [f for f in glob(model_dir + '*') if not f.endswith('/')]
+        if files:
+            entries.append((f'share/{PACKAGE}/{model_dir.rstrip("/")}', files))
+    return entries
+
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(include=['ser_ros', 'ser_ros.*', 'ser_models', 'ser_models.*',
+                                    'training', 'training.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        (f'share/{PACKAGE}', ['package.xml']),
+        (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
+        (f'share/{PACKAGE}/config', glob('config/*.yaml')),
+    ] + shipped_weights(),
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='ser_ros maintainers',
+    maintainer_email='ser-ros@example.org',
+    description='Speech emotion recognition for robots on ROS 2',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+        ],
+    },
+)
