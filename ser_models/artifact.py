@@ -1,0 +1,124 @@
+"""The saved-model directory: model.json + model.safetensors + model.onnx.
+
+model.json is the one source of truth for what the weights mean: architecture, labels in
+output order, feature settings, sample rate, window length and provenance. It is validated
+against MODEL_JSON_SCHEMA before anything else is read. Weights are safetensors (never pickle)
+and are checked against the sha256 recorded in model.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+
+from .features import FeatureConfig
+
+FORMAT_VERSION = 1
+MODEL_JSON = 'model.json'
+WEIGHTS_FILE = 'model.safetensors'
+ONNX_FILE = 'model.onnx'
+
+_file_entry = {
+    'type': 'object',
+    'required': ['file', 'sha256'],
+    'properties': {'file': {'type': 'string', 'pattern': r'^[A-Za-z0-9_.-]+$'},
+                   'sha256': {'type': 'string', 'pattern': '^[0-9a-f]{64}$'}},
+}
+
+MODEL_JSON_SCHEMA = {
+    'type': 'object',
+    'required': ['format_version', 'model_id', 'architecture', 'labels', 'features', 'sample_rate',
+                 'window_seconds', 'weights'],
+    'properties': {
+        'format_version': {'const': FORMAT_VERSION},
+        'model_id': {'type': 'string', 'minLength': 1},
+        'architecture': {'type': 'object', 'required': ['name', 'n_classes', 'n_mfcc', 'frames'],
+                         'properties': {'name': {'enum': ['cktim', 'timnet', 'lmu']},
+                                        'n_classes': {'type': 'integer', 'minimum': 2},
+                                        'n_mfcc': {'type': 'integer', 'minimum': 1},
+                                        'frames': {'type': 'integer', 'minimum': 1}}},
+        'labels': {'type': 'array', 'items': {'type': 'string', 'minLength': 1}, 'minItems': 2,
+                   'uniqueItems': True},
+        'features': {'type': 'object'},
+        'sample_rate': {'type': 'integer', 'minimum': 1},
+        'window_seconds': {'type': 'number', 'exclusiveMinimum': 0},
+        'weights': _file_entry,
+        'onnx': _file_entry,
+        'provenance': {'type': 'object'},
+    },
+}
+
+
+class ArtifactError(ValueError):
+    """A model artifact is missing, corrupt or inconsistent; the message names the file."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_model_json(directory) -> dict:
+    """Read and validate model.json of an artifact directory."""
+    directory = Path(directory).expanduser().resolve()
+    path = directory / MODEL_JSON
+    if not directory.is_dir():
+        raise ArtifactError(f'{directory}: model directory does not exist')
+    if not path.is_file():
+        raise ArtifactError(f'{path}: missing (every model directory needs a model.json)')
+    try:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArtifactError(f'{path}: not valid JSON ({error})') from None
+    try:
+        jsonschema.validate(meta, MODEL_JSON_SCHEMA)
+    except jsonschema.ValidationError as error:
+        where = '/'.join(str(p) for p in error.absolute_path) or '(top level)'
+        raise ArtifactError(f'{path}: invalid at {where}: {error.message}') from None
+    if len(meta['labels']) != meta['architecture']['n_classes']:
+        raise ArtifactError(f"{path}: {len(meta['labels'])} labels but n_classes is "
+                            f"{meta['architecture']['n_classes']}")
+    try:
+        features = FeatureConfig.from_dict(meta['features'])
+    except (TypeError, ValueError) as error:
+        raise ArtifactError(f'{path}: bad feature settings: {error}') from None
+    if features.sample_rate != meta['sample_rate']:
+        raise ArtifactError(f"{path}: features.sample_rate {features.sample_rate} != sample_rate "
+                            f"{meta['sample_rate']}")
+    expected_frames = features.num_frames(window_samples(meta))
+    if meta['architecture']['frames'] != expected_frames:
+        raise ArtifactError(f"{path}: architecture.frames {meta['architecture']['frames']} does not match "
+                            f"the {expected_frames} frames of a {meta['window_seconds']} s window")
+    meta['_directory'] = str(directory)
+    return meta
+
+
+def window_samples(meta: dict) -> int:
+    return int(round(meta['window_seconds'] * meta['sample_rate']))
+
+
+def checked_file(meta: dict, key: str) -> Path:
+    """Path of the artifact file named in meta[key], verified to exist and match its sha256."""
+    entry = meta.get(key)
+    directory = Path(meta['_directory'])
+    if entry is None:
+        raise ArtifactError(f'{directory / MODEL_JSON}: no {key!r} entry')
+    path = directory / entry['file']
+    if not path.is_file():
+        raise ArtifactError(f'{path}: missing ({key} file named in model.json)')
+    actual = sha256_of(path)
+    if actual != entry['sha256']:
+        raise ArtifactError(f'{path}: sha256 {actual[:12]}… does not match model.json '
+                            f'({entry["sha256"][:12]}…): the file is corrupt or from another model')
+    return path
+
+
+def write_model_json(directory: Path, meta: dict) -> None:
+    clean = {k: v for k, v in meta.items() if not k.startswith('_')}
+    jsonschema.validate(clean, MODEL_JSON_SCHEMA)
+    (directory / MODEL_JSON).write_text(json.dumps(clean, indent=2, sort_keys=True) + '\n')

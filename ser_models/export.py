@@ -1,0 +1,77 @@
+"""Saving a trained torch model as an artifact directory, ONNX export included. Imports torch."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from .artifact import ONNX_FILE, WEIGHTS_FILE, sha256_of, write_model_json
+from .ckconv import CKConv, dft_matrices
+from .registry import resolve_config
+
+ONNX_OPSET = 17
+
+
+class _SharedTables(torch.nn.Module):
+    """Holds tensors that many layers use as buffers, so the trace stores each once."""
+
+    def __init__(self, model: torch.nn.Module, tables):
+        super().__init__()
+        self.model = model
+        for index, table in enumerate(tables):
+            self.register_buffer(f'table_{index}', table)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def export_onnx(model: torch.nn.Module, path: Path, n_mfcc: int, frames: int) -> None:
+    """Export with a dynamic batch axis; CKConvs run as DFT matmuls, generating kernels in-graph."""
+    model.eval()
+    ckconvs = [m for m in model.modules() if isinstance(m, CKConv)]
+    for conv in ckconvs:
+        conv.use_dft_matmul = True
+    tables = dft_matrices(frames, CKConv.fft_size(frames)) if ckconvs else ()
+    try:
+        example = torch.zeros(1, n_mfcc, frames)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(_SharedTables(model, tables), (example,), str(path), input_names=['mfcc'],
+                              output_names=['logits'],
+                              dynamic_axes={'mfcc': {0: 'batch'}, 'logits': {0: 'batch'}},
+                              opset_version=ONNX_OPSET, dynamo=False,
+                              do_constant_folding=False)
+    finally:
+        for conv in ckconvs:
+            conv.use_dft_matmul = False
+
+
+def save_artifact(model: torch.nn.Module, directory, *, architecture: dict, labels: list[str], features,
+                  window_seconds: float, model_id: str, provenance: dict | None = None,
+                  with_onnx: bool = True) -> Path:
+    """Write model.safetensors, model.onnx and model.json into directory; return the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    architecture = resolve_config(architecture)
+    model.eval()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    meta = {
+        'format_version': 1,
+        'model_id': model_id,
+        'architecture': architecture,
+        'labels': list(labels),
+        'features': features.to_dict(),
+        'sample_rate': features.sample_rate,
+        'window_seconds': float(window_seconds),
+        'weights': {'file': WEIGHTS_FILE, 'sha256': sha256_of(directory / WEIGHTS_FILE)},
+        'provenance': provenance or {},
+    }
+    if with_onnx:
+        cpu_model = model.to('cpu')
+        export_onnx(cpu_model, directory / ONNX_FILE, architecture['n_mfcc'], architecture['frames'])
+        meta['onnx'] = {'file': ONNX_FILE, 'sha256': sha256_of(directory / ONNX_FILE)}
+    write_model_json(directory, meta)
+    return directory

@@ -1,0 +1,152 @@
+"""Predictors: waveform -> class probabilities, on onnxruntime (no torch import) or torch."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .artifact import ArtifactError, checked_file, read_model_json, window_samples
+from .features import FeatureConfig, MfccExtractor
+
+BACKENDS = ('onnxruntime', 'torch')
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def fit_to_length(waveform: np.ndarray, length: int) -> np.ndarray:
+    """Centre-crop or centre-pad (zeros) the last axis to length."""
+    n = waveform.shape[-1]
+    if n >= length:
+        start = (n - length) // 2
+        return waveform[..., start:start + length]
+    before = (length - n) // 2
+    return np.pad(waveform, [(0, 0)] * (waveform.ndim - 1) + [(before, length - n - before)])
+
+
+class Predictor:
+    """Shared front end; subclasses implement _logits(mfcc batch)."""
+
+    backend = ''
+
+    def __init__(self, meta: dict):
+        self.meta = meta
+        self.labels: list[str] = list(meta['labels'])
+        self.model_id: str = meta['model_id']
+        self.sample_rate: int = meta['sample_rate']
+        self.window_samples: int = window_samples(meta)
+        self.window_seconds: float = meta['window_seconds']
+        self.features = MfccExtractor(FeatureConfig.from_dict(meta['features']))
+        self.device = 'cpu'
+        self.last_inference_seconds = 0.0
+
+    def predict(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Mono waveform of any length -> probabilities (n_classes,), fitted to one model window."""
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if waveform.ndim != 1:
+            raise ValueError(f'expected a mono 1-D waveform, got shape {waveform.shape}')
+        if sample_rate != self.sample_rate:
+            import soxr
+            waveform = soxr.resample(waveform, sample_rate, self.sample_rate).astype(np.float32)
+        return self.predict_windows(fit_to_length(waveform, self.window_samples)[None])[0]
+
+    def predict_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Batch of windows (B, window_samples) at the model rate -> probabilities (B, n_classes)."""
+        start = time.perf_counter()
+        if not np.all(np.isfinite(windows)):
+            raise ValueError('waveform contains NaN or Inf')
+        probabilities = softmax(self._logits(self.features(windows)).astype(np.float64)).astype(np.float32)
+        self.last_inference_seconds = time.perf_counter() - start
+        return probabilities
+
+    def _logits(self, mfcc: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OnnxPredictor(Predictor):
+    backend = 'onnxruntime'
+
+    def __init__(self, meta: dict, threads: int = 1, device: str = 'cpu'):
+        super().__init__(meta)
+        import onnxruntime as ort
+        path = checked_file(meta, 'onnx')
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ['CPUExecutionProvider']
+        if device == 'cuda' and 'CUDAExecutionProvider' in ort.get_available_providers():
+            providers.insert(0, 'CUDAExecutionProvider')
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ArtifactError(f'{path}: onnxruntime cannot load it: {error}') from None
+        self.device = 'cuda' if self.session.get_providers()[0] == 'CUDAExecutionProvider' else 'cpu'
+        self._input = self.session.get_inputs()[0].name
+
+    def _logits(self, mfcc):
+        return self.session.run(None, {self._input: mfcc})[0]
+
+
+class TorchPredictor(Predictor):
+    backend = 'torch'
+
+    def __init__(self, meta: dict, threads: int = 1, device: str = 'cpu'):
+        super().__init__(meta)
+        import torch
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from .registry import build
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.device = device
+        path = checked_file(meta, 'weights')
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as error:
+            raise ArtifactError(f'{path}: not a readable safetensors file: {error}') from None
+        model = build(meta['architecture'])
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ArtifactError(f'{path}: weights do not fit the architecture in model.json: '
+                                f'{str(error).splitlines()[0]}') from None
+        self.model = model.to(device).eval()
+
+    def _logits(self, mfcc):
+        torch = self._torch
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(mfcc).to(self.device)).cpu().numpy()
+
+
+def resolve_device(device: str) -> tuple[str, str | None]:
+    """('auto'|'cpu'|'cuda'|'mps') -> (device to use, warning or None). Imports torch only for auto/cuda/mps."""
+    if device == 'cpu':
+        return 'cpu', None
+    if device not in ('auto', 'cuda', 'mps'):
+        raise ValueError(f"device must be auto, cpu, cuda or mps, got {device!r}")
+    try:
+        import torch
+    except ImportError:
+        return 'cpu', None if device == 'auto' else f'{device} requested but torch is not installed; using cpu'
+    if device in ('auto', 'cuda') and torch.cuda.is_available():
+        return 'cuda', None
+    if device in ('auto', 'mps') and getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():
+        return 'mps', None
+    return 'cpu', None if device == 'auto' else f'{device} requested but not available; using cpu'
+
+
+def load(directory, backend: str = 'onnxruntime', device: str = 'cpu', threads: int = 1) -> Predictor:
+    """Load an artifact directory as a predictor. Raises ArtifactError naming the bad file."""
+    if backend not in BACKENDS:
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+    meta = read_model_json(directory)
+    if backend == 'onnxruntime':
+        return OnnxPredictor(meta, threads=threads, device=device)
+    return TorchPredictor(meta, threads=threads, device=device)

@@ -1,0 +1,142 @@
+"""Artifact round trip, torch/onnxruntime parity on real speech, and clear errors on bad artifacts."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import ser_models
+from ser_models import ArtifactError, FeatureConfig, build, load, save_artifact
+
+LABELS = ['neutral', 'happy', 'sad', 'angry', 'fearful', 'surprised', 'disgust']
+WINDOW_SECONDS = 3.0
+# Probabilities from onnxruntime and torch agree to float32 rounding; the issue asks for 1e-4.
+PARITY_ATOL = 1e-4
+
+
+def make_artifact(directory, name, **settings):
+    features = FeatureConfig()
+    architecture = dict(name=name, n_classes=len(LABELS), n_mfcc=features.n_mfcc,
+                        frames=features.num_frames(int(WINDOW_SECONDS * features.sample_rate)), **settings)
+    torch.manual_seed(0)
+    model = build(architecture)
+    # Non-trivial BatchNorm statistics, as after training.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return save_artifact(model, directory / name, architecture=architecture, labels=LABELS, features=features,
+                         window_seconds=WINDOW_SECONDS, model_id=f'{name}-test',
+                         provenance={'data': 'random init (test)'})
+
+
+@pytest.fixture(scope='module')
+def artifacts(tmp_path_factory):
+    root = tmp_path_factory.mktemp('artifacts')
+    return {name: make_artifact(root, name) for name in ('timnet', 'cktim', 'lmu')}
+
+
+def speech_windows(data_dir):
+    import soundfile as sf
+    paths = ['emovo/m1/gio-m1-l1.flac', 'ravdess/Actor_02/03-01-04-02-02-01-02.flac',
+             'tess/YAF_fear/YAF_back_fear.flac']
+    return [sf.read(data_dir / p, dtype='float32')[0] for p in paths]
+
+
+@pytest.mark.parametrize('name', ['timnet', 'cktim', 'lmu'])
+def test_torch_and_onnxruntime_agree_on_real_speech(artifacts, data_dir, name):
+    on_ort = load(artifacts[name], backend='onnxruntime')
+    on_torch = load(artifacts[name], backend='torch')
+    assert on_ort.labels == on_torch.labels == LABELS
+    for audio in speech_windows(data_dir):
+        p_ort, p_torch = on_ort.predict(audio, 16000), on_torch.predict(audio, 16000)
+        assert p_ort.shape == (7,) and abs(p_ort.sum() - 1) < 1e-5
+        np.testing.assert_allclose(p_ort, p_torch, atol=PARITY_ATOL)
+
+
+def test_round_trip_keeps_everything_model_json_promises(artifacts):
+    meta = ser_models.read_model_json(artifacts['cktim'])
+    assert meta['labels'] == LABELS and meta['window_seconds'] == WINDOW_SECONDS
+    assert meta['architecture']['omega_0'] == 25.0 and meta['architecture']['frames'] == 121
+    assert FeatureConfig.from_dict(meta['features']) == FeatureConfig()
+    predictor = load(artifacts['cktim'], backend='torch')
+    reloaded = build(meta['architecture'])
+    reloaded.load_state_dict(predictor.model.state_dict())
+    assert predictor.window_samples == 48000 and predictor.model_id == 'cktim-test'
+
+
+def test_resamples_other_rates_and_batches(artifacts):
+    predictor = load(artifacts['timnet'])
+    rng = np.random.default_rng(0)
+    audio_48k = rng.standard_normal(48000 * 2).astype(np.float32) * 0.1
+    assert predictor.predict(audio_48k, 48000).shape == (7,)
+    batch = predictor.predict_windows(rng.standard_normal((4, 48000)).astype(np.float32))
+    assert batch.shape == (4, 7) and np.allclose(batch.sum(axis=1), 1, atol=1e-5)
+    with pytest.raises(ValueError, match='NaN'):
+        predictor.predict_windows(np.full((1, 48000), np.nan, dtype=np.float32))
+
+
+def test_onnxruntime_path_never_imports_torch(artifacts):
+    code = ('import sys, numpy as np, ser_models\n'
+            f'p = ser_models.load({str(artifacts["lmu"])!r}, backend="onnxruntime")\n'
+            'p.predict(np.zeros(16000, dtype=np.float32) + 0.01, 16000)\n'
+            'assert "torch" not in sys.modules, "torch was imported"\n')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def broken(artifacts, tmp_path):
+    """A fresh copy of the TIM-Net artifact to damage."""
+    target = tmp_path / 'model'
+    shutil.copytree(artifacts['timnet'], target)
+    return target
+
+
+def edit_json(directory, change):
+    path = directory / 'model.json'
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize('damage,message', [
+    (lambda d: shutil.rmtree(d), 'does not exist'),
+    (lambda d: (d / 'model.json').unlink(), 'model.json: missing'),
+    (lambda d: (d / 'model.json').write_text('{"format_version": 1,'), 'not valid JSON'),
+    (lambda d: edit_json(d, lambda m: m.pop('labels')), "'labels' is a required property"),
+    (lambda d: edit_json(d, lambda m: m['architecture'].update(name='wavlm')), 'architecture/name'),
+    (lambda d: edit_json(d, lambda m: m.update(labels=m['labels'][:6])), '6 labels but n_classes is 7'),
+    (lambda d: edit_json(d, lambda m: m['features'].update(hop_length=200)), 'does not match'),
+    (lambda d: edit_json(d, lambda m: m['weights'].update(file='../../etc/passwd')), 'weights/file'),
+])
+def test_bad_model_json_gives_a_clear_error(broken, damage, message):
+    damage(broken)
+    with pytest.raises(ArtifactError, match=message):
+        load(broken, backend='onnxruntime')
+
+
+@pytest.mark.parametrize('backend,filename', [('torch', 'model.safetensors'), ('onnxruntime', 'model.onnx')])
+def test_truncated_or_missing_files_are_named(broken, backend, filename):
+    path = broken / filename
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ArtifactError, match=f'{filename}: sha256 .* does not match'):
+        load(broken, backend=backend)
+    path.unlink()
+    with pytest.raises(ArtifactError, match=f'{filename}: missing'):
+        load(broken, backend=backend)
+
+
+def test_weights_that_do_not_fit_the_architecture_are_rejected(broken, artifacts):
+    # model.json claims 3 TABs; the (valid, hash-consistent) weights are from 8.
+    edit_json(broken, lambda m: m['architecture'].update(n_tab=3))
+    with pytest.raises(ArtifactError, match='do not fit the architecture'):
+        load(broken, backend='torch')
+
+
+def test_unknown_backend_is_rejected(artifacts):
+    with pytest.raises(ValueError, match='backend'):
+        load(artifacts['lmu'], backend='tensorrt')
