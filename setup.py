@@ -26,6 +26,8 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml')),
+        (f'share/{PACKAGE}/data', ['test/data/demo_bag.json']),
+        (f'share/{PACKAGE}/data/demo_bag', glob('test/data/demo_bag/*')),
     ] + shipped_weights(),
     install_requires=['setuptools'],
     zip_safe=True,
@@ -35,6 +37,10 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'ser_node = ser_ros.ser_node:main',
+            'ser-replay = ser_ros.replay:main',
+            'ser-bag-eval = ser_ros.bag_eval:main',
+            'ser-demo = ser_ros.demo:main',
         ],
     },
 )

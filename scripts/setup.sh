@@ -58,7 +58,7 @@ fi
 
 build_stamp="$ROOT/install/.build.sha256"
 build_digest=$( { printf '%s\n' "${packages[@]}" "$released_audio_msgs";
-  find msgs resource launch config weights -type f 2>/dev/null | sort;
+  find msgs resource launch config weights test/data -type f 2>/dev/null | sort;
   digest setup.py setup.cfg package.xml $(find msgs -type f | sort); } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$build_stamp" 2>/dev/null)" != "$build_digest" ]; then
   say "building ${packages[*]} with colcon into install/"
@@ -80,5 +80,7 @@ export AMENT_PREFIX_PATH="${USER_AMENT_PREFIX_PATH:+$USER_AMENT_PREFIX_PATH:}$VE
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_HOME="$ROOT/.ros"
 export RMW_IMPLEMENTATION=\${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
+# ser_node, ser-demo, ser-replay, ser-bag-eval without the ros2 CLI
+export PATH="$ROOT/install/lib/ser_ros:\$PATH"
 ENV
 say "done: source env.sh"

@@ -48,6 +48,40 @@ def export_onnx(model: torch.nn.Module, path: Path, n_mfcc: int, frames: int) ->
             conv.use_dft_matmul = False
 
 
+def share_weights_with_safetensors(onnx_path: Path, safetensors_path: Path, prefix: str = 'model.') -> int:
+    """Point the ONNX initializers that are model weights at the bytes inside model.safetensors
+    (ONNX external data), so the artifact stores every weight once. Returns how many were linked."""
+    import json
+    import struct
+
+    import onnx
+    from onnx import numpy_helper
+
+    raw = safetensors_path.read_bytes()
+    header_size = struct.unpack('<Q', raw[:8])[0]
+    header = json.loads(raw[8:8 + header_size])
+    dtypes = {'F32': onnx.TensorProto.FLOAT, 'F64': onnx.TensorProto.DOUBLE, 'I64': onnx.TensorProto.INT64}
+    model = onnx.load(str(onnx_path))
+    linked = 0
+    for tensor in model.graph.initializer:
+        entry = header.get(tensor.name[len(prefix):] if tensor.name.startswith(prefix) else tensor.name)
+        if not entry or dtypes.get(entry['dtype']) != tensor.data_type or list(entry['shape']) != list(tensor.dims):
+            continue
+        begin, end = entry['data_offsets']
+        if numpy_helper.to_array(tensor).tobytes() != raw[8 + header_size + begin:8 + header_size + end]:
+            continue
+        tensor.ClearField('raw_data')
+        tensor.ClearField('float_data')
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        del tensor.external_data[:]
+        for key, value in (('location', safetensors_path.name), ('offset', str(8 + header_size + begin)),
+                           ('length', str(end - begin))):
+            tensor.external_data.add(key=key, value=value)
+        linked += 1
+    onnx.save(model, str(onnx_path))
+    return linked
+
+
 def save_artifact(model: torch.nn.Module, directory, *, architecture: dict, labels: list[str], features,
                   window_seconds: float, model_id: str, provenance: dict | None = None,
                   with_onnx: bool = True) -> Path:
@@ -72,6 +106,7 @@ def save_artifact(model: torch.nn.Module, directory, *, architecture: dict, labe
     if with_onnx:
         cpu_model = model.to('cpu')
         export_onnx(cpu_model, directory / ONNX_FILE, architecture['n_mfcc'], architecture['frames'])
+        share_weights_with_safetensors(directory / ONNX_FILE, directory / WEIGHTS_FILE)
         meta['onnx'] = {'file': ONNX_FILE, 'sha256': sha256_of(directory / ONNX_FILE)}
     write_model_json(directory, meta)
     return directory

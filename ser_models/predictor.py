@@ -73,6 +73,7 @@ class OnnxPredictor(Predictor):
         super().__init__(meta)
         import onnxruntime as ort
         path = checked_file(meta, 'onnx')
+        checked_file(meta, 'weights')  # the graph reads its weights from model.safetensors
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

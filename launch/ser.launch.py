@@ -1,0 +1,47 @@
+"""Start ser_node on an audio topic: ros2 launch ser_ros ser.launch.py model:=lmu audio_topic:=/mic/audio"""
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+# launch argument -> (default, description); each also names a ser_node parameter unless marked
+ARGUMENTS = {
+    'model': ('cktim', 'shipped model: cktim, lmu or timnet'),
+    'weights': ('', 'artifact directory overriding the shipped weights'),
+    'device': ('auto', 'auto, cpu or cuda'),
+    'backend': ('onnxruntime', 'onnxruntime or torch'),
+}
+LAUNCH_ONLY = {
+    'audio_topic': ('/audio/audio', 'AudioData topic; AudioInfo is read from <its namespace>/audio_info'),
+    'params_file': (str(Path(get_package_share_directory('ser_ros')) / 'config' / 'ser.yaml'),
+                    'parameter file'),
+    'namespace': ('', 'namespace of the node (and of its emotion topic)'),
+    'log_level': ('info', 'debug, info, warn, error'),
+}
+
+
+def audio_info_topic(audio_topic: str) -> str:
+    parent = audio_topic.rsplit('/', 1)[0]
+    return f'{parent}/audio_info' if parent else 'audio_info'
+
+
+def make_node(context):
+    value = {name: LaunchConfiguration(name).perform(context) for name in {**ARGUMENTS, **LAUNCH_ONLY}}
+    overrides = {name: value[name] for name in ARGUMENTS}
+    return [Node(
+        package='ser_ros', executable='ser_node', name='ser_node', namespace=value['namespace'],
+        parameters=[value['params_file'], overrides],
+        remappings=[('audio', value['audio_topic']), ('audio_info', audio_info_topic(value['audio_topic']))],
+        arguments=['--ros-args', '--log-level', value['log_level']],
+        output='screen', emulate_tty=True,
+    )]
+
+
+def generate_launch_description():
+    declared = [DeclareLaunchArgument(name, default_value=default, description=text)
+                for name, (default, text) in {**ARGUMENTS, **LAUNCH_ONLY}.items()]
+    return LaunchDescription(declared + [OpaqueFunction(function=make_node)])

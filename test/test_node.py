@@ -1,0 +1,216 @@
+"""ser_node on real DDS: real speech in, consistent Emotion messages out, bad input survived, live parameters."""
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+from conftest import spin_until
+from node_harness import NodeProcess, default_weights, expected_windows, pcm_chunks, publish_paced, wait_for_subscriber
+
+pytestmark = pytest.mark.ros
+
+HOP = 0.5
+
+
+@pytest.fixture(scope='module')
+def speech(data_dir):
+    """About 9 s of real speech: three clips of different corpora back to back, 16 kHz mono."""
+    import soundfile as sf
+    paths = ['ravdess/Actor_03/03-01-05-02-01-01-03.flac', 'emovo/f2/tri-f2-l1.flac',
+             'tess/OAF_happy/OAF_bean_happy.flac']
+    return np.concatenate([sf.read(data_dir / p, dtype='float32')[0] for p in paths])
+
+
+@pytest.fixture
+def node_factory(request):
+    started = []
+
+    def start(params=None, **kwargs):
+        name = 'n_' + re.sub(r'[^a-z0-9]+', '_', request.node.name.lower())[:40].strip('_')
+        # Exact window counts need every message: a reliable subscription to our reliable publisher.
+        defaults = {'weights': str(default_weights()), 'hop': HOP, 'qos_reliability': 'reliable'}
+        node = NodeProcess(f'{name}_{len(started)}', {**defaults, **(params or {})}, **kwargs)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.stop()
+
+
+def collect(ros_node, namespace, msg_type_name='Emotion'):
+    from ser_msgs.msg import Emotion
+    received = []
+    ros_node.create_subscription(Emotion, f'/{namespace}/emotion', received.append, 100)
+    return received
+
+
+def audio_publisher(ros_node, namespace, stamped=False):
+    from audio_common_msgs.msg import AudioData, AudioDataStamped
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    kind = AudioDataStamped if stamped else AudioData
+    return ros_node.create_publisher(kind, f'/{namespace}/audio/audio', qos)
+
+
+def check_emotion_fields(msg, labels=None):
+    assert msg.labels and len(msg.labels) == len(set(msg.labels))
+    if labels:
+        assert list(msg.labels) == labels
+    assert msg.window_duration == pytest.approx(3.0)
+    assert msg.model
+    stamp, start = msg.header.stamp, msg.window_start
+    window_ns = (stamp.sec - start.sec) * 1e9 + stamp.nanosec - start.nanosec
+    assert window_ns / 1e9 == pytest.approx(3.0, abs=0.01)  # first to last sample of the window
+    if msg.voiced:
+        probabilities = np.array(msg.probabilities)
+        assert len(probabilities) == len(msg.labels) and abs(probabilities.sum() - 1) < 1e-4
+        assert msg.label == msg.labels[int(np.argmax(probabilities))]
+        assert msg.confidence == pytest.approx(probabilities.max(), abs=1e-6)
+        assert 0 < msg.inference_time < 5
+    else:
+        assert msg.label == '' and len(msg.probabilities) == 0
+
+
+def test_s16le_mono_16k_gives_one_emotion_per_hop(ros_node, node_factory, speech):
+    from audio_common_msgs.msg import AudioData
+    node = node_factory()
+    received = collect(ros_node, node.namespace)
+    publisher = audio_publisher(ros_node, node.namespace)
+    wait_for_subscriber(ros_node, publisher)
+    chunks = pcm_chunks(speech, 'S16LE', chunk_frames=1024)            # 64 ms, audio_capture-sized
+    publish_paced(ros_node, publisher, chunks, lambda c: AudioData(data=c), 1024 / 16000)
+    expected = expected_windows(len(speech), 48000, int(HOP * 16000))
+    assert spin_until(ros_node, lambda: len(received) >= expected, timeout=30), (len(received), node.log())
+    spin_until(ros_node, lambda: False, timeout=1.0)                    # nothing extra may follow
+    assert len(received) == expected
+    for msg in received:
+        check_emotion_fields(msg)
+    assert sum(msg.voiced for msg in received) >= expected - 2         # it is speech, nearly wall to wall
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in received]
+    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False)), np.diff(stamps)
+
+
+def test_f32le_48k_stereo_with_audio_info_and_stamps(ros_node, node_factory, speech):
+    import soxr
+    from audio_common_msgs.msg import AudioDataStamped, AudioInfo
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    node = node_factory({'input_type': 'stamped'})
+    info_pub = ros_node.create_publisher(
+        AudioInfo, f'/{node.namespace}/audio/audio_info',
+        QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE))
+    info_pub.publish(AudioInfo(channels=2, sample_rate=48000, sample_format='F32LE', bitrate=48000 * 64,
+                               coding_format='wave'))
+    received = collect(ros_node, node.namespace)
+    publisher = audio_publisher(ros_node, node.namespace, stamped=True)
+    wait_for_subscriber(ros_node, publisher)
+    time.sleep(0.5)   # the latched AudioInfo reaches the node before audio does
+    audio_48k = soxr.resample(speech, 16000, 48000).astype(np.float32)
+    chunks = pcm_chunks(audio_48k, 'F32LE', chunk_frames=960, channels=2)   # 20 ms
+    start_ns = 1_700_000_000 * 10**9
+
+    def stamped(index_and_chunk):
+        index, chunk = index_and_chunk
+        msg = AudioDataStamped()
+        t = start_ns + index * 20_000_000
+        msg.header.stamp.sec, msg.header.stamp.nanosec = t // 10**9, t % 10**9
+        msg.header.frame_id = 'mic_link'
+        msg.audio.data = chunk
+        return msg
+    publish_paced(ros_node, publisher, list(enumerate(chunks)), stamped, 0.02, speedup=2.0)
+    resampled_len = len(soxr.resample(audio_48k, 48000, 16000))
+    expected = expected_windows(resampled_len, 48000, 8000)
+    assert spin_until(ros_node, lambda: len(received) >= expected - 1, timeout=30), (len(received), node.log())
+    spin_until(ros_node, lambda: False, timeout=1.0)
+    assert expected - 1 <= len(received) <= expected    # the resampler holds back a few ms
+    first = received[0]
+    assert first.header.frame_id == 'mic_link'
+    # The first window ends 3 s of audio after the first stamp (minus one sample).
+    end = first.header.stamp.sec * 10**9 + first.header.stamp.nanosec - start_ns
+    assert end / 1e9 == pytest.approx(3.0, abs=0.02)
+    for msg in received:
+        check_emotion_fields(msg)
+
+
+def diagnostics_values(ros_node, namespace, predicate, timeout=10.0):
+    from diagnostic_msgs.msg import DiagnosticArray
+    latest = {}
+
+    def on_diag(array):
+        for status in array.status:
+            if status.name.startswith('ser_node') and status.hardware_id.startswith(f'/{namespace}/'):
+                latest.clear()
+                latest.update({kv.key: kv.value for kv in status.values})
+                latest['_level'] = status.level
+    sub = ros_node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
+    spin_until(ros_node, lambda: bool(latest) and predicate(latest), timeout)
+    ros_node.destroy_subscription(sub)
+    return latest
+
+
+def test_malformed_messages_are_counted_and_good_audio_still_classified(ros_node, node_factory, speech):
+    from audio_common_msgs.msg import AudioData
+    node = node_factory({'sample_format': 'F32LE'})
+    received = collect(ros_node, node.namespace)
+    publisher = audio_publisher(ros_node, node.namespace)
+    wait_for_subscriber(ros_node, publisher)
+    bad = [b'', np.array([0.1, np.nan, 0.2], dtype='<f4').tobytes(), np.array([np.inf] * 64, dtype='<f4').tobytes()]
+    for payload in bad:
+        publisher.publish(AudioData(data=payload))
+    # Odd byte counts: a torn sample carries over and nothing is lost.
+    raw = speech.astype('<f4').tobytes()
+    cuts = list(range(0, len(raw), 3333)) + [len(raw)]
+    chunks = [raw[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    publish_paced(ros_node, publisher, chunks, lambda c: AudioData(data=c), 3333 / 4 / 16000)
+    expected = expected_windows(len(speech), 48000, 8000)
+    assert spin_until(ros_node, lambda: len(received) >= expected, timeout=30), (len(received), node.log())
+    values = diagnostics_values(ros_node, node.namespace, lambda v: v.get('rejected') == '3')
+    assert values.get('rejected') == '3', values
+    assert 'NaN/Inf' in values['last rejection'] or 'empty' in values['last rejection']
+    from diagnostic_msgs.msg import DiagnosticStatus
+    assert values['_level'] == DiagnosticStatus.WARN
+    assert int(values['windows published']) == expected
+    assert 'rejected audio message' in node.log()
+
+
+def set_parameters(ros_node, namespace, **values):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    client = ros_node.create_client(SetParameters, f'/{namespace}/ser_node/set_parameters')
+    assert spin_until(ros_node, client.service_is_ready, timeout=15)
+    request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    future = client.call_async(request)
+    assert spin_until(ros_node, future.done, timeout=30)
+    return future.result().results
+
+
+def test_live_parameter_changes_are_validated(ros_node, node_factory, speech, tmp_path):
+    from audio_common_msgs.msg import AudioData
+    node = node_factory()
+    received = collect(ros_node, node.namespace)
+    publisher = audio_publisher(ros_node, node.namespace)
+    wait_for_subscriber(ros_node, publisher)
+    (result,) = set_parameters(ros_node, node.namespace, window=10.0)
+    assert not result.successful and 'model window' in result.reason
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    (broken / 'model.json').write_text(json.dumps({'format_version': 1}))
+    (result,) = set_parameters(ros_node, node.namespace, weights=str(broken))
+    assert not result.successful and 'model.json' in result.reason
+    results = set_parameters(ros_node, node.namespace, hop=1.0, smoothing=0.5)
+    assert all(r.successful for r in results), [r.reason for r in results]
+    chunks = pcm_chunks(speech, 'S16LE', chunk_frames=1024)
+    publish_paced(ros_node, publisher, chunks, lambda c: AudioData(data=c), 1024 / 16000)
+    expected = expected_windows(len(speech), 48000, 16000)      # hop is now 1 s
+    assert spin_until(ros_node, lambda: len(received) >= expected, timeout=30), (len(received), node.log())
+    spin_until(ros_node, lambda: False, timeout=1.0)
+    assert len(received) == expected
+    assert 'rejected parameter change' in node.log()
+
+
+def test_bad_weights_stop_the_node_at_start_with_a_clear_error(node_factory, tmp_path):
+    node = node_factory({'weights': str(tmp_path / 'nowhere')})
+    assert node.process.wait(timeout=30) == 1
+    log = node.log()
+    assert 'cannot start' in log and 'nowhere' in log and 'Traceback' not in log

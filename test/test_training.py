@@ -1,0 +1,227 @@
+"""Training package: corpus parsers, splits, augmentation, a short real run, resume, DDP, evaluation."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from training import config as train_config
+from training.augment import WaveAugmenter, add_noise, spec_augment
+from training.datasets import UnknownLabelError, load_clips, parse_name, read_manifest, scan_folder
+from training.splits import make_splits, speaker_folds
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize('dataset,name,speaker,emotion', [
+    ('emovo', 'dis-f1-b1.flac', 'f1', 'disgust'),
+    ('emovo', 'gio-m2-n5.wav', 'm2', 'happy'),
+    ('ravdess', '03-01-05-01-02-01-12.wav', '12', 'angry'),
+    ('ravdess', '03-01-02-02-01-02-07.flac', '07', 'calm'),
+    ('tess', 'OAF_back_angry.wav', 'OAF', 'angry'),
+    ('tess', 'YAF_date_ps.flac', 'YAF', 'surprised'),
+    ('tess', 'OA_bite_neutral.wav', 'OAF', 'neutral'),
+    ('cremad', '1001_DFA_ANG_XX.wav', '1001', 'angry'),
+    ('cremad', '1091_WSI_FEA_LO.wav', '1091', 'fearful'),
+    ('savee', 'DC_a01.wav', 'DC', 'angry'),
+    ('savee', 'KL_su15.wav', 'KL', 'surprised'),
+    ('emodb', '03a01Fa.wav', '03', 'happy'),
+    ('emodb', '16b10Wb.wav', '16', 'angry'),
+])
+def test_file_names_parse_to_speaker_and_canonical_label(dataset, name, speaker, emotion):
+    assert parse_name(dataset, name) == (speaker, emotion)
+
+
+def test_labels_without_a_canonical_class_and_foreign_names_are_refused():
+    with pytest.raises(UnknownLabelError, match='boredom|no canonical'):
+        parse_name('emodb', '03a01Lc.wav')
+    with pytest.raises(ValueError, match='not a ravdess'):
+        parse_name('ravdess', 'OAF_back_angry.wav')
+
+
+def write_tone(path: Path, seconds=0.5, rate=16000):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate)
+
+
+def test_scanning_generated_fixtures_of_corpora_not_shipped_here(tmp_path):
+    names = ['cremad/1001_DFA_ANG_XX.wav', 'cremad/1002_IEO_HAP_HI.wav', 'savee/DC/DC_a01.wav',
+             'savee/JE/JE_sa03.wav', 'emodb/wav/03a01Fa.wav', 'emodb/wav/03a01Lc.wav', 'misc/readme.wav']
+    for name in names:
+        write_tone(tmp_path / name)
+    clips, skipped = scan_folder(tmp_path)
+    found = {(c.dataset, c.speaker, c.emotion) for c in clips}
+    assert found == {('cremad', '1001', 'angry'), ('cremad', '1002', 'happy'), ('savee', 'DC', 'angry'),
+                     ('savee', 'JE', 'sad'), ('emodb', '03', 'happy')}
+    reasons = {path.name: reason for path, reason in skipped}
+    assert 'no canonical label' in reasons['03a01Lc.wav'] and 'no known corpus' in reasons['readme.wav']
+
+
+def test_shared_corpora_load_from_manifest_and_by_scanning(data_dir):
+    from_manifest = load_clips(data_dir)
+    scanned, skipped = scan_folder(data_dir)
+    assert len(from_manifest) == len(scanned) == 3671 and not skipped
+    by_path = {c.path.resolve(): c for c in scanned}
+    for clip in from_manifest:
+        other = by_path[clip.path.resolve()]
+        assert (clip.dataset, clip.speaker, clip.emotion) == (other.dataset, other.speaker, other.emotion)
+    counts = Counter(c.dataset for c in scanned)
+    assert counts == {'emovo': 392, 'ravdess': 879, 'tess': 2400}
+
+
+def test_speaker_kfold_never_puts_a_speaker_on_two_sides(data_dir):
+    clips = load_clips(data_dir)
+    folds = speaker_folds(clips, 4)
+    assert sorted(s for fold in folds for s in fold) == sorted({c.speaker_key for c in clips})
+    for split in make_splits(clips, 'speaker_kfold', 4, 0.15):
+        train, val, test = ({c.speaker_key for c in part} for part in (split.train, split.validation, split.test))
+        assert not train & test and not val & test
+        # Validation comes from the training side: whole speakers where a corpus has enough of them.
+        assert {k for k in val if k.startswith('ravdess')}.isdisjoint(train)
+        assert len(split.train) + len(split.validation) + len(split.test) == len(clips)
+
+
+def test_paper_protocol_is_random_and_stratified(data_dir):
+    clips = load_clips(data_dir, datasets=['emovo'])
+    splits = make_splits(clips, 'paper_random_kfold', 10, 0.0)
+    assert len(splits) == 10
+    tested = [c.path for s in splits for c in s.test]
+    assert sorted(tested) == sorted(c.path for c in clips)
+    assert all(not s.validation for s in splits)
+
+
+def test_augmentation_changes_training_audio_as_configured():
+    rng = np.random.default_rng(0)
+    wave = (0.1 * np.sin(np.arange(16000) / 10)).astype(np.float32)
+    noisy = add_noise(wave, 10.0, rng)
+    snr = 10 * np.log10(np.mean(wave ** 2) / np.mean((noisy - wave) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.5)
+    settings = dict(train_config.DEFAULTS['augment'], speed_prob=1.0, speed_range=[1.25, 1.25], noise_prob=0.0,
+                    gain_db=[0.0, 0.0])
+    faster = WaveAugmenter(settings, 16000)(wave, rng)
+    assert len(faster) == pytest.approx(16000 / 1.25, abs=2)
+    features = np.ones((2, 39, 121), dtype=np.float32)
+    masked = spec_augment(features, dict(settings, spec_time_masks=1, spec_time_width=10, spec_freq_masks=1,
+                                         spec_freq_width=4), np.random.default_rng(3))
+    assert 0 < (masked == 0).mean() < 0.2
+
+
+def test_config_layers_presets_and_overrides(tmp_path):
+    resolved = train_config.resolve(presets=['original_cktim'], overrides=['training.lr=0.02', 'model.n_tab=6'])
+    assert resolved['training']['lr'] == 0.02 and resolved['training']['batch_size'] == 64
+    assert resolved['model'] == {'name': 'cktim', 'filters': 39, 'kernel_size': 2, 'dropout': 0.1,
+                                 'omega_0': 25.0, 'generator': 'conv', 'n_tab': 6}
+    with pytest.raises(ValueError, match='unknown config key'):
+        train_config.resolve(overrides=['training.learning_rate=1'])
+    with pytest.raises(FileNotFoundError, match='presets'):
+        train_config.resolve(presets=['nope'])
+
+
+@pytest.fixture(scope='module')
+def small_corpus(data_dir, tmp_path_factory):
+    """A manifest of 48 real clips: 3 emotions x 4 EMOVO speakers x 4 sentences."""
+    rows = []
+    with open(data_dir / 'manifest.csv', newline='') as stream:
+        for row in csv.DictReader(stream):
+            if row['dataset'] == 'emovo' and row['emotion'] in ('angry', 'sad', 'neutral') and \
+                    row['path'].split('-')[-1][:2] in ('b1', 'b2', 'l1', 'n1'):
+                rows.append(row)
+    manifest = tmp_path_factory.mktemp('corpus') / 'manifest.csv'
+    with open(manifest, 'w', newline='') as stream:
+        writer = csv.DictWriter(stream, fieldnames=['path', 'dataset', 'speaker', 'emotion'], extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows)
+    assert len(read_manifest(manifest, data_dir)) == 48
+    return manifest
+
+
+def tiny_overrides(data_dir, manifest, epochs):
+    return [f'data.root={data_dir}', f'data.manifest={manifest}', 'data.datasets=[emovo]',
+            'model.name=timnet', 'model.n_tab=2', f'training.epochs={epochs}', 'training.batch_size=16',
+            'training.threads=1', 'split.folds=4', 'split.fold=0']
+
+
+def read_history(run_dir):
+    return json.loads((run_dir / 'fold0' / 'metrics.json').read_text())
+
+
+def test_short_real_training_run_writes_every_output(data_dir, small_corpus, tmp_path):
+    from training.train import run
+    summary = run(train_config.resolve(overrides=tiny_overrides(data_dir, small_corpus, 2)), tmp_path / 'run')
+    fold = tmp_path / 'run' / 'fold0'
+    for name in ('metrics.json', 'test_metrics.json', 'curves.png', 'confusion.png', 'checkpoint.pt',
+                 'artifact/model.json', 'artifact/model.safetensors', 'artifact/model.onnx'):
+        assert (fold / name).is_file(), name
+    for name in ('config.yaml', 'environment.json', 'summary.json'):
+        assert (tmp_path / 'run' / name).is_file(), name
+    test = json.loads((fold / 'test_metrics.json').read_text())
+    assert test['n'] == 12 and 0 <= test['uar'] <= 1 and set(test['per_class']) == {'neutral', 'sad', 'angry'}
+    assert len(read_history(tmp_path / 'run')) == 2
+    assert summary['folds'][0]['test_speakers'] == fold_speakers(small_corpus, data_dir, 0)
+    import ser_models
+    predictor = ser_models.load(fold / 'artifact')
+    assert predictor.labels == ['neutral', 'sad', 'angry']
+
+
+def fold_speakers(manifest, data_dir, fold):
+    clips = read_manifest(manifest, data_dir)
+    return sorted(speaker_folds(clips, 4)[fold])
+
+
+def test_resume_continues_exactly_where_it_stopped(data_dir, small_corpus, tmp_path):
+    from training.train import run
+    run(train_config.resolve(overrides=tiny_overrides(data_dir, small_corpus, 3)), tmp_path / 'straight')
+    run(train_config.resolve(overrides=tiny_overrides(data_dir, small_corpus, 1)), tmp_path / 'interrupted')
+    run(train_config.resolve(overrides=tiny_overrides(data_dir, small_corpus, 3)), tmp_path / 'interrupted',
+        resume=True)
+    straight, resumed = read_history(tmp_path / 'straight'), read_history(tmp_path / 'interrupted')
+    assert [h['epoch'] for h in resumed] == [1, 2, 3]
+    for a, b in zip(straight, resumed, strict=True):
+        assert a['train_loss'] == pytest.approx(b['train_loss'], rel=1e-5)
+
+
+def test_distributed_training_with_two_cpu_processes(data_dir, small_corpus, tmp_path):
+    args = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+            '-m', 'training.train', '--out', str(tmp_path / 'ddp')]
+    for override in tiny_overrides(data_dir, small_corpus, 2):
+        args += ['--set', override]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / 'ddp' / 'fold0' / 'artifact' / 'model.onnx').is_file()
+    assert json.loads((tmp_path / 'ddp' / 'environment.json').read_text())['world_size'] == 2
+    assert len(read_history(tmp_path / 'ddp')) == 2
+
+
+def test_evaluate_command_reports_per_corpus_and_counts_unknown_labels(data_dir, small_corpus, tmp_path):
+    from training.train import run
+    run(train_config.resolve(overrides=tiny_overrides(data_dir, small_corpus, 1)), tmp_path / 'run')
+    # Evaluate on a folder whose manifest also holds labels the model never learned.
+    manifest = tmp_path / 'eval.csv'
+    rows = list(csv.DictReader(open(data_dir / 'manifest.csv')))
+    chosen = [r for r in rows if r['speaker'] in ('f1', '03')][:60] + \
+             [r for r in rows if r['dataset'] == 'tess' and r['emotion'] == 'happy'][:5]
+    with open(manifest, 'w', newline='') as stream:
+        writer = csv.DictWriter(stream, fieldnames=['path', 'dataset', 'speaker', 'emotion'], extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(chosen)
+    out = tmp_path / 'eval.json'
+    result = subprocess.run([sys.executable, '-m', 'training.evaluate', '--model', str(tmp_path / 'run/fold0/artifact'),
+                             '--data', str(data_dir), '--manifest', str(manifest), '--json', str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert 'overall' in result.stdout and 'UAR' in result.stdout
+    report = json.loads(out.read_text())
+    known = [r for r in chosen if r['emotion'] in ('neutral', 'sad', 'angry')]
+    assert report['overall']['n'] == len(known)
+    assert report['unknown_label']['n'] == len(chosen) - len(known) > 0
+    for entry in [report['overall'], *report['datasets'].values()]:
+        assert set(entry) >= {'n', 'uar', 'war', 'f1_macro', 'confusion'}
+        assert 0 <= entry['uar'] <= 1 and 0 <= entry['war'] <= 1

@@ -1,0 +1,1 @@
+"""Offline training and evaluation for ser_ros: corpora in, artifacts, metrics and plots out."""

@@ -1,0 +1,61 @@
+"""Augmentation, applied to training windows only: waveform effects, then SpecAugment masks."""
+from __future__ import annotations
+
+import numpy as np
+import soxr
+
+
+def add_noise(wave: np.ndarray, snr_db: float, rng) -> np.ndarray:
+    power = float(np.mean(wave ** 2)) + 1e-10
+    noise = rng.standard_normal(wave.shape).astype(np.float32)
+    return wave + noise * np.float32(np.sqrt(power / 10 ** (snr_db / 10)))
+
+
+def change_speed(wave: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
+    """Play factor times faster (tempo and pitch together), as speed perturbation does."""
+    return soxr.resample(wave, sample_rate * factor, sample_rate).astype(np.float32)
+
+
+def shift_pitch(wave: np.ndarray, semitones: float, sample_rate: int) -> np.ndarray:
+    import librosa
+    return librosa.effects.pitch_shift(wave, sr=sample_rate, n_steps=semitones).astype(np.float32)
+
+
+class WaveAugmenter:
+    def __init__(self, settings: dict, sample_rate: int):
+        self.s = settings
+        self.sample_rate = sample_rate
+
+    def __call__(self, wave: np.ndarray, rng) -> np.ndarray:
+        s = self.s
+        if s['speed_prob'] and rng.random() < s['speed_prob']:
+            wave = change_speed(wave, rng.uniform(*s['speed_range']), self.sample_rate)
+        if s['pitch_prob'] and rng.random() < s['pitch_prob']:
+            wave = shift_pitch(wave, rng.uniform(-s['pitch_semitones'], s['pitch_semitones']), self.sample_rate)
+        if s['reverse_prob'] and rng.random() < s['reverse_prob']:
+            wave = wave[::-1].copy()
+        low, high = s['gain_db']
+        if high > low or low:
+            wave = wave * np.float32(10 ** (rng.uniform(low, high) / 20))
+        if s['noise_prob'] and rng.random() < s['noise_prob']:
+            wave = add_noise(wave, rng.uniform(*s['noise_snr_db']), rng)
+        return wave
+
+    def shift_seconds(self, rng) -> float:
+        limit = self.s['shift_max_seconds']
+        return rng.uniform(-limit, limit) if limit else 0.0
+
+
+def spec_augment(features: np.ndarray, settings: dict, rng) -> np.ndarray:
+    """Zero random time and frequency bands of MFCC windows (B, coefficients, frames), in place."""
+    batch, n_coeff, n_frames = features.shape
+    for row in range(batch):
+        for _ in range(settings['spec_time_masks']):
+            width = rng.integers(0, settings['spec_time_width'] + 1)
+            start = rng.integers(0, max(1, n_frames - width))
+            features[row, :, start:start + width] = 0.0
+        for _ in range(settings['spec_freq_masks']):
+            width = rng.integers(0, settings['spec_freq_width'] + 1)
+            start = rng.integers(0, max(1, n_coeff - width))
+            features[row, start:start + width, :] = 0.0
+    return features

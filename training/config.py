@@ -1,0 +1,93 @@
+"""Training configuration: YAML files, presets and command-line overrides, resolved into one dict."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+PRESETS_DIR = Path(__file__).parent / 'presets'
+
+DEFAULTS = {
+    'model': {'name': 'cktim'},
+    'window_seconds': 3.0,
+    'features': {},                      # FeatureConfig fields; empty = its defaults
+    'data': {'root': '../shared/data', 'manifest': None, 'datasets': ['emovo', 'ravdess', 'tess'],
+             'balance': True},                # draw every corpus equally often in training
+    'split': {
+        'protocol': 'speaker_kfold',     # speaker_kfold | paper_random_kfold | all_speakers
+        'folds': 4,
+        'fold': None,                    # None: every fold; an int: only that one
+        'validation_fraction': 0.15,     # of training speakers (or clips, for corpora with < 4 speakers)
+    },
+    'augment': {
+        'copies': 1,                     # augmented passes over the training set per epoch
+        'noise_prob': 0.5, 'noise_snr_db': [10.0, 30.0],
+        'shift_max_seconds': 0.3,
+        'speed_prob': 0.3, 'speed_range': [0.9, 1.1],
+        'pitch_prob': 0.0, 'pitch_semitones': 2.0,
+        'reverse_prob': 0.0,
+        'gain_db': [-6.0, 6.0],
+        'spec_time_masks': 2, 'spec_time_width': 12,
+        'spec_freq_masks': 2, 'spec_freq_width': 4,
+    },
+    'training': {
+        'epochs': 60, 'batch_size': 64,
+        'optimizer': 'adam', 'lr': 1e-3, 'betas': [0.93, 0.98], 'weight_decay': 0.0,
+        'label_smoothing': 0.1,
+        'scheduler': 'plateau', 'plateau_factor': 0.25, 'plateau_patience': 5, 'min_lr': 1e-5,
+        'early_stop_patience': 15,       # epochs without validation UAR gain; 0 disables
+        'select': 'best_validation',     # best_validation | last_epoch (the paper protocol)
+        'seed': 0, 'device': 'auto', 'threads': 0, 'amp': True,
+    },
+}
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in (update or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> dict:
+    """'training.lr=0.01' -> {'training': {'lr': 0.01}}; the value is parsed as YAML."""
+    if '=' not in text:
+        raise ValueError(f'override {text!r} is not KEY=VALUE')
+    dotted, raw = text.split('=', 1)
+    value = yaml.safe_load(raw) if raw != '' else None
+    result: dict = {}
+    node = result
+    keys = dotted.strip().split('.')
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return result
+
+
+def check_known_keys(config: dict, reference: dict, where: str = '') -> None:
+    for key, value in config.items():
+        if key not in reference:
+            raise ValueError(f'unknown config key {where}{key!r}')
+        if isinstance(reference[key], dict) and reference[key] and isinstance(value, dict):
+            check_known_keys(value, reference[key], f'{where}{key}.')
+
+
+def resolve(config_file=None, presets=(), overrides=()) -> dict:
+    """Defaults <- presets <- config file <- KEY=VALUE overrides."""
+    config = copy.deepcopy(DEFAULTS)
+    layers = [PRESETS_DIR / f'{name}.yaml' for name in presets]
+    if config_file:
+        layers.append(Path(config_file))
+    for layer in layers:
+        if not layer.is_file():
+            known = sorted(p.stem for p in PRESETS_DIR.glob('*.yaml'))
+            raise FileNotFoundError(f'{layer}: no such config (presets: {known})')
+        config = deep_merge(config, yaml.safe_load(layer.read_text()) or {})
+    for text in overrides:
+        config = deep_merge(config, parse_override(text))
+    check_known_keys({k: v for k, v in config.items() if k not in ('model', 'features')}, DEFAULTS)
+    return config

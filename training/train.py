@@ -1,0 +1,433 @@
+"""Train CkTIM-net, TIM-Net or LMU on emotional speech corpora.
+
+    python -m training.train --config config/train/cktim.yaml --out runs/cktim \
+        [--preset NAME ...] [--set training.epochs=30 ...] [--resume]
+
+Writes, per fold: an artifact (model.json, model.safetensors, model.onnx), per-epoch metrics,
+test metrics, confusion-matrix and curve plots; plus the resolved config, environment info and
+a summary over folds. Multi-GPU (or multi-process CPU): torchrun --nproc_per_node N -m training.train ...
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from ser_models import FeatureConfig, build, save_artifact
+from ser_models.features import MfccExtractor
+from ser_models.registry import count_parameters, resolve_config
+
+from . import config as config_module
+from .data import ClipSet, WindowBatcher
+from .datasets import labels_present, load_clips
+from .metrics import classification_metrics
+from .plots import plot_confusion, plot_curves
+from .splits import make_splits
+
+REPO = Path(__file__).resolve().parents[1]
+EVAL_HOP_SECONDS = 0.5
+
+
+class Distributed:
+    """torchrun's environment, or a single process."""
+
+    def __init__(self):
+        self.world = int(os.environ.get('WORLD_SIZE', '1'))
+        self.rank = int(os.environ.get('RANK', '0'))
+        self.local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+        self.enabled = self.world > 1
+
+    def start(self, device: str):
+        if self.enabled:
+            backend = 'nccl' if device.startswith('cuda') else 'gloo'
+            torch.distributed.init_process_group(backend=backend)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def stop(self):
+        if self.enabled:
+            torch.distributed.destroy_process_group()
+
+
+def pick_device(requested: str, dist: Distributed) -> str:
+    if requested == 'auto':
+        if torch.cuda.is_available():
+            requested = 'cuda'
+        elif getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():
+            requested = 'mps'
+        else:
+            requested = 'cpu'
+    if requested == 'cuda' and dist.enabled:
+        return f'cuda:{dist.local_rank}'
+    return requested
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or 'unknown'
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+
+
+def environment_info(device: str, dist: Distributed) -> dict:
+    import onnxruntime
+    return {'python': sys.version.split()[0], 'torch': torch.__version__, 'numpy': np.__version__,
+            'onnxruntime': onnxruntime.__version__, 'platform': platform.platform(),
+            'cpu_count': os.cpu_count(), 'device': device, 'world_size': dist.world,
+            'commit': git_commit(), 'started': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+
+
+def epoch_order(indices: np.ndarray, datasets: np.ndarray, copies: int, balance: bool, rng) -> np.ndarray:
+    """Training order for one epoch; with balance, every corpus is drawn equally often."""
+    count = len(indices) * copies
+    if not balance:
+        return np.concatenate([rng.permutation(indices) for _ in range(copies)])
+    names, inverse = np.unique(datasets, return_inverse=True)
+    weights = 1.0 / np.bincount(inverse)[inverse]
+    return rng.choice(indices, size=count, replace=True, p=weights / weights.sum())
+
+
+@torch.no_grad()
+def predict_clips(model, clip_set: ClipSet, indices, batcher: WindowBatcher, device: str) -> np.ndarray:
+    """Clip-level probabilities: the mean over the node's windows (hop 0.5 s) of each clip."""
+    model.eval()
+    hop = int(EVAL_HOP_SECONDS * batcher.sample_rate)
+    windows, owners = [], []
+    for position, index in enumerate(indices):
+        clip_windows = batcher.clip_windows(clip_set.audio[index], hop)
+        windows.append(clip_windows)
+        owners += [position] * len(clip_windows)
+    if not windows:
+        return np.zeros((0, len(clip_set.labels)), dtype=np.float32)
+    windows = np.concatenate(windows)
+    owners = np.asarray(owners)
+    probabilities = []
+    for start in range(0, len(windows), 256):
+        mfcc = torch.from_numpy(batcher.features(windows[start:start + 256])).to(device)
+        probabilities.append(torch.softmax(model(mfcc).float(), dim=-1).cpu().numpy())
+    probabilities = np.concatenate(probabilities)
+    totals = np.zeros((len(indices), probabilities.shape[1]))
+    np.add.at(totals, owners, probabilities)
+    return (totals / np.bincount(owners, minlength=len(indices))[:, None]).astype(np.float32)
+
+
+def score(model, clip_set, indices, batcher, device) -> dict:
+    probabilities = predict_clips(model, clip_set, indices, batcher, device)
+    targets = clip_set.targets[np.asarray(indices, dtype=np.int64)]
+    metrics = classification_metrics(targets, probabilities.argmax(axis=1), clip_set.labels)
+    eps = 1e-7
+    metrics['loss'] = float(-np.mean(np.log(probabilities[np.arange(len(targets)), targets] + eps))) \
+        if len(targets) else 0.0
+    return metrics
+
+
+def make_optimizer(model, t: dict):
+    if t['optimizer'] == 'adam':
+        return torch.optim.Adam(model.parameters(), lr=t['lr'], betas=tuple(t['betas']),
+                                weight_decay=t['weight_decay'])
+    if t['optimizer'] == 'adamw':
+        return torch.optim.AdamW(model.parameters(), lr=t['lr'], betas=tuple(t['betas']),
+                                 weight_decay=t['weight_decay'])
+    if t['optimizer'] == 'sgd':
+        return torch.optim.SGD(model.parameters(), lr=t['lr'], momentum=0.9, weight_decay=t['weight_decay'])
+    raise ValueError(f"unknown optimizer {t['optimizer']!r}")
+
+
+def make_scheduler(optimizer, t: dict, mode: str):
+    if t['scheduler'] == 'plateau':
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=t['plateau_factor'],
+                                                          patience=t['plateau_patience'], min_lr=t['min_lr'])
+    if t['scheduler'] == 'cosine':
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t['epochs'], eta_min=t['min_lr'])
+    if t['scheduler'] == 'none':
+        return None
+    raise ValueError(f"unknown scheduler {t['scheduler']!r}")
+
+
+class FoldTrainer:
+    """Trains one split, with checkpoints every epoch and resume."""
+
+    def __init__(self, config, architecture, clip_set, split_indices, batcher, device, dist, fold_dir):
+        self.config, self.architecture, self.clip_set = config, architecture, clip_set
+        self.train_idx, self.val_idx, self.test_idx = split_indices
+        self.batcher, self.device, self.dist, self.fold_dir = batcher, device, dist, fold_dir
+        self.t = config['training']
+        torch.manual_seed(self.t['seed'])
+        self.model = build(architecture).to(device)
+        self.net = self.model
+        if dist.enabled:
+            ids = [dist.local_rank] if device.startswith('cuda') else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = make_optimizer(self.model, self.t)
+        self.has_validation = len(self.val_idx) > 0
+        self.scheduler = make_scheduler(self.optimizer, self.t, 'max' if self.has_validation else 'min')
+        self.amp = bool(self.t['amp']) and device.startswith('cuda')
+        self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp)
+        self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=self.t['label_smoothing'])
+        self.history: list[dict] = []
+        self.best = {'uar': -1.0, 'epoch': -1, 'state': None}
+        self.start_epoch = 0
+        self.checkpoint_path = fold_dir / 'checkpoint.pt'
+        datasets = np.array([clip_set.clips[i].dataset for i in self.train_idx])
+        self.train_datasets = datasets
+
+    def save_checkpoint(self, epoch: int):
+        if not self.dist.main:
+            return
+        state = {'epoch': epoch, 'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
+                 'scheduler': self.scheduler.state_dict() if self.scheduler else {},
+                 'scaler': self.scaler.state_dict(), 'history': json.dumps(self.history),
+                 'best_uar': self.best['uar'], 'best_epoch': self.best['epoch'],
+                 'best_state': self.best['state'] or {}}
+        tmp = self.checkpoint_path.with_suffix('.tmp')
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)  # never leave a half-written checkpoint
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.is_file():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state['model'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        if self.scheduler and state['scheduler']:
+            self.scheduler.load_state_dict(state['scheduler'])
+        self.scaler.load_state_dict(state['scaler'])
+        self.history = json.loads(state['history'])
+        self.best = {'uar': state['best_uar'], 'epoch': state['best_epoch'], 'state': state['best_state'] or None}
+        self.start_epoch = state['epoch'] + 1
+        return True
+
+    def train_epoch(self, epoch: int) -> dict:
+        t, a = self.t, self.config['augment']
+        rng = np.random.default_rng([t['seed'], epoch])
+        torch.manual_seed(t['seed'] * 100003 + epoch * 1009 + self.dist.rank)
+        order = epoch_order(np.asarray(self.train_idx), self.train_datasets, a['copies'],
+                            self.config['data'].get('balance', False), rng)
+        order = order[self.dist.rank::self.dist.world]
+        worker_rng = np.random.default_rng([t['seed'], epoch, self.dist.rank, 7])
+        per_rank_batch = max(1, t['batch_size'] // self.dist.world)
+        batches = [order[i:i + per_rank_batch] for i in range(0, len(order), per_rank_batch)]
+        if self.dist.enabled:  # equal step counts on every rank, or DDP waits forever
+            steps = torch.tensor(len(batches))
+            torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MIN)
+            batches = batches[:int(steps)]
+        self.net.train()
+        total, correct, seen = 0.0, 0, 0
+        progress = tqdm(batches, desc=f'{self.fold_dir.name} epoch {epoch + 1}/{t["epochs"]}', leave=False,
+                        disable=not self.dist.main or not sys.stderr.isatty())
+        for batch in progress:
+            mfcc, targets = self.batcher.training_batch(self.clip_set, batch, worker_rng)
+            mfcc = torch.from_numpy(mfcc).to(self.device)
+            targets = torch.from_numpy(targets).to(self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast('cuda', enabled=self.amp):
+                logits = self.net(mfcc)
+                loss = self.loss_fn(logits.float(), targets)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total += loss.item() * len(batch)
+            correct += int((logits.argmax(dim=1) == targets).sum())
+            seen += len(batch)
+            progress.set_postfix(loss=f'{total / seen:.3f}')
+        return {'loss': total / max(seen, 1), 'accuracy': correct / max(seen, 1)}
+
+    def fit(self, resume: bool) -> None:
+        if resume and self.load_checkpoint() and self.dist.main:
+            print(f'[train] {self.fold_dir.name}: resumed after epoch {self.start_epoch}', flush=True)
+        patience = self.t['early_stop_patience']
+        for epoch in range(self.start_epoch, self.t['epochs']):
+            started = time.perf_counter()
+            train = self.train_epoch(epoch)
+            record = {'epoch': epoch + 1, 'train_loss': train['loss'], 'train_accuracy': train['accuracy'],
+                      'lr': self.optimizer.param_groups[0]['lr']}
+            if self.has_validation:
+                val = score(self.model, self.clip_set, self.val_idx, self.batcher, self.device)
+                record.update(val_loss=val['loss'], val_uar=val['uar'], val_war=val['war'], val_f1=val['f1_macro'])
+                if val['uar'] > self.best['uar']:
+                    self.best = {'uar': val['uar'], 'epoch': epoch + 1,
+                                 'state': {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(record.get('val_uar', train['loss']))
+            elif self.scheduler:
+                self.scheduler.step()
+            record['seconds'] = time.perf_counter() - started
+            self.history.append(record)
+            self.save_checkpoint(epoch)
+            if self.dist.main:
+                shown = ' '.join(f'{k}={v:.4g}' for k, v in record.items() if k != 'epoch')
+                print(f'[train] {self.fold_dir.name} epoch {epoch + 1}: {shown}', flush=True)
+            if (patience and self.has_validation and self.t['select'] == 'best_validation'
+                    and epoch + 1 - self.best['epoch'] >= patience):
+                if self.dist.main:
+                    print(f'[train] {self.fold_dir.name}: early stop, best epoch {self.best["epoch"]}', flush=True)
+                break
+
+    def selected_model(self):
+        if self.t['select'] == 'best_validation' and self.best['state'] is not None:
+            self.model.load_state_dict(self.best['state'])
+            return self.model, self.best['epoch']
+        return self.model, len(self.history)
+
+
+def write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2) + '\n')
+
+
+def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
+    dist = Distributed()
+    t = config['training']
+    device = pick_device(t['device'], dist)
+    dist.start(device)
+    if t['threads']:
+        torch.set_num_threads(int(t['threads']))
+    np.random.seed(t['seed'])
+    torch.manual_seed(t['seed'])
+    out_dir = Path(out_dir)
+    data = config['data']
+    root = (REPO / data['root']).resolve() if not Path(data['root']).is_absolute() else Path(data['root'])
+    clips = load_clips(root, data.get('manifest'), data.get('datasets'))
+    if not clips:
+        raise SystemExit(f'no clips found under {root}')
+    labels = labels_present(clips)
+    features = FeatureConfig.from_dict(config['features'])
+    window_samples = int(round(config['window_seconds'] * features.sample_rate))
+    architecture = resolve_config({**config['model'], 'n_classes': len(labels), 'n_mfcc': features.n_mfcc,
+                                   'frames': features.num_frames(window_samples)})
+    resolved = copy.deepcopy(config)
+    resolved['model'] = architecture
+    resolved['features'] = features.to_dict()
+    if dist.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / 'config.yaml').write_text(yaml.safe_dump(resolved, sort_keys=False))
+        write_json(out_dir / 'environment.json', environment_info(device, dist))
+        print(f'[train] {len(clips)} clips, labels {labels}, {architecture["name"]} with '
+              f'{count_parameters(build(architecture)):,} parameters, device {device}', flush=True)
+    clip_set = ClipSet(clips, labels, features.sample_rate)
+    position = {id(c): i for i, c in enumerate(clips)}
+    split = config['split']
+    splits = make_splits(clips, split['protocol'], split['folds'], split['validation_fraction'], t['seed'])
+    if split.get('fold') is not None:
+        splits = [splits[int(split['fold'])]]
+    extractor = MfccExtractor(features)
+    results = []
+    for part in splits:
+        fold_dir = out_dir / part.name
+        if dist.main:
+            fold_dir.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
+        indices = tuple([position[id(c)] for c in group] for group in (part.train, part.validation, part.test))
+        batcher = WindowBatcher(extractor, window_samples, config['augment'])
+        eval_batcher = WindowBatcher(extractor, window_samples, None)
+        trainer = FoldTrainer(config, architecture, clip_set, indices, batcher, device, dist, fold_dir)
+        trainer.batcher_eval = eval_batcher
+        trainer.fit(resume)
+        model, epoch = trainer.selected_model()
+        result = {'fold': part.name, 'selected_epoch': epoch, 'n_train': len(part.train),
+                  'n_validation': len(part.validation), 'n_test': len(part.test),
+                  'test_speakers': sorted({c.speaker_key for c in part.test}),
+                  'validation_uar': trainer.best['uar'] if trainer.has_validation else None}
+        if dist.main:
+            write_json(fold_dir / 'metrics.json', trainer.history)
+            plot_curves(trainer.history, fold_dir / 'curves.png')
+            if part.test:
+                test = score(model, clip_set, indices[2], eval_batcher, device)
+                test['per_dataset'] = per_dataset_metrics(model, clip_set, indices[2], eval_batcher, device)
+                write_json(fold_dir / 'test_metrics.json', test)
+                plot_confusion(test['confusion'], labels, fold_dir / 'confusion.png',
+                               f'{architecture["name"]} {part.name}: UAR {test["uar"]:.3f}')
+                result['test'] = {k: test[k] for k in ('uar', 'war', 'f1_macro', 'precision_macro', 'recall_macro')}
+                result['test_per_dataset'] = {d: {k: m[k] for k in ('n', 'uar', 'war', 'f1_macro')}
+                                              for d, m in test['per_dataset'].items()}
+            provenance = {'data': {'root': str(data['root']), 'datasets': data.get('datasets'),
+                                   'train_clips': len(part.train), 'validation_clips': len(part.validation),
+                                   'test_speakers': result['test_speakers']},
+                          'commit': git_commit(), 'selected_epoch': epoch,
+                          'validation_uar': result['validation_uar'], 'test': result.get('test'),
+                          'licence': 'trained on corpora licensed for non-commercial research use; '
+                                     'those terms carry over to these weights'}
+            save_artifact(model.cpu(), fold_dir / 'artifact', architecture=architecture, labels=labels,
+                          features=features, window_seconds=config['window_seconds'],
+                          model_id=f'{architecture["name"]}-{out_dir.name}-{part.name}', provenance=provenance)
+            model.to(device)
+        results.append(result)
+    summary = summarize(results)
+    if dist.main:
+        write_json(out_dir / 'summary.json', summary)
+        print_summary(summary)
+    dist.barrier()
+    dist.stop()
+    return summary
+
+
+def per_dataset_metrics(model, clip_set, indices, batcher, device) -> dict:
+    by_dataset = {}
+    for index in indices:
+        by_dataset.setdefault(clip_set.clips[index].dataset, []).append(index)
+    return {dataset: score(model, clip_set, group, batcher, device) for dataset, group in sorted(by_dataset.items())}
+
+
+def summarize(results: list[dict]) -> dict:
+    summary = {'folds': results}
+    tested = [r for r in results if 'test' in r]
+    if tested:
+        for key in ('uar', 'war', 'f1_macro'):
+            values = [r['test'][key] for r in tested]
+            summary[f'test_{key}_mean'] = float(np.mean(values))
+            summary[f'test_{key}_std'] = float(np.std(values))
+        datasets = sorted({d for r in tested for d in r.get('test_per_dataset', {})})
+        summary['per_dataset'] = {}
+        for dataset in datasets:
+            values = [r['test_per_dataset'][dataset]['uar'] for r in tested if dataset in r['test_per_dataset']]
+            summary['per_dataset'][dataset] = {'uar_mean': float(np.mean(values)), 'uar_std': float(np.std(values)),
+                                               'folds': len(values)}
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    for r in summary['folds']:
+        test = r.get('test')
+        shown = f"UAR {test['uar']:.3f} WAR {test['war']:.3f} F1 {test['f1_macro']:.3f}" if test else 'no test set'
+        print(f"[train] {r['fold']}: epoch {r['selected_epoch']}, {shown}", flush=True)
+    if 'test_uar_mean' in summary:
+        print(f"[train] mean over {len(summary['folds'])} folds: UAR {summary['test_uar_mean']:.3f} "
+              f"± {summary['test_uar_std']:.3f}, WAR {summary['test_war_mean']:.3f} "
+              f"± {summary['test_war_std']:.3f}", flush=True)
+        for dataset, values in summary['per_dataset'].items():
+            print(f"[train]   {dataset}: UAR {values['uar_mean']:.3f} ± {values['uar_std']:.3f}", flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', help='YAML config (layered over the defaults and presets)')
+    parser.add_argument('--preset', action='append', default=[], help='named preset from training/presets')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help='override any key, e.g. training.lr=0.01 or model.n_tab=6')
+    parser.add_argument('--out', required=True, help='run directory')
+    parser.add_argument('--resume', action='store_true', help='continue from the checkpoints in --out')
+    args = parser.parse_args(argv)
+    config = config_module.resolve(args.config, args.preset, args.set)
+    run(config, Path(args.out), resume=args.resume)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
