@@ -60,10 +60,10 @@ class LMULayer(nn.Module):
 
     def memory(self, u: torch.Tensor) -> torch.Tensor:
         """Parallel form: m (B, memory_inputs * order, T) from u (B, memory_inputs, T)."""
-        length = u.shape[-1]
-        kernel = self.impulse_response(length).repeat(self.memory_inputs, 1, 1)
-        padded = nn.functional.pad(u, (length - 1, 0))
-        return nn.functional.conv1d(padded, kernel, groups=self.memory_inputs)
+        batch, channels, length = u.shape
+        padded = nn.functional.pad(u.reshape(batch * channels, 1, length), (length - 1, 0))
+        memory = nn.functional.conv1d(padded, self.impulse_response(length))      # (B*M, order, T)
+        return memory.reshape(batch, channels * self.order, length)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.memory(self.encoder(x))

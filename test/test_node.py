@@ -1,5 +1,6 @@
 """ser_node on real DDS: real speech in, consistent Emotion messages out, bad input survived, live parameters."""
 import json
+import os
 import re
 import time
 
@@ -214,3 +215,22 @@ def test_bad_weights_stop_the_node_at_start_with_a_clear_error(node_factory, tmp
     assert node.process.wait(timeout=30) == 1
     log = node.log()
     assert 'cannot start' in log and 'nowhere' in log and 'Traceback' not in log
+
+
+def test_console_script_with_params_file_picks_a_shipped_model(ros_node, speech):
+    """`ser_node --ros-args --params-file config/ser.yaml -p model:=lmu`, as the README shows."""
+    from audio_common_msgs.msg import AudioData
+    from node_harness import REPO
+    node = NodeProcess(f'params_file_{os.getpid()}', {'model': 'lmu', 'qos_reliability': 'reliable'},
+                       params_file=str(REPO / 'config' / 'ser.yaml'))
+    try:
+        received = collect(ros_node, node.namespace)
+        publisher = audio_publisher(ros_node, node.namespace)
+        wait_for_subscriber(ros_node, publisher)
+        chunks = pcm_chunks(speech[:64000], 'S16LE', chunk_frames=1024)
+        publish_paced(ros_node, publisher, chunks, lambda c: AudioData(data=c), 1024 / 16000)
+        assert spin_until(ros_node, lambda: len(received) >= 3, timeout=30), node.log()
+        assert {m.model for m in received} == {'lmu-ser-v1'}
+        assert 'share/ser_ros/weights/lmu' in node.log()
+    finally:
+        node.stop()

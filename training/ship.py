@@ -14,7 +14,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from ser_models.artifact import read_model_json, write_model_json
+from safetensors.torch import load_file
+
+from ser_models import build
+from ser_models.artifact import ONNX_FILE, WEIGHTS_FILE, read_model_json, sha256_of, write_model_json
+from ser_models.export import export_onnx, share_weights_with_safetensors
 
 REPO = Path(__file__).resolve().parents[1]
 LICENCE_NOTE = """# Licence of these weights
@@ -32,8 +36,14 @@ def ship(artifact: Path, name: str, version: str, out_root: Path = REPO / 'weigh
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    for entry in ('weights', 'onnx'):
-        shutil.copyfile(artifact / meta[entry]['file'], target / meta[entry]['file'])
+    shutil.copyfile(artifact / meta['weights']['file'], target / WEIGHTS_FILE)
+    # The ONNX graph is exported again from the weights with the current exporter.
+    model = build(meta['architecture'])
+    model.load_state_dict(load_file(str(target / WEIGHTS_FILE)))
+    export_onnx(model, target / ONNX_FILE, meta['architecture']['n_mfcc'], meta['architecture']['frames'])
+    share_weights_with_safetensors(target / ONNX_FILE, target / WEIGHTS_FILE)
+    meta['weights'] = {'file': WEIGHTS_FILE, 'sha256': sha256_of(target / WEIGHTS_FILE)}
+    meta['onnx'] = {'file': ONNX_FILE, 'sha256': sha256_of(target / ONNX_FILE)}
     meta['model_id'] = f'{name}-ser-{version}'
     write_model_json(target, meta)
     history = artifact.parent / 'metrics.json'

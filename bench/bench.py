@@ -1,0 +1,314 @@
+"""Benchmark ser_ros: front end, models, the node on real DDS, and a wav2vec2-base peer.
+
+    python bench/bench.py [--quick] [--json bench/results.json] [--sections models,node,peer]
+
+Prints a table and writes JSON. Model latencies are batch-1 for one 3 s window (121 MFCC frames),
+median and p95 over repeated calls after warm-up, at 1 and 2 threads, on onnxruntime and torch.
+Node figures come from ser_node in its own process on loopback DDS. Run it on an idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MODELS = ('cktim', 'timnet', 'lmu')
+WINDOW = 48000
+
+
+def stats(samples_s) -> dict:
+    ms = np.asarray(samples_s) * 1e3
+    return {'median_ms': float(np.median(ms)), 'p95_ms': float(np.percentile(ms, 95)),
+            'p99_ms': float(np.percentile(ms, 99)), 'n': int(len(ms))}
+
+
+def time_calls(fn, repeats: int, warmup: int = 10) -> dict:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return stats(samples)
+
+
+def weights_dir(model: str) -> Path:
+    return REPO / 'weights' / model
+
+
+def bench_front_end(repeats: int) -> list[dict]:
+    from threadpoolctl import threadpool_limits
+
+    from ser_models import MfccExtractor
+    extract = MfccExtractor()
+    window = (np.random.default_rng(0).standard_normal(WINDOW) * 0.1).astype(np.float32)
+    rows = []
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            rows.append({'what': 'front end (MFCC, numpy)', 'backend': 'numpy', 'threads': threads,
+                         **time_calls(lambda: extract(window), repeats)})
+    return rows
+
+
+def bench_models(repeats: int) -> list[dict]:
+    import ser_models
+    rows = []
+    window = (np.random.default_rng(1).standard_normal((1, WINDOW)) * 0.1).astype(np.float32)
+    for model in MODELS:
+        path = weights_dir(model)
+        if not (path / 'model.json').is_file():
+            rows.append({'what': model, 'skipped': f'no shipped weights at {path}'})
+            continue
+        for backend in ('onnxruntime', 'torch'):
+            for threads in (1, 2):
+                predictor = ser_models.load(path, backend=backend, threads=threads)
+                mfcc = predictor.features(window)
+                n_params = None
+                if backend == 'torch':
+                    n_params = sum(p.numel() for p in predictor.model.parameters())
+                rows.append({'what': f'{model} ({predictor.model_id})', 'backend': backend, 'threads': threads,
+                             'parameters': n_params, **time_calls(lambda p=predictor, m=mfcc: p._logits(m), repeats)})
+    return rows
+
+
+def bench_peer(repeats: int) -> list[dict]:
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+    torch.manual_seed(0)
+    model = Wav2Vec2Model(Wav2Vec2Config()).eval()   # wav2vec2-base shape, random weights
+    parameters = sum(p.numel() for p in model.parameters())
+    audio = torch.randn(1, WINDOW) * 0.1
+    rows = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            rows.append({'what': 'wav2vec2-base encoder (peer)', 'backend': 'torch', 'threads': threads,
+                         'parameters': parameters, **time_calls(lambda: model(audio), max(5, repeats // 20), 2)})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- node
+def node_env() -> dict:
+    return dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+
+
+def start_node(namespace: str, params: dict):
+    from ser_ros.bag_eval import ser_node_command
+    args = ser_node_command() + ['--ros-args', '-r', f'__ns:=/{namespace}']
+    for key, value in params.items():
+        args += ['-p', f'{key}:={value}']
+    return subprocess.Popen(args, env=node_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    import psutil
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+class Probe:
+    """The test side of the graph: publishes audio, receives Emotion."""
+
+    def __init__(self, namespace: str):
+        import rclpy
+        from audio_common_msgs.msg import AudioData
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from ser_msgs.msg import Emotion
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(f'bench_{namespace}', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.AudioData = AudioData
+        self.received = []
+        self.node.create_subscription(Emotion, f'/{namespace}/emotion',
+                                      lambda m: self.received.append((time.perf_counter(), m)),
+                                      QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        self.publisher = self.node.create_publisher(AudioData, f'/{namespace}/audio/audio',
+                                                    QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+
+    def spin_for(self, seconds: float):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            self.executor.spin_once(timeout_sec=max(0.0, min(0.01, end - time.perf_counter())))
+
+    def wait_until(self, predicate, timeout: float) -> bool:
+        end = time.perf_counter() + timeout
+        while time.perf_counter() < end:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.005)
+        return predicate()
+
+    def publish(self, pcm: bytes):
+        self.publisher.publish(self.AudioData(data=pcm))
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def speech_pcm(seconds: float) -> bytes:
+    """Real speech from the bundled bag, looped to the length asked for, as S16LE."""
+    from ser_ros.bag_audio import read_audio
+    raw = b''.join(m.data for m in read_audio(REPO / 'test' / 'data' / 'demo_bag') if m.kind == 'data')
+    need = int(seconds * 16000) * 2
+    return (raw * (need // len(raw) + 1))[:need]
+
+
+def bench_node(model: str, backend: str, windows: int, realtime_seconds: float) -> dict:
+    namespace = f'bench_{model}_{backend}_{os.getpid()}'
+    started = time.perf_counter()
+    process = start_node(namespace, {'weights': str(weights_dir(model)), 'backend': backend, 'hop': 0.1,
+                                     'qos_reliability': 'reliable', 'queue_size': 1000})
+    probe = Probe(namespace)
+    result = {'model': model, 'backend': backend}
+    try:
+        assert probe.wait_until(lambda: probe.publisher.get_subscription_count() > 0, 60), 'node did not start'
+        probe.spin_for(1.0)
+        # Startup: process start to the first /emotion, feeding 3 s of audio as soon as it listens.
+        first = speech_pcm(3.0)
+        for offset in range(0, len(first), 3200):
+            probe.publish(first[offset:offset + 3200])
+        assert probe.wait_until(lambda: probe.received, 60), 'no /emotion'
+        result['startup_to_first_emotion_s'] = probe.received[0][0] - started
+        # End to end: publish the 0.1 s chunk that completes a window, time until its /emotion.
+        pcm = speech_pcm(windows * 0.1 + 1)
+        latencies = []
+        for index in range(windows):
+            count = len(probe.received)
+            sent = time.perf_counter()
+            probe.publish(pcm[index * 3200:(index + 1) * 3200])
+            if not probe.wait_until(lambda c=count: len(probe.received) > c, 10):
+                raise RuntimeError(f'window {index}: no /emotion within 10 s')
+            latencies.append(probe.received[-1][0] - sent)
+        result['end_to_end'] = stats(latencies[20:])   # first 20 are warm-up
+        # CPU per stream: real-time 16 kHz audio in 64 ms chunks, default hop 0.5 s.
+        set_hop(probe, namespace, 0.5)
+        audio = speech_pcm(realtime_seconds)
+        cpu_before = process_cpu_seconds(process.pid)
+        wall = time.perf_counter()
+        for index, offset in enumerate(range(0, len(audio), 2048)):
+            probe.publish(audio[offset:offset + 2048])
+            probe.spin_for(max(0.0, wall + (index + 1) * 0.064 - time.perf_counter()))
+        probe.spin_for(1.0)
+        cpu = process_cpu_seconds(process.pid) - cpu_before
+        result['cpu_core_share_per_stream'] = cpu / (time.perf_counter() - wall)
+        result['cpu_seconds_per_audio_second'] = cpu / realtime_seconds
+        result['peak_rss_mb'] = peak_rss_mb(process.pid)
+        result['torch_imported'] = torch_loaded(process.pid)
+    finally:
+        probe.close()
+        process.send_signal(2)
+        process.wait(timeout=15)
+    return result
+
+
+def torch_loaded(pid: int) -> bool:
+    maps = Path(f'/proc/{pid}/maps').read_text()
+    return 'libtorch' in maps
+
+
+def set_hop(probe: Probe, namespace: str, hop: float):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    client = probe.node.create_client(SetParameters, f'/{namespace}/ser_node/set_parameters')
+    assert probe.wait_until(client.service_is_ready, 10)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter('hop', value=hop).to_parameter_msg()]))
+    assert probe.wait_until(future.done, 10) and future.result().results[0].successful
+
+
+# ---------------------------------------------------------------------------------------------- output
+def print_table(report: dict):
+    print(f"\nser_ros benchmark, {report['date']} on {report['machine']}")
+    print(f"{'what':<44}{'backend':<13}{'thr':>4}{'median ms':>11}{'p95 ms':>9}{'params':>11}")
+    for row in report.get('latency', []):
+        if 'skipped' in row:
+            print(f"{row['what']:<44}skipped: {row['skipped']}")
+            continue
+        params = f"{row['parameters']:,}" if row.get('parameters') else ''
+        print(f"{row['what']:<44}{row['backend']:<13}{row['threads']:>4}{row['median_ms']:>11.3f}"
+              f"{row['p95_ms']:>9.3f}{params:>11}")
+    for row in report.get('node', []):
+        e2e = row.get('end_to_end', {})
+        print(f"\nnode {row['model']} on {row['backend']}: end-to-end p50 {e2e.get('median_ms', 0):.2f} ms, "
+              f"p95 {e2e.get('p95_ms', 0):.2f} ms, p99 {e2e.get('p99_ms', 0):.2f} ms over {e2e.get('n', 0)} windows; "
+              f"CPU {row['cpu_core_share_per_stream'] * 100:.2f} % of a core per stream; peak RSS "
+              f"{row['peak_rss_mb']:.0f} MB (torch loaded: {row['torch_imported']}); startup to first /emotion "
+              f"{row['startup_to_first_emotion_s']:.2f} s")
+    if report.get('peer_ratio'):
+        for model, ratio in report['peer_ratio'].items():
+            print(f'wav2vec2-base peer / {model} (1 thread, best backend): {ratio:.0f}x')
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--quick', action='store_true', help='fewer repetitions (a smoke run)')
+    parser.add_argument('--json', default=str(REPO / 'bench' / 'results.json'))
+    parser.add_argument('--sections', default='models,node,peer')
+    parser.add_argument('--node-models', default='cktim,timnet,lmu')
+    args = parser.parse_args(argv)
+    sections = set(args.sections.split(','))
+    repeats = 30 if args.quick else 200
+    report = {'date': time.strftime('%Y-%m-%d %H:%M %Z'), 'machine': machine(), 'latency': [], 'node': []}
+    if 'models' in sections:
+        report['latency'] += bench_front_end(repeats) + bench_models(repeats)
+    if 'peer' in sections:
+        report['latency'] += bench_peer(repeats)
+    if 'node' in sections:
+        for model in args.node_models.split(','):
+            if (weights_dir(model) / 'model.json').is_file():
+                report['node'].append(bench_node(model, 'onnxruntime', 120 if args.quick else 520,
+                                                 10 if args.quick else 30))
+        if 'timnet' in args.node_models and (weights_dir('timnet') / 'model.json').is_file():
+            torch_row = bench_node('timnet', 'torch', 60, 10)
+            report['node'].append(torch_row)
+    peer = [r for r in report['latency'] if r['what'].startswith('wav2vec2') and r.get('threads') == 1]
+    if peer:
+        report['peer_ratio'] = {}
+        for model in MODELS:
+            rows = [r for r in report['latency'] if r['what'].startswith(model) and r.get('threads') == 1
+                    and 'median_ms' in r]
+            front = [r for r in report['latency'] if r['what'].startswith('front end') and r['threads'] == 1]
+            if rows:
+                ours = min(r['median_ms'] for r in rows) + (front[0]['median_ms'] if front else 0)
+                report['peer_ratio'][model] = peer[0]['median_ms'] / ours
+    Path(args.json).write_text(json.dumps(report, indent=2) + '\n')
+    print_table(report)
+    print(f'\nwritten: {args.json}')
+    return 0
+
+
+def machine() -> str:
+    cpu = ''
+    try:
+        cpu = next(line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
+                   if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return f'{cpu or platform.processor()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}'
+
+
+if __name__ == '__main__':
+    sys.exit(main())
