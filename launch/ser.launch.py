@@ -10,7 +10,7 @@ from launch import LaunchDescription
 
 # launch argument -> (default, description); each also names a ser_node parameter unless marked
 ARGUMENTS = {
-    'model': ('cktim', 'shipped model: cktim, lmu or timnet'),
+    'model': ('timnet', 'shipped model: timnet, cktim or lmu'),
     'weights': ('', 'artifact directory overriding the shipped weights'),
     'device': ('auto', 'auto, cpu or cuda'),
     'backend': ('onnxruntime', 'onnxruntime or torch'),

@@ -1,6 +1,6 @@
 """ser-bag-eval: run the node's pipeline over a rosbag2 and score it against a label sidecar.
 
-    ser-bag-eval BAG [--labels BAG.json] [--model cktim | --weights DIR] [--backend onnxruntime]
+    ser-bag-eval BAG [--labels BAG.json] [--model timnet | --weights DIR] [--backend onnxruntime]
                  [--live [--rate 4]] [--png timeline.png] [--json metrics.json]
 
 Offline (default): the same decoding, windowing and model as ser_node, straight from the bag, no
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('bag')
     parser.add_argument('--labels', help='sidecar JSON with clip spans (default: BAG.json)')
-    parser.add_argument('--model', default='cktim', help='shipped model: cktim, lmu or timnet')
+    parser.add_argument('--model', default='timnet', help='shipped model: timnet, cktim or lmu')
     parser.add_argument('--weights', default='', help='artifact directory instead of a shipped model')
     parser.add_argument('--backend', default='onnxruntime', choices=ser_models.BACKENDS)
     parser.add_argument('--live', action='store_true', help='replay through a running ser_node instead')

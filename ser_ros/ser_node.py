@@ -49,7 +49,7 @@ def describe(text: str, read_only: bool = False, float_range=None) -> ParameterD
 class SerNode(Node):
     PARAMETERS = {
         # name: (default, description, read_only)
-        'model': ('cktim', 'shipped model: cktim, lmu or timnet', False),
+        'model': ('timnet', 'shipped model: timnet (default, most accurate), cktim or lmu', False),
         'weights': ('', 'artifact directory overriding the shipped weights of `model`', False),
         'backend': ('onnxruntime', 'onnxruntime (no torch needed) or torch', False),
         'device': ('auto', 'auto, cpu or cuda (cuda falls back to cpu with a warning)', False),

@@ -193,8 +193,15 @@ def test_distributed_training_with_two_cpu_processes(data_dir, small_corpus, tmp
     for override in tiny_overrides(data_dir, small_corpus, 2):
         args += ['--set', override]
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=env, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:  # never leave the two workers behind
+            os.killpg(process.pid, 9)
+            process.wait()
+    assert process.returncode == 0, output[-4000:]
     assert (tmp_path / 'ddp' / 'fold0' / 'artifact' / 'model.onnx').is_file()
     assert json.loads((tmp_path / 'ddp' / 'environment.json').read_text())['world_size'] == 2
     assert len(read_history(tmp_path / 'ddp')) == 2
