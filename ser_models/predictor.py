@@ -58,7 +58,10 @@ class Predictor:
         start = time.perf_counter()
         if not np.all(np.isfinite(windows)):
             raise ValueError('waveform contains NaN or Inf')
-        probabilities = softmax(self._logits(self.features(windows)).astype(np.float64)).astype(np.float32)
+        logits = self._logits(self.features(windows)).astype(np.float64)
+        if not np.all(np.isfinite(logits)):
+            raise ValueError('the model produced non-finite outputs for this audio')
+        probabilities = softmax(logits).astype(np.float32)
         self.last_inference_seconds = time.perf_counter() - start
         return probabilities
 

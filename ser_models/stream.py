@@ -25,6 +25,10 @@ MP3_HINT = ("audio is MP3-coded; ser_node takes raw PCM: start audio_capture wit
             "(e.g. ros2 launch audio_capture capture.launch.py format:=wave)")
 
 
+# Float PCM is nominally within [-1, 1]; far beyond it, the bytes are almost surely another format.
+MAX_FLOAT_AMPLITUDE = 16.0
+
+
 class AudioFormatError(ValueError):
     """A message or stream description that cannot be decoded; the text says why."""
 
@@ -80,11 +84,18 @@ class PcmDecoder:
             self._carry = buffer
             return np.zeros(0, dtype=np.float32)
         samples = self._to_float(memoryview(buffer)[:usable])
+        problem = None
         if not np.all(np.isfinite(samples)):
             bad = int(np.count_nonzero(~np.isfinite(samples)))
+            problem = f'{bad} NaN/Inf sample(s) in {self.format.sample_format} data'
+        elif self.dtype is not None and self.dtype.kind == 'f' and samples.size and \
+                (peak := float(np.max(np.abs(samples)))) > MAX_FLOAT_AMPLITUDE:
+            problem = (f'float samples reach {peak:.3g}, far beyond full scale (1.0): the data is probably not '
+                       f'{self.format.sample_format} as declared')
+        if problem:
             self._carry = b''
             self.dropped_frames = usable // frame
-            raise AudioFormatError(f'{bad} NaN/Inf sample(s) in {self.format.sample_format} data')
+            raise AudioFormatError(problem)
         self._carry = buffer[usable:]
         frames = samples.reshape(-1, self.format.channels)
         mono = frames[:, self.channel] if self.channel >= 0 else frames.mean(axis=1, dtype=np.float32)

@@ -33,6 +33,7 @@ from .model_paths import MODELS, resolve_model_dir
 # The audio_capture defaults: /audio/audio and /audio/audio_info (names relative to the namespace).
 DEFAULT_REMAPS = ['--ros-args', '-r', 'audio:=audio/audio', '-r', 'audio_info:=audio/audio_info']
 LATENCY_SAMPLES = 500
+PROBLEM_COUNTERS = ('rejected', 'windows_dropped', 'windows_failed')   # any of these turns diagnostics WARN
 
 
 class ConfigError(ValueError):
@@ -85,7 +86,7 @@ class SerNode(Node):
         self._queue: deque[PendingWindow] = deque()
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self.counters = dict(messages=0, bytes=0, rejected=0, windows_classified=0, windows_unvoiced=0,
-                             windows_dropped=0, windows_published=0, format_changes=0)
+                             windows_dropped=0, windows_failed=0, windows_published=0, format_changes=0)
         self._last_rejection = ''
         self._rate_window = (time.monotonic(), 0, 0)
         self._frame_id = self.p['frame_id'] or 'audio'
@@ -262,6 +263,8 @@ class SerNode(Node):
             except Exception as error:  # keep the worker alive whatever one batch does
                 self.get_logger().error(f'inference failed for {len(batch)} window(s): {error}',
                                         throttle_duration_sec=5.0)
+                with self._lock:
+                    self.counters['windows_failed'] += len(batch)
                 continue
             for result in results:
                 self.emotion_pub.publish(emotion_message(result, frame_id))
@@ -296,7 +299,7 @@ class SerNode(Node):
                 'backend': self.predictor.backend, 'device': self.predictor.device,
                 'model': self.predictor.model_id, 'weights': str(self.model_dir),
             }
-            problem = self.mp3_stream or self.counters['rejected'] or self.counters['windows_dropped']
+            problem = self.mp3_stream or any(self.counters[key] for key in PROBLEM_COUNTERS)
         status = DiagnosticStatus(name=f'{self.get_name()}: speech emotion recognition',
                                   hardware_id=self.audio_sub.topic_name,
                                   level=DiagnosticStatus.WARN if problem else DiagnosticStatus.OK,

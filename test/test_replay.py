@@ -117,3 +117,14 @@ def test_ser_replay_plays_a_sqlite3_bag_with_remap_and_rate(ros_node, tmp_path):
     assert spin_until(ros_node, lambda: len(received) == len(chunks), timeout=30)
     assert process.wait(timeout=10) == 0
     assert [bytes(m.data) for m in received] == chunks
+
+
+@pytest.mark.ros
+def test_soak_script_accounts_for_every_window(tmp_path):
+    """bench/soak.py runs for 60 minutes of audio by hand; CI runs it on one minute."""
+    out = tmp_path / 'soak.json'
+    result = subprocess.run([sys.executable, str(REPO / 'bench' / 'soak.py'), '--minutes', '1', '--json', str(out)],
+                            capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report['windows_unaccounted'] == 0 and report['windows_expected'] == 115

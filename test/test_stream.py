@@ -4,8 +4,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ser_models.stream import PCM_FORMATS, AudioFormatError, AudioStream, EnergyGate, PcmDecoder, RingBuffer, \
-    Smoother, StreamFormat
+from ser_models.stream import (
+    PCM_FORMATS,
+    AudioFormatError,
+    AudioStream,
+    EnergyGate,
+    PcmDecoder,
+    RingBuffer,
+    Smoother,
+    StreamFormat,
+)
 
 
 def encode(samples: np.ndarray, sample_format: str) -> bytes:
