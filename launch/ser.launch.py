@@ -14,6 +14,7 @@ ARGUMENTS = {
     'weights': ('', 'artifact directory overriding the shipped weights'),
     'device': ('auto', 'auto, cpu or cuda'),
     'backend': ('onnxruntime', 'onnxruntime or torch'),
+    'input_type': ('data', 'data: AudioData; stamped: AudioDataStamped (e.g. /audio/audio_stamped)'),
 }
 LAUNCH_ONLY = {
     'audio_topic': ('/audio/audio', 'AudioData topic; AudioInfo is read from <its namespace>/audio_info'),

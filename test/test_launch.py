@@ -28,7 +28,7 @@ def launch_arguments(name):
 def test_every_parameter_launch_argument_is_a_node_parameter():
     parameters = node_parameters()
     arguments = launch_arguments('ARGUMENTS')
-    assert set(arguments) == {'model', 'weights', 'device', 'backend'}
+    assert set(arguments) == {'model', 'weights', 'device', 'backend', 'input_type'}
     assert set(arguments) <= set(parameters)
     launch_only = launch_arguments('LAUNCH_ONLY')
     assert set(launch_only) == {'audio_topic', 'params_file', 'namespace', 'log_level'}

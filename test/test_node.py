@@ -31,7 +31,8 @@ def node_factory(request):
         name = 'n_' + re.sub(r'[^a-z0-9]+', '_', request.node.name.lower())[:40].strip('_')
         # Exact window counts need every message: a reliable subscription to our reliable publisher.
         defaults = {'weights': str(default_weights()), 'hop': HOP, 'qos_reliability': 'reliable'}
-        node = NodeProcess(f'{name}_{len(started)}', {**defaults, **(params or {})}, **kwargs)
+        merged = {key: value for key, value in {**defaults, **(params or {})}.items() if value is not None}
+        node = NodeProcess(f'{name}_{len(started)}', merged, **kwargs)
         started.append(node)
         return node
 
@@ -234,3 +235,21 @@ def test_console_script_with_params_file_picks_a_shipped_model(ros_node, speech)
         assert 'share/ser_ros/weights/lmu' in node.log()
     finally:
         node.stop()
+
+
+def test_unknown_model_is_refused_and_missing_cuda_falls_back_to_cpu(node_factory):
+    refused = node_factory({'model': 'wav2vec2', 'weights': None})
+    assert refused.process.wait(timeout=30) == 1
+    assert 'model must be one of' in refused.log()
+    fallback = node_factory({'device': 'cuda'})
+    assert spin_until_log(fallback, 'classifying'), fallback.log()
+    assert 'using cpu' in fallback.log() and fallback.process.poll() is None
+
+
+def spin_until_log(node, text, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in node.log():
+            return True
+        time.sleep(0.1)
+    return False
