@@ -18,6 +18,7 @@ from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -350,7 +351,7 @@ def main(args=None) -> int:
     threadpool_limits(1, user_api='blas')
     try:
         node = SerNode()
-    except ConfigError as error:
+    except (ConfigError, ParameterException) as error:  # also out-of-range or mistyped parameters
         rclpy.logging.get_logger('ser_node').fatal(f'cannot start: {error}')
         rclpy.try_shutdown()
         return 1

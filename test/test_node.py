@@ -241,6 +241,10 @@ def test_unknown_model_is_refused_and_missing_cuda_falls_back_to_cpu(node_factor
     refused = node_factory({'model': 'wav2vec2', 'weights': None})
     assert refused.process.wait(timeout=30) == 1
     assert 'model must be one of' in refused.log()
+    out_of_range = node_factory({'hop': 100.0})
+    assert out_of_range.process.wait(timeout=30) == 1
+    assert 'cannot start' in out_of_range.log() and 'hop' in out_of_range.log()
+    assert 'Traceback' not in out_of_range.log()
     fallback = node_factory({'device': 'cuda'})
     assert spin_until_log(fallback, 'classifying'), fallback.log()
     assert 'using cpu' in fallback.log() and fallback.process.poll() is None
