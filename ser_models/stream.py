@@ -77,13 +77,14 @@ class PcmDecoder:
     def decode(self, data: bytes) -> np.ndarray:
         """Mono samples of every whole frame in carry + data. On non-finite floats it raises
         AudioFormatError; those frames and the carry are discarded, counted in dropped_frames."""
-        buffer = self._carry + bytes(data) if self._carry else bytes(data)
+        # No copy of the message unless a torn frame has to be joined to it.
+        buffer = memoryview(self._carry + bytes(data) if self._carry else data).cast('B')
         frame = self.format.frame_bytes
         usable = len(buffer) - len(buffer) % frame
         if usable == 0:
-            self._carry = buffer
+            self._carry = bytes(buffer)
             return np.zeros(0, dtype=np.float32)
-        samples = self._to_float(memoryview(buffer)[:usable])
+        samples = self._to_float(buffer[:usable])
         problem = None
         if not np.all(np.isfinite(samples)):
             bad = int(np.count_nonzero(~np.isfinite(samples)))
@@ -96,7 +97,7 @@ class PcmDecoder:
             self._carry = b''
             self.dropped_frames = usable // frame
             raise AudioFormatError(problem)
-        self._carry = buffer[usable:]
+        self._carry = bytes(buffer[usable:])
         frames = samples.reshape(-1, self.format.channels)
         mono = frames[:, self.channel] if self.channel >= 0 else frames.mean(axis=1, dtype=np.float32)
         return np.ascontiguousarray(mono, dtype=np.float32)

@@ -52,11 +52,6 @@ class AudioMessage:
     info: object = None         # the AudioInfo message
 
 
-def audio_topics(bag: Path) -> dict[str, str]:
-    with Reader(bag) as reader:
-        return {c.topic: c.msgtype for c in reader.connections if c.msgtype in (AUDIO_DATA, AUDIO_STAMPED, AUDIO_INFO)}
-
-
 def read_audio(bag, audio_topic: str | None = None) -> Iterator[AudioMessage]:
     """Audio and AudioInfo messages in log order. With several audio topics, name the one to use."""
     store = typestore()

@@ -6,7 +6,6 @@ import soundfile as sf
 import soxr
 
 from ser_models.features import MfccExtractor
-from ser_models.predictor import fit_to_length
 from ser_models.windowing import clip_windows
 
 from .augment import WaveAugmenter, spec_augment
@@ -72,6 +71,3 @@ class WindowBatcher:
 
     def clip_windows(self, wave: np.ndarray, hop: int) -> np.ndarray:
         return clip_windows(wave, self.window, hop)
-
-    def centre_window(self, wave: np.ndarray) -> np.ndarray:
-        return fit_to_length(wave, self.window)

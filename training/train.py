@@ -338,7 +338,6 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
         batcher = WindowBatcher(extractor, window_samples, config['augment'])
         eval_batcher = WindowBatcher(extractor, window_samples, None)
         trainer = FoldTrainer(config, architecture, clip_set, indices, batcher, device, dist, fold_dir)
-        trainer.batcher_eval = eval_batcher
         trainer.fit(resume)
         model, epoch = trainer.selected_model()
         result = {'fold': part.name, 'selected_epoch': epoch, 'n_train': len(part.train),
