@@ -27,9 +27,9 @@ DEFAULT_LR = 'training.lr=0.005'   # unless the experiment sets its own
 
 # name -> (group, description, overrides); epochs are added at run time
 EXPERIMENTS = {
-    **{f'emovo_timnet{n}': ('EMOVO, speaker 4-fold: TIM-Net vs CkTIM', f'TIM-Net, {n} TABs',
+    **{f'emovo_timnet{n}': ('EMOVO, speaker 4-fold: TIM-Net vs CkTIM', f'TIM-Net, {n} TAB{"s" * (n > 1)}',
                             EMOVO + ['model.name=timnet', f'model.n_tab={n}']) for n in (1, 3, 6, 8)},
-    **{f'emovo_cktim{n}': ('EMOVO, speaker 4-fold: TIM-Net vs CkTIM', f'CkTIM, {n} TABs',
+    **{f'emovo_cktim{n}': ('EMOVO, speaker 4-fold: TIM-Net vs CkTIM', f'CkTIM, {n} TAB{"s" * (n > 1)}',
                            EMOVO + ['model.name=cktim', f'model.n_tab={n}']) for n in (1, 3, 6, 8)},
     # The CkTIM ablations use one TAB per direction: the cheapest CkTIM, compared with emovo_cktim1.
     **{f'emovo_cktim1_omega{w}': ('EMOVO, speaker 4-fold: omega_0 (CkTIM, 1 TAB; 25 is emovo_cktim1)',
