@@ -232,3 +232,14 @@ def test_evaluate_command_reports_per_corpus_and_counts_unknown_labels(data_dir,
     for entry in [report['overall'], *report['datasets'].values()]:
         assert set(entry) >= {'n', 'uar', 'war', 'f1_macro', 'confusion'}
         assert 0 <= entry['uar'] <= 1 and 0 <= entry['war'] <= 1
+
+
+def test_heldout_report_rebuilds_the_validation_speakers_of_a_run(data_dir):
+    from training.heldout import heldout_report
+    config = train_config.resolve(REPO / 'config' / 'train' / 'timnet.yaml',
+                                  overrides=['split.protocol=all_speakers', f'data.root={data_dir}',
+                                             'data.datasets=[emovo]'])
+    report = heldout_report(config, REPO / 'weights' / 'timnet')
+    emovo = report['datasets']['emovo']
+    assert emovo['unseen_speakers'] and len(emovo['speakers']) == 1 and emovo['n'] == 98
+    assert 0 <= emovo['uar'] <= 1 and report['model'] == 'timnet-ser-v1'
