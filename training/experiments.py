@@ -96,7 +96,7 @@ def report() -> str:
     for name, (group, _, _) in EXPERIMENTS.items():
         groups.setdefault(group, []).append(name)
     for group, names in groups.items():
-        lines += [f'### {group}', '', '| model | folds | UAR | WAR | macro F1 | per corpus UAR | command |',
+        lines += [f'### {group}', '', '| model | folds | UAR | WAR | macro F1 | per corpus UAR | experiment |',
                   '|---|---|---|---|---|---|---|']
         for name in names:
             summary_path = RUNS / name / 'summary.json'
@@ -108,7 +108,7 @@ def report() -> str:
             corpora = ', '.join(f"{d} {v['uar_mean']:.3f}" for d, v in s.get('per_dataset', {}).items())
             lines.append(f"| {description} | {len(s['folds'])} | {s['test_uar_mean']:.3f} ± {s['test_uar_std']:.3f} "
                          f"| {s['test_war_mean']:.3f} ± {s['test_war_std']:.3f} | {s['test_f1_macro_mean']:.3f} "
-                         f"| {corpora} | `runs/experiments/{name}/command.txt` |")
+                         f"| {corpora} | `{name}` |")
         lines.append('')
     return '\n'.join(lines)
 
