@@ -9,15 +9,9 @@ from pathlib import Path
 import numpy as np
 from conftest import spin_until
 
+from ser_ros.bag_eval import ser_node_command
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def node_executable() -> str:
-    """The console script where `ros2 run ser_ros ser_node` finds it (lib/ser_ros in the ament prefix)."""
-    from ament_index_python.packages import get_package_prefix
-    path = Path(get_package_prefix('ser_ros')) / 'lib' / 'ser_ros' / 'ser_node'
-    assert path.is_file(), f'{path} missing: run scripts/setup.sh'
-    return str(path)
 
 
 def default_weights() -> Path:
@@ -30,7 +24,7 @@ class NodeProcess:
     def __init__(self, namespace: str, params: dict | None = None, remaps: dict | None = None,
                  params_file: str | None = None):
         self.namespace = namespace
-        args = [node_executable(), '--ros-args', '-r', f'__ns:=/{namespace}']
+        args = ser_node_command() + ['--ros-args', '-r', f'__ns:=/{namespace}']
         if params_file:
             args += ['--params-file', params_file]
         for key, value in (params or {}).items():
