@@ -6,10 +6,11 @@ so both produce the same windows, stamps and labels from the same messages.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from .features import StreamingMfcc
 from .predictor import Predictor, fit_to_length
 from .stream import AudioStream, EnergyGate, Smoother, StreamFormat
 
@@ -36,6 +37,7 @@ class PendingWindow:
     start_ns: int                       # time of the window's first sample
     end_ns: int                         # time of its last sample
     duration: float
+    end_index: int = 0                  # absolute model-rate sample one past its last
 
 
 @dataclass
@@ -50,7 +52,7 @@ class WindowResult:
     confidence: float = 0.0
     inference_time: float = 0.0
     model_id: str = ''
-    extra: dict = field(default_factory=dict)
+    error: str = ''                     # set when this window could not be classified
 
 
 class EmotionPipeline:
@@ -60,6 +62,7 @@ class EmotionPipeline:
         self.check_window(self.settings.window, self.settings.hop)
         self.stream = self._make_stream(fmt)
         self.smoother = Smoother(self.settings.smoothing)
+        self.features = StreamingMfcc(predictor.features)
         self.windows_skipped_unvoiced = 0
         self._anchor: tuple[float, int] | None = None    # (stream seconds, time in ns) of one instant
 
@@ -94,6 +97,7 @@ class EmotionPipeline:
         if predictor is not None:
             self.predictor = predictor
             self.smoother.reset()
+            self.features = StreamingMfcc(predictor.features)
         self.settings = proposed
         if predictor is not None and predictor.sample_rate != old_rate:
             self.stream = self._make_stream(self.stream.format)
@@ -128,7 +132,7 @@ class EmotionPipeline:
             end_ns = anchor_ns + round(((window.end_index - 1) / rate - anchor_seconds) * NS)
             start_ns = anchor_ns + round(((window.end_index - window_samples) / rate - anchor_seconds) * NS)
             pending.append(PendingWindow(window.samples, window.voiced, window.level_db, start_ns, end_ns,
-                                         window_samples / rate))
+                                         window_samples / rate, window.end_index))
         return pending
 
     def _anchor_by_arrival(self, arrival_ns: int) -> None:
@@ -143,27 +147,64 @@ class EmotionPipeline:
         self._anchor = (end_seconds, arrival_ns)
 
     # ------------------------------------------------------------------ classification
+    def mfcc(self, item: PendingWindow) -> np.ndarray:
+        """The model's input for one window; full-length windows reuse the frames of the last one."""
+        if item.samples.size == self.predictor.window_samples:
+            return self.features(item.samples, item.end_index)
+        return self.predictor.features(fit_to_length(item.samples, self.predictor.window_samples))
+
     def classify(self, pending: list[PendingWindow]) -> list[WindowResult]:
         """Classify the voiced windows in one batched call; results in the order given."""
+        return classify_streams([(self, pending)])[0]
+
+    def result(self, item: PendingWindow, probabilities: np.ndarray | None = None, seconds: float = 0.0,
+               error: str = '') -> WindowResult:
         predictor = self.predictor
-        voiced = [item for item in pending if item.voiced]
-        per_window = 0.0
-        rows = iter(())
-        if voiced:
-            batch = np.stack([fit_to_length(item.samples, predictor.window_samples) for item in voiced])
-            started = time.perf_counter()
-            rows = iter(predictor.predict_windows(batch))
-            per_window = (time.perf_counter() - started) / len(voiced)
-        results = []
+        result = WindowResult(item.start_ns, item.end_ns, item.duration, item.voiced, list(predictor.labels),
+                              model_id=predictor.model_id, error=error)
+        if probabilities is not None:
+            probabilities = self.smoother(probabilities)
+            best = int(np.argmax(probabilities))
+            result.probabilities = probabilities
+            result.label = predictor.labels[best]
+            result.confidence = float(probabilities[best])
+            result.inference_time = seconds
+        return result
+
+
+def classify_streams(jobs: list[tuple[EmotionPipeline, list[PendingWindow]]]) -> list[list[WindowResult]]:
+    """Classify the voiced windows of several streams sharing one predictor in one batched call.
+
+    Returns each stream's results in the order given. A window that cannot be classified (audio
+    that is not finite) gets a result with `error` set; the others are unaffected.
+    """
+    predictors = {id(pipeline.predictor) for pipeline, _ in jobs}
+    if len(predictors) > 1:
+        raise ValueError('classify_streams needs pipelines that share one predictor')
+    started = time.perf_counter()
+    inputs, errors = [], {}
+    for pipeline, pending in jobs:
         for item in pending:
-            result = WindowResult(item.start_ns, item.end_ns, item.duration, item.voiced, list(predictor.labels),
-                                  model_id=predictor.model_id)
-            if item.voiced:
-                probabilities = self.smoother(next(rows))
-                best = int(np.argmax(probabilities))
-                result.probabilities = probabilities
-                result.label = predictor.labels[best]
-                result.confidence = float(probabilities[best])
-                result.inference_time = per_window
-            results.append(result)
-        return results
+            if not item.voiced:
+                continue
+            if not np.all(np.isfinite(item.samples)):
+                errors[id(item)] = 'waveform contains NaN or Inf'
+                continue
+            inputs.append(pipeline.mfcc(item))
+    rows = iter(())
+    per_window = 0.0
+    if inputs:
+        rows = iter(jobs[0][0].predictor.predict_features(np.stack(inputs)))
+        per_window = (time.perf_counter() - started) / len(inputs)
+    results = []
+    for pipeline, pending in jobs:
+        stream_results = []
+        for item in pending:
+            if not item.voiced:
+                stream_results.append(pipeline.result(item))
+            elif id(item) in errors:
+                stream_results.append(pipeline.result(item, error=errors[id(item)]))
+            else:
+                stream_results.append(pipeline.result(item, next(rows), per_window))
+        results.append(stream_results)
+    return results

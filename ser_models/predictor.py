@@ -58,7 +58,14 @@ class Predictor:
         start = time.perf_counter()
         if not np.all(np.isfinite(windows)):
             raise ValueError('waveform contains NaN or Inf')
-        logits = self._logits(self.features(windows)).astype(np.float64)
+        probabilities = self.predict_features(self.features(windows))
+        self.last_inference_seconds = time.perf_counter() - start
+        return probabilities
+
+    def predict_features(self, mfcc: np.ndarray) -> np.ndarray:
+        """Batch of MFCC (B, n_mfcc, frames) from self.features -> probabilities (B, n_classes)."""
+        start = time.perf_counter()
+        logits = self._logits(mfcc).astype(np.float64)
         if not np.all(np.isfinite(logits)):
             raise ValueError('the model produced non-finite outputs for this audio')
         probabilities = softmax(logits).astype(np.float32)

@@ -1,9 +1,11 @@
 """ser_node: audio_common audio in, ser_msgs/Emotion out on /emotion.
 
-A thin ROS 2 layer over ser_models: the subscription callback decodes and buffers audio
-(ser_models.stream) and queues finished windows; a worker thread classifies them in batches
-(ser_models predictors) and publishes, so inference never blocks the executor. Diagnostics go
-to /diagnostics once a second.
+A thin ROS 2 layer over ser_models: subscription callbacks decode and buffer audio
+(ser_models.stream) and queue finished windows; a worker thread classifies the windows of every
+stream in one batched call (ser_models.pipeline.classify_streams) and publishes, so inference never
+blocks the executor. One node serves any number of audio topics (parameter audio_topics); each
+stream's AudioInfo and Emotion topics sit beside its audio topic. Diagnostics go to /diagnostics
+once a second, one status per stream.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from ser_msgs.msg import Emotion
 from threadpoolctl import threadpool_limits
 
 import ser_models
-from ser_models.pipeline import EmotionPipeline, PendingWindow, PipelineSettings, WindowResult
+from ser_models.pipeline import EmotionPipeline, PendingWindow, PipelineSettings, WindowResult, classify_streams
 from ser_models.stream import MP3_HINT, AudioFormatError, StreamFormat
 
 from .model_paths import MODELS, resolve_model_dir
@@ -48,6 +50,143 @@ def describe(text: str, read_only: bool = False, float_range=None) -> ParameterD
     return descriptor
 
 
+def sibling_topic(topic: str, name: str) -> str:
+    """The topic called `name` in the same namespace as `topic` (audio -> audio_info, /a/audio -> /a/emotion)."""
+    head, separator, _ = topic.rpartition('/')
+    return f'{head}{separator}{name}'
+
+
+class AudioInput:
+    """One audio topic: its subscriptions, its pipeline, its Emotion publisher, queue and counters."""
+
+    def __init__(self, node: SerNode, topic: str, pipeline: EmotionPipeline, fmt: StreamFormat):
+        self.node = node
+        self.pipeline = pipeline
+        self.format = fmt
+        self.mp3_stream = fmt.coding_format.lower() == 'mp3'
+        self.queue: deque[PendingWindow] = deque()
+        self.counters = dict(messages=0, bytes=0, rejected=0, windows_classified=0, windows_unvoiced=0,
+                             windows_dropped=0, windows_failed=0, windows_published=0, format_changes=0)
+        self.last_rejection = ''
+        self.rate_window = (time.monotonic(), 0, 0)
+        self.frame_id = node.p['frame_id'] or 'audio'
+        p = node.p
+        audio_qos = QoSProfile(depth=p['qos_depth'], reliability=(
+            ReliabilityPolicy.RELIABLE if p['qos_reliability'] == 'reliable' else ReliabilityPolicy.BEST_EFFORT))
+        if p['input_type'] == 'stamped':
+            self.subscription = node.create_subscription(AudioDataStamped, topic, self._on_stamped, audio_qos)
+        else:
+            self.subscription = node.create_subscription(AudioData, topic, self._on_data, audio_qos)
+        # Latched AudioInfo from recent audio_capture, and volatile AudioInfo from older drivers.
+        for durability, reliability in ((DurabilityPolicy.TRANSIENT_LOCAL, ReliabilityPolicy.RELIABLE),
+                                        (DurabilityPolicy.VOLATILE, ReliabilityPolicy.BEST_EFFORT)):
+            node.create_subscription(AudioInfo, sibling_topic(topic, 'audio_info'), self._on_info,
+                                     QoSProfile(depth=1, durability=durability, reliability=reliability))
+        self.publisher = node.create_publisher(Emotion, sibling_topic(topic, 'emotion'), 10)
+        self.topic = self.subscription.topic_name
+
+    def _on_data(self, msg: AudioData) -> None:
+        self._ingest(msg.data, 0, '')
+
+    def _on_stamped(self, msg: AudioDataStamped) -> None:
+        stamp = msg.header.stamp
+        self._ingest(msg.audio.data, stamp.sec * 1_000_000_000 + stamp.nanosec, msg.header.frame_id)
+
+    def _reject(self, reason: str) -> None:
+        self.counters['rejected'] += 1
+        self.last_rejection = reason
+        self.node.get_logger().warning(f'rejected audio message on {self.topic}: {reason}',
+                                       throttle_duration_sec=5.0)
+
+    def _ingest(self, data, stamp_ns: int, frame_id: str) -> None:
+        node = self.node
+        arrival_ns = node.get_clock().now().nanoseconds
+        with node.lock:
+            self.counters['messages'] += 1
+            self.counters['bytes'] += len(data)
+            if self.mp3_stream:
+                return self._reject(MP3_HINT)
+            if len(data) == 0:
+                return self._reject('empty message')
+            try:
+                windows = self.pipeline.push(data, stamp_ns, arrival_ns)
+            except AudioFormatError as error:
+                return self._reject(str(error))
+            self.frame_id = node.p['frame_id'] or frame_id or 'audio'
+            for window in windows:
+                if len(self.queue) >= node.p['queue_size']:
+                    self.queue.popleft()
+                    self.counters['windows_dropped'] += 1
+                    node.get_logger().warning(f'inference is falling behind on {self.topic}: dropped the oldest '
+                                              'window', throttle_duration_sec=5.0)
+                self.queue.append(window)
+            if windows:
+                node.queue_ready.notify()
+
+    def _on_info(self, info: AudioInfo) -> None:
+        fmt = StreamFormat(int(info.sample_rate), int(info.channels), info.sample_format or 'S16LE',
+                           info.coding_format or 'wave')
+        with self.node.lock:
+            if fmt == self.format:
+                return
+            self.format = fmt
+            if fmt.coding_format.lower() == 'mp3':
+                self.mp3_stream = True
+                self.node.get_logger().error(f'{self.topic}: {MP3_HINT}')
+                return
+            try:
+                self.pipeline.set_format(fmt)
+            except AudioFormatError as error:
+                self._reject(f'AudioInfo describes an unusable stream: {error}')
+                return
+            self.mp3_stream = False
+            self.counters['format_changes'] += 1
+            self.node.get_logger().info(f'{self.topic}: {fmt.sample_rate} Hz, {fmt.channels} ch, {fmt.sample_format}')
+
+    def publish(self, results: list[WindowResult], frame_id: str) -> None:
+        """Publish one batch's results (called by the worker) and count them (caller holds no lock)."""
+        published = [r for r in results if not r.error]
+        for result in published:
+            self.publisher.publish(emotion_message(result, frame_id))
+        failed = [r for r in results if r.error]
+        if failed:
+            self.node.get_logger().error(f'{self.topic}: {len(failed)} window(s) not classified: {failed[0].error}',
+                                         throttle_duration_sec=5.0)
+        with self.node.lock:
+            classified = [r for r in published if r.voiced]
+            self.counters['windows_classified'] += len(classified)
+            self.counters['windows_unvoiced'] += len(published) - len(classified)
+            self.counters['windows_published'] += len(published)
+            self.counters['windows_failed'] += len(failed)
+            self.node.latencies.extend(r.inference_time for r in classified)
+
+    def status(self, now: float, shared: dict) -> DiagnosticStatus:
+        """This stream's diagnostics (caller holds the node lock)."""
+        started, messages0, bytes0 = self.rate_window
+        elapsed = max(now - started, 1e-6)
+        rate = ((self.counters['messages'] - messages0) / elapsed, (self.counters['bytes'] - bytes0) / elapsed)
+        self.rate_window = (now, self.counters['messages'], self.counters['bytes'])
+        fmt = self.format
+        values = {
+            'input topic': self.topic,
+            'output topic': self.publisher.topic_name,
+            'input format': f'{fmt.sample_rate} Hz, {fmt.channels} ch, {fmt.sample_format}, {fmt.coding_format}',
+            'input messages/s': f'{rate[0]:.1f}',
+            'input bytes/s': f'{rate[1]:.0f}',
+            **{key.replace('_', ' '): str(value) for key, value in self.counters.items()},
+            'windows skipped (unvoiced)': str(self.pipeline.windows_skipped_unvoiced),
+            'samples dropped (decode)': str(self.pipeline.stream.samples_dropped),
+            'last rejection': self.last_rejection,
+            **shared,
+        }
+        problem = self.mp3_stream or any(self.counters[key] for key in PROBLEM_COUNTERS)
+        return DiagnosticStatus(name=f'{self.node.get_name()}: speech emotion recognition', hardware_id=self.topic,
+                                level=DiagnosticStatus.WARN if problem else DiagnosticStatus.OK,
+                                message='MP3 input rejected' if self.mp3_stream else (
+                                    'input rejected or windows dropped' if problem else 'ok'),
+                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
 class SerNode(Node):
     PARAMETERS = {
         # name: (default, description, read_only)
@@ -56,6 +195,8 @@ class SerNode(Node):
         'backend': ('onnxruntime', 'onnxruntime (no torch needed) or torch', False),
         'device': ('auto', 'auto, cpu or cuda (cuda falls back to cpu with a warning)', False),
         'threads': (1, 'inference threads', True),
+        'audio_topics': (['audio'], 'audio topics to classify, one stream each; a stream reads AudioInfo '
+                                    'from audio_info and publishes on emotion, both beside its audio topic', True),
         'input_type': ('data', 'data: audio_common_msgs/AudioData; stamped: AudioDataStamped', True),
         'sample_rate': (16000, 'stream rate in Hz until an AudioInfo arrives', True),
         'channels': (1, 'interleaved channels until an AudioInfo arrives', True),
@@ -65,7 +206,7 @@ class SerNode(Node):
         'frame_id': ('', 'frame_id of the output; empty: from the audio header (stamped) or "audio"', True),
         'qos_reliability': ('best_effort', 'audio subscription: best_effort (takes both kinds) or reliable', True),
         'qos_depth': (100, 'audio subscription queue depth (covers a model reload of ~1.5 s)', True),
-        'queue_size': (16, 'windows waiting for inference; beyond it the oldest are dropped', True),
+        'queue_size': (16, 'windows per stream waiting for inference; beyond it the oldest are dropped', True),
         'window': (0.0, "seconds per window; 0: the model's training window", False),
         'hop': (0.5, 'seconds between windows', False),
         'vad_threshold_db': (-45.0, 'energy gate: frame level (dBFS) that counts as speech', False),
@@ -82,49 +223,36 @@ class SerNode(Node):
         for name, (default, text, read_only) in self.PARAMETERS.items():
             self.declare_parameter(name, default, describe(text, read_only, ranges.get(name)))
         self.p = {name: self.get_parameter(name).value for name in self.PARAMETERS}
-        self._lock = threading.RLock()
-        self._queue_ready = threading.Condition(self._lock)
-        self._queue: deque[PendingWindow] = deque()
-        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
-        self.counters = dict(messages=0, bytes=0, rejected=0, windows_classified=0, windows_unvoiced=0,
-                             windows_dropped=0, windows_failed=0, windows_published=0, format_changes=0)
-        self._last_rejection = ''
-        self._rate_window = (time.monotonic(), 0, 0)
-        self._frame_id = self.p['frame_id'] or 'audio'
+        self.lock = threading.RLock()
+        self.queue_ready = threading.Condition(self.lock)
+        self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
         self.predictor, self.model_dir = self._load_predictor(self.p)
-        self._validate_stream_settings(self.p)
-        self.format = StreamFormat(self.p['sample_rate'], self.p['channels'], self.p['sample_format'],
-                                   self.p['coding_format'])
-        self.mp3_stream = self.format.coding_format.lower() == 'mp3'
-        pcm = StreamFormat(self.format.sample_rate, self.format.channels, self.format.sample_format)
-        try:
-            self.pipeline = EmotionPipeline(self.predictor, pcm, self._pipeline_settings(self.p))
-        except (ValueError, AudioFormatError) as error:
-            raise ConfigError(str(error)) from None
-
-        self.emotion_pub = self.create_publisher(Emotion, 'emotion', 10)
+        topics = self._validate_stream_settings(self.p)
+        fmt = StreamFormat(self.p['sample_rate'], self.p['channels'], self.p['sample_format'], self.p['coding_format'])
+        pcm = StreamFormat(fmt.sample_rate, fmt.channels, fmt.sample_format)
+        self.inputs: list[AudioInput] = []
+        for topic in topics:
+            try:
+                pipeline = EmotionPipeline(self.predictor, pcm, self._pipeline_settings(self.p))
+            except (ValueError, AudioFormatError) as error:
+                raise ConfigError(str(error)) from None
+            self.inputs.append(AudioInput(self, topic, pipeline, fmt))
+        outputs = [stream.publisher.topic_name for stream in self.inputs]
+        if len(set(outputs)) < len(outputs):
+            raise ConfigError(f'audio_topics {topics} put two streams on one emotion topic ({outputs}); '
+                              'give each audio topic its own namespace')
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        audio_qos = QoSProfile(depth=self.p['qos_depth'], reliability=(
-            ReliabilityPolicy.RELIABLE if self.p['qos_reliability'] == 'reliable' else ReliabilityPolicy.BEST_EFFORT))
-        if self.p['input_type'] == 'stamped':
-            self.audio_sub = self.create_subscription(AudioDataStamped, 'audio', self._on_stamped, audio_qos)
-        else:
-            self.audio_sub = self.create_subscription(AudioData, 'audio', self._on_data, audio_qos)
-        # Latched AudioInfo from recent audio_capture, and volatile AudioInfo from older drivers.
-        for durability, reliability in ((DurabilityPolicy.TRANSIENT_LOCAL, ReliabilityPolicy.RELIABLE),
-                                        (DurabilityPolicy.VOLATILE, ReliabilityPolicy.BEST_EFFORT)):
-            self.create_subscription(AudioInfo, 'audio_info', self._on_info,
-                                     QoSProfile(depth=1, durability=durability, reliability=reliability))
         self.create_timer(self.p['diagnostics_period'], self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._running = True
         self._worker = threading.Thread(target=self._inference_loop, name='ser_inference', daemon=True)
         self._worker.start()
+        streams = ', '.join(f'{s.topic} -> {s.publisher.topic_name}' for s in self.inputs)
         self.get_logger().info(
-            f'classifying {self.audio_sub.topic_name} with {self.predictor.model_id} '
-            f'({self.predictor.backend}, {self.predictor.device}) from {self.model_dir}; '
-            f'window {self.pipeline.window_seconds:.2f} s, hop {self.p["hop"]:.2f} s -> {self.emotion_pub.topic_name}')
+            f'classifying {streams} with {self.predictor.model_id} ({self.predictor.backend}, '
+            f'{self.predictor.device}) from {self.model_dir}; window {self.inputs[0].pipeline.window_seconds:.2f} s, '
+            f'hop {self.p["hop"]:.2f} s')
 
     # ----------------------------------------------------------------- configuration
     @staticmethod
@@ -159,27 +287,35 @@ class SerNode(Node):
             raise ConfigError(f'cannot load {model_dir}: {error}') from None
         return predictor, model_dir
 
-    def _validate_stream_settings(self, p: dict) -> None:
+    def _validate_stream_settings(self, p: dict) -> list[str]:
+        """Checks the stream parameters; returns the audio topics."""
         if p['input_type'] not in ('data', 'stamped'):
             raise ConfigError(f"input_type must be data or stamped, got {p['input_type']!r}")
         if p['qos_reliability'] not in ('best_effort', 'reliable'):
             raise ConfigError(f"qos_reliability must be best_effort or reliable, got {p['qos_reliability']!r}")
         if p['qos_depth'] < 1 or p['queue_size'] < 1:
             raise ConfigError('qos_depth and queue_size must be at least 1')
+        topics = [str(topic) for topic in p['audio_topics']]
+        if not topics or any(not topic.strip() for topic in topics) or len(set(topics)) < len(topics):
+            raise ConfigError(f'audio_topics must list distinct, non-empty topic names, got {topics}')
         try:
             StreamFormat(p['sample_rate'], p['channels'], p['sample_format'], 'wave').check()
         except AudioFormatError as error:
             raise ConfigError(str(error)) from None
+        return topics
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         changed = {param.name: param.value for param in parameters if param.name in self.PARAMETERS}
         proposed = {**self.p, **changed}
         reload = any(proposed[name] != self.p[name] for name in ('model', 'weights', 'backend', 'device'))
         try:
-            with self._lock:
+            with self.lock:
                 predictor, model_dir = self._load_predictor(proposed) if reload else (None, None)
+                settings = self._pipeline_settings(proposed).__dict__
                 try:
-                    self.pipeline.update(predictor, **self._pipeline_settings(proposed).__dict__)
+                    self.inputs[0].pipeline.check_window(settings['window'], settings['hop'], predictor)
+                    for stream in self.inputs:
+                        stream.pipeline.update(predictor, **settings)
                 except ValueError as error:
                     raise ConfigError(str(error)) from None
                 self.p = proposed
@@ -191,130 +327,53 @@ class SerNode(Node):
             return SetParametersResult(successful=False, reason=str(error))
         return SetParametersResult(successful=True)
 
-    # ----------------------------------------------------------------- input
-    def _on_data(self, msg: AudioData) -> None:
-        self._ingest(msg.data, 0, '')
-
-    def _on_stamped(self, msg: AudioDataStamped) -> None:
-        stamp = msg.header.stamp
-        self._ingest(msg.audio.data, stamp.sec * 1_000_000_000 + stamp.nanosec, msg.header.frame_id)
-
-    def _reject(self, reason: str) -> None:
-        self.counters['rejected'] += 1
-        self._last_rejection = reason
-        self.get_logger().warning(f'rejected audio message: {reason}', throttle_duration_sec=5.0)
-
-    def _ingest(self, data, stamp_ns: int, frame_id: str) -> None:
-        arrival_ns = self.get_clock().now().nanoseconds
-        with self._lock:
-            self.counters['messages'] += 1
-            self.counters['bytes'] += len(data)
-            if self.mp3_stream:
-                return self._reject(MP3_HINT)
-            if len(data) == 0:
-                return self._reject('empty message')
-            try:
-                windows = self.pipeline.push(data, stamp_ns, arrival_ns)
-            except AudioFormatError as error:
-                return self._reject(str(error))
-            self._frame_id = self.p['frame_id'] or frame_id or 'audio'
-            for window in windows:
-                if len(self._queue) >= self.p['queue_size']:
-                    self._queue.popleft()
-                    self.counters['windows_dropped'] += 1
-                    self.get_logger().warning('inference is falling behind: dropped the oldest window',
-                                              throttle_duration_sec=5.0)
-                self._queue.append(window)
-            if windows:
-                self._queue_ready.notify()
-
-    def _on_info(self, info: AudioInfo) -> None:
-        fmt = StreamFormat(int(info.sample_rate), int(info.channels), info.sample_format or 'S16LE',
-                           info.coding_format or 'wave')
-        with self._lock:
-            if fmt == self.format:
-                return
-            self.format = fmt
-            if fmt.coding_format.lower() == 'mp3':
-                self.mp3_stream = True
-                self.get_logger().error(MP3_HINT)
-                return
-            try:
-                self.pipeline.set_format(fmt)
-            except AudioFormatError as error:
-                self._reject(f'AudioInfo describes an unusable stream: {error}')
-                return
-            self.mp3_stream = False
-            self.counters['format_changes'] += 1
-            self.get_logger().info(f'stream format: {fmt.sample_rate} Hz, {fmt.channels} ch, {fmt.sample_format}')
-
     # ----------------------------------------------------------------- inference
     def _inference_loop(self) -> None:
         while True:
-            with self._lock:
-                while self._running and not self._queue:
-                    self._queue_ready.wait(timeout=0.5)
+            with self.lock:
+                while self._running and not any(stream.queue for stream in self.inputs):
+                    self.queue_ready.wait(timeout=0.5)
                 if not self._running:
                     return
-                batch = list(self._queue)
-                self._queue.clear()
-                frame_id = self._frame_id
+                jobs = []
+                for stream in self.inputs:
+                    if stream.queue:
+                        jobs.append((stream, list(stream.queue), stream.frame_id))
+                        stream.queue.clear()
             try:
-                results = self.pipeline.classify(batch)
+                results = classify_streams([(stream.pipeline, batch) for stream, batch, _ in jobs])
             except Exception as error:  # keep the worker alive whatever one batch does
-                self.get_logger().error(f'inference failed for {len(batch)} window(s): {error}',
+                count = sum(len(batch) for _, batch, _ in jobs)
+                self.get_logger().error(f'inference failed for {count} window(s): {error}',
                                         throttle_duration_sec=5.0)
-                with self._lock:
-                    self.counters['windows_failed'] += len(batch)
+                with self.lock:
+                    for stream, batch, _ in jobs:
+                        stream.counters['windows_failed'] += len(batch)
                 continue
-            for result in results:
-                self.emotion_pub.publish(emotion_message(result, frame_id))
-            with self._lock:
-                classified = [r for r in results if r.voiced]
-                self.counters['windows_classified'] += len(classified)
-                self.counters['windows_unvoiced'] += len(results) - len(classified)
-                self.counters['windows_published'] += len(results)
-                self._latencies.extend(r.inference_time for r in classified)
+            for (stream, _, frame_id), stream_results in zip(jobs, results, strict=True):
+                stream.publish(stream_results, frame_id)
 
     # ----------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
-        with self._lock:
-            started, messages0, bytes0 = self._rate_window
-            elapsed = max(now - started, 1e-6)
-            rate = ((self.counters['messages'] - messages0) / elapsed, (self.counters['bytes'] - bytes0) / elapsed)
-            self._rate_window = (now, self.counters['messages'], self.counters['bytes'])
-            latencies = np.array(self._latencies) if self._latencies else np.zeros(1)
-            values = {
-                'input topic': self.audio_sub.topic_name,
-                'input format': f'{self.format.sample_rate} Hz, {self.format.channels} ch, '
-                                f'{self.format.sample_format}, {self.format.coding_format}',
-                'input messages/s': f'{rate[0]:.1f}',
-                'input bytes/s': f'{rate[1]:.0f}',
-                **{k.replace('_', ' '): str(v) for k, v in self.counters.items()},
-                'windows skipped (unvoiced)': str(self.pipeline.windows_skipped_unvoiced),
-                'samples dropped (decode)': str(self.pipeline.stream.samples_dropped),
-                'last rejection': self._last_rejection,
+        with self.lock:
+            latencies = np.array(self.latencies) if self.latencies else np.zeros(1)
+            shared = {
+                'streams': str(len(self.inputs)),
                 'inference latency p50 (ms)': f'{np.percentile(latencies, 50) * 1e3:.2f}',
                 'inference latency p95 (ms)': f'{np.percentile(latencies, 95) * 1e3:.2f}',
                 'backend': self.predictor.backend, 'device': self.predictor.device,
                 'model': self.predictor.model_id, 'weights': str(self.model_dir),
             }
-            problem = self.mp3_stream or any(self.counters[key] for key in PROBLEM_COUNTERS)
-        status = DiagnosticStatus(name=f'{self.get_name()}: speech emotion recognition',
-                                  hardware_id=self.audio_sub.topic_name,
-                                  level=DiagnosticStatus.WARN if problem else DiagnosticStatus.OK,
-                                  message='MP3 input rejected' if self.mp3_stream else (
-                                      'input rejected or windows dropped' if problem else 'ok'),
-                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
-        array = DiagnosticArray(status=[status])
+            statuses = [stream.status(now, shared) for stream in self.inputs]
+        array = DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
 
     def stop(self) -> None:
-        with self._lock:
+        with self.lock:
             self._running = False
-            self._queue_ready.notify_all()
+            self.queue_ready.notify_all()
         self._worker.join(timeout=5)
 
 

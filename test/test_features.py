@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ser_models.features import FeatureConfig, MfccExtractor
+from ser_models.features import FeatureConfig, MfccExtractor, StreamingMfcc
 
 # Absolute tolerance in MFCC units (dB-scaled cepstra whose values span several hundred):
 # float32 FFT and matmul rounding stay below 1e-3 on real speech; 0.01 leaves margin.
@@ -67,3 +67,23 @@ def test_rejects_bad_settings_and_empty_input():
         FeatureConfig.from_dict({'n_mfcc': 39, 'hop': 10})
     with pytest.raises(ValueError, match='empty'):
         MfccExtractor()(np.zeros(0, dtype=np.float32))
+
+
+def test_streaming_front_end_equals_the_per_window_one_and_reuses_shared_frames():
+    extract = MfccExtractor()
+    streaming = StreamingMfcc(extract)
+    audio = (np.random.default_rng(3).standard_normal(16000 * 12) * 0.1).astype(np.float32)
+    ends = list(range(48000, audio.size + 1, 8000))
+    skipped = {ends[3], ends[4], ends[9]}           # e.g. unvoiced windows the node never classifies
+    for end in ends:
+        if end in skipped:
+            continue
+        window = audio[end - 48000:end]
+        np.testing.assert_allclose(streaming(window, end), extract(window), rtol=1e-5, atol=1e-5)
+    # 0.5 s hop: 20 new frames plus the two padded edge frames; after a skipped window more are new.
+    assert streaming.frames_reused > 0.7 * (streaming.frames_reused + streaming.frames_computed)
+    # A hop that is not a multiple of the 25 ms frame hop shares no frames, and is still exact.
+    streaming.reset()
+    for end in (48000, 48123, 52000):
+        window = audio[end - 48000:end]
+        np.testing.assert_allclose(streaming(window, end), extract(window), rtol=1e-5, atol=1e-5)

@@ -257,3 +257,71 @@ def spin_until_log(node, text, timeout=30.0):
             return True
         time.sleep(0.1)
     return False
+
+
+def test_one_node_serves_several_audio_topics_each_with_its_own_emotion_topic(ros_node, node_factory, speech):
+    """audio_topics: every stream keeps its own format, windows and output, batched in one model call."""
+    import soxr
+    from audio_common_msgs.msg import AudioData, AudioInfo
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from ser_msgs.msg import Emotion
+    node = node_factory({'audio_topics': f'[left/audio, right/audio, /extra_{os.getpid()}/mic]'})
+    ns = node.namespace
+    topics = {'left': f'/{ns}/left', 'right': f'/{ns}/right', 'extra': f'/extra_{os.getpid()}'}
+    info = ros_node.create_publisher(
+        AudioInfo, topics['right'] + '/audio_info',
+        QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE))
+    info.publish(AudioInfo(channels=1, sample_rate=48000, sample_format='F32LE', coding_format='wave'))
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    received = {name: [] for name in topics}
+    publishers = {}
+    for name, base in topics.items():
+        ros_node.create_subscription(Emotion, base + '/emotion', received[name].append, 100)
+        publishers[name] = ros_node.create_publisher(AudioData, base + ('/mic' if name == 'extra' else '/audio'), qos)
+    for publisher in publishers.values():
+        wait_for_subscriber(ros_node, publisher)
+    time.sleep(0.5)
+    left = pcm_chunks(speech, 'S16LE', chunk_frames=1024)
+    right = pcm_chunks(soxr.resample(speech, 16000, 48000).astype(np.float32), 'F32LE', chunk_frames=3072)
+    extra = pcm_chunks(speech[: 16000 * 4], 'S16LE', chunk_frames=1024)
+    interleaved = [item for group in zip(left, right, strict=False) for item in (('left', group[0]),
+                                                                                 ('right', group[1]))]
+    interleaved += [('left', c) for c in left[len(right):]] + [('right', c) for c in right[len(left):]]
+    interleaved += [('extra', c) for c in extra]
+    publish_paced(ros_node, _Router(publishers), interleaved, lambda item: item, 1024 / 16000 / 2)
+    expected = {'left': expected_windows(len(speech), 48000, 8000), 'extra': expected_windows(16000 * 4, 48000, 8000)}
+    assert spin_until(ros_node, lambda: len(received['left']) >= expected['left']
+                      and len(received['extra']) >= expected['extra']
+                      and len(received['right']) >= expected['left'] - 1, timeout=40), (
+        {k: len(v) for k, v in received.items()}, node.log())
+    spin_until(ros_node, lambda: False, timeout=1.0)
+    assert len(received['left']) == expected['left'] and len(received['extra']) == expected['extra']
+    assert expected['left'] - 1 <= len(received['right']) <= expected['left']   # the resampler holds back a few ms
+    for messages in received.values():
+        for msg in messages:
+            check_emotion_fields(msg)
+    # The same speech through two formats gives (nearly) the same labels, window for window.
+    same = sum(a.label == b.label for a, b in zip(received['left'], received['right'], strict=False))
+    assert same >= len(received['right']) - 2
+    values = diagnostics_values(ros_node, ns, lambda v: v.get('input topic') == topics['right'] + '/audio'
+                                and v.get('windows published', '0') != '0')
+    assert values['streams'] == '3' and values['output topic'] == topics['right'] + '/emotion'
+    assert values['input format'].startswith('48000 Hz')
+
+
+class _Router:
+    """A stand-in publisher for publish_paced: sends each (stream, chunk) to that stream's topic."""
+
+    def __init__(self, publishers):
+        from audio_common_msgs.msg import AudioData
+        self.publishers, self.AudioData = publishers, AudioData
+
+    def publish(self, item):
+        name, chunk = item
+        self.publishers[name].publish(self.AudioData(data=chunk))
+
+
+def test_audio_topics_that_would_share_an_emotion_topic_are_refused(node_factory):
+    node = node_factory({'audio_topics': '[mic/audio, mic/audio_stamped]'})
+    assert node.process.wait(timeout=30) == 1
+    assert 'one emotion topic' in node.log() and 'Traceback' not in node.log()

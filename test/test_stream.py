@@ -125,3 +125,32 @@ def test_fuzzed_bytes_never_escape_and_every_sample_is_accounted_for(fmt, channe
     assert stream.samples_in == stream.samples_buffered + stream.samples_dropped
     assert stream.samples_in * frame + stream.decoder.pending_bytes <= total_bytes
     assert stream.decoder.pending_bytes < frame
+
+
+def test_streams_sharing_a_predictor_are_classified_in_one_call_and_a_bad_window_stays_alone():
+    from pathlib import Path
+
+    from ser_models import load
+    from ser_models.pipeline import EmotionPipeline, classify_streams
+    from ser_models.stream import StreamFormat
+    predictor = load(Path(__file__).resolve().parents[1] / 'weights' / 'timnet')
+    calls = []
+    original = predictor.predict_features
+    predictor.predict_features = lambda mfcc: calls.append(len(mfcc)) or original(mfcc)
+    rng = np.random.default_rng(5)
+    fmt = StreamFormat(16000, 1, 'F32LE')
+    streams = [EmotionPipeline(predictor, fmt) for _ in range(3)]
+    audio = [(rng.standard_normal(16000 * 4) * 0.3).astype('<f4') for _ in streams]
+    pending = [pipeline.push(samples.tobytes(), 1) for pipeline, samples in zip(streams, audio, strict=True)]
+    assert [len(p) for p in pending] == [3, 3, 3]
+    pending[1][0].samples[100] = np.nan            # cannot come from the decoder; guards the batch anyway
+    results = classify_streams(list(zip(streams, pending, strict=True)))
+    assert calls == [8]                             # one batched model call for the 8 good windows
+    assert results[1][0].error and results[1][0].probabilities is None
+    good = [r for stream in results for r in stream if not r.error]
+    assert len(good) == 8 and all(abs(r.probabilities.sum() - 1) < 1e-5 for r in good)
+    # Each stream's result equals what that stream alone gives.
+    alone = EmotionPipeline(predictor, fmt)
+    solo = alone.classify(alone.push(audio[2].tobytes(), 1))
+    for a, b in zip(results[2], solo, strict=True):
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
