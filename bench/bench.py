@@ -103,12 +103,15 @@ def node_env() -> dict:
     return dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
 
 
-def start_node(namespace: str, params: dict):
+def start_node(namespace: str, params: dict, cpu: int | None = None):
+    """ser_node in its own process; cpu pins it (and its DDS threads) to that one core."""
     from ser_ros.bag_eval import ser_node_command
     args = ser_node_command() + ['--ros-args', '-r', f'__ns:=/{namespace}']
     for key, value in params.items():
         args += ['-p', f'{key}:={value}']
-    return subprocess.Popen(args, env=node_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
+    return subprocess.Popen(args, env=node_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=pin)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -239,6 +242,99 @@ def set_hop(probe: Probe, namespace: str, hop: float):
     assert probe.wait_until(future.done, 10) and future.result().results[0].successful
 
 
+# ---------------------------------------------------------------------------------------------- scale
+class ScaleProbe(Probe):
+    """Publishes n real-time streams to one node and times each stream's /emotion."""
+
+    def __init__(self, namespace: str, streams: int):
+        import rclpy
+        from audio_common_msgs.msg import AudioData
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from ser_msgs.msg import Emotion
+        self.rclpy, self.AudioData = rclpy, AudioData
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(f'bench_{namespace}', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        self.received = [[] for _ in range(streams)]
+        self.publishers = [self.node.create_publisher(AudioData, f'/{namespace}/s{i}/audio', qos)
+                           for i in range(streams)]
+        for i in range(streams):
+            self.node.create_subscription(Emotion, f'/{namespace}/s{i}/emotion',
+                                          lambda m, i=i: self.received[i].append(time.perf_counter()), qos)
+
+
+def bench_scale(model: str, counts: list[int], seconds: float, chunk: int = 1024) -> list[dict]:
+    """Most concurrent 16 kHz streams one node process on one core keeps up with, at the default hop.
+
+    The node is pinned to core 0 and this process to core 1. Every stream sends real speech in
+    real time (64 ms chunks, as audio_capture does); a count passes when every stream gets every
+    window and no window comes later than one hop after the chunk that completed it.
+    """
+    rows = []
+    os.sched_setaffinity(0, {1})
+    pcm = speech_pcm(seconds)
+    chunk_bytes = chunk * 2
+    n_chunks = len(pcm) // chunk_bytes
+    chunk_seconds = chunk / 16000
+    # Windows end every 8000 samples from 48000 on; the chunk that completes window j:
+    window_ends = range(48000, n_chunks * chunk + 1, 8000)
+    completing_chunk = [-(-end // chunk) - 1 for end in window_ends]
+    for streams in counts:
+        namespace = f'scale_{streams}_{os.getpid()}'
+        topics = '[' + ', '.join(f's{i}/audio' for i in range(streams)) + ']'
+        process = start_node(namespace, {'weights': str(weights_dir(model)), 'audio_topics': topics,
+                                         'qos_reliability': 'reliable', 'queue_size': 64}, cpu=0)
+        probe = ScaleProbe(namespace, streams)
+        row = {'model': model, 'streams': streams, 'seconds': seconds}
+        try:
+            ready = probe.wait_until(lambda: all(p.get_subscription_count() for p in probe.publishers), 120)
+            assert ready, 'node did not subscribe to every stream'
+            probe.spin_for(2.0)
+            sent_at = []
+            cpu_before = process_cpu_seconds(process.pid)
+            wall = time.perf_counter()
+            for index in range(n_chunks):
+                data = pcm[index * chunk_bytes:(index + 1) * chunk_bytes]
+                for publisher in probe.publishers:   # stagger nothing: all streams' chunks at once, worst case
+                    publisher.publish(probe.AudioData(data=data))
+                sent_at.append(time.perf_counter())
+                probe.spin_for(max(0.0, wall + (index + 1) * chunk_seconds - time.perf_counter()))
+            busy = process_cpu_seconds(process.pid) - cpu_before
+            elapsed = time.perf_counter() - wall
+            probe.wait_until(lambda: all(len(r) >= len(completing_chunk) for r in probe.received), 10)
+            lags = [arrival - sent_at[completing_chunk[j]] for received in probe.received
+                    for j, arrival in enumerate(received[:len(completing_chunk)])]
+            complete = sum(min(len(r), len(completing_chunk)) for r in probe.received)
+            expected = streams * len(completing_chunk)
+            row.update(windows_expected=expected, windows_received=complete,
+                       node_cpu_share=busy / elapsed,
+                       lag=stats(lags) if lags else {}, lag_max_ms=max(lags) * 1e3 if lags else None,
+                       sustained=complete == expected and bool(lags) and max(lags) < 0.5)
+        except AssertionError as error:
+            row.update(sustained=False, error=str(error))
+        finally:
+            probe.close()
+            process.send_signal(2)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        rows.append(row)
+        print(f"scale: {streams} streams: {row.get('windows_received')}/{row.get('windows_expected')} windows, "
+              f"node CPU {row.get('node_cpu_share', 0) * 100:.0f} % of a core, "
+              f"lag p95 {row.get('lag', {}).get('p95_ms', float('nan')):.0f} ms, "
+              f"max {row.get('lag_max_ms') or float('nan'):.0f} ms -> "
+              f"{'sustained' if row['sustained'] else 'NOT sustained'}", flush=True)
+        if not row['sustained']:
+            break
+    os.sched_setaffinity(0, set(range(os.cpu_count())))
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------- output
 def print_table(report: dict):
     print(f"\nser_ros benchmark, {report['date']} on {report['machine']}")
@@ -266,7 +362,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='fewer repetitions (a smoke run)')
     parser.add_argument('--json', default=str(REPO / 'bench' / 'results.json'))
-    parser.add_argument('--sections', default='models,node,peer')
+    parser.add_argument('--sections', default='models,node,scale,peer')
+    parser.add_argument('--scale-counts', default='25,50,100,150,200,300,400',
+                        help='stream counts tried in turn until one is not sustained')
     parser.add_argument('--node-models', default='cktim,timnet,lmu')
     args = parser.parse_args(argv)
     sections = set(args.sections.split(','))
@@ -276,6 +374,8 @@ def main(argv=None) -> int:
         report['latency'] += bench_front_end(repeats) + bench_models(repeats)
     if 'peer' in sections:
         report['latency'] += bench_peer(repeats)
+    if 'scale' in sections:
+        report['scale'] = bench_scale('timnet', [int(n) for n in args.scale_counts.split(',')], 12 if args.quick else 30)
     if 'node' in sections:
         for model in args.node_models.split(','):
             if (weights_dir(model) / 'model.json').is_file():
