@@ -9,6 +9,7 @@ Node figures come from ser_node in its own process on loopback DDS. Run it on an
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -266,6 +267,12 @@ class ScaleProbe(Probe):
             self.node.create_subscription(Emotion, f'/{namespace}/s{i}/emotion',
                                           lambda m, i=i: self.received[i].append(time.perf_counter()), qos)
 
+    def all_subscribed(self) -> bool:
+        return all(publisher.get_subscription_count() for publisher in self.publishers)
+
+    def all_received(self, windows: int) -> bool:
+        return all(len(arrivals) >= windows for arrivals in self.received)
+
 
 def bench_scale(model: str, counts: list[int], seconds: float, chunk: int = 1024) -> list[dict]:
     """Most concurrent 16 kHz streams one node process on one core keeps up with, at the default hop.
@@ -291,7 +298,7 @@ def bench_scale(model: str, counts: list[int], seconds: float, chunk: int = 1024
         probe = ScaleProbe(namespace, streams)
         row = {'model': model, 'streams': streams, 'seconds': seconds}
         try:
-            ready = probe.wait_until(lambda: all(p.get_subscription_count() for p in probe.publishers), 120)
+            ready = probe.wait_until(probe.all_subscribed, 120)
             assert ready, 'node did not subscribe to every stream'
             probe.spin_for(2.0)
             sent_at = []
@@ -305,7 +312,7 @@ def bench_scale(model: str, counts: list[int], seconds: float, chunk: int = 1024
                 probe.spin_for(max(0.0, wall + (index + 1) * chunk_seconds - time.perf_counter()))
             busy = process_cpu_seconds(process.pid) - cpu_before
             elapsed = time.perf_counter() - wall
-            probe.wait_until(lambda: all(len(r) >= len(completing_chunk) for r in probe.received), 10)
+            probe.wait_until(functools.partial(probe.all_received, len(completing_chunk)), 10)
             lags = [arrival - sent_at[completing_chunk[j]] for received in probe.received
                     for j, arrival in enumerate(received[:len(completing_chunk)])]
             complete = sum(min(len(r), len(completing_chunk)) for r in probe.received)
@@ -375,7 +382,8 @@ def main(argv=None) -> int:
     if 'peer' in sections:
         report['latency'] += bench_peer(repeats)
     if 'scale' in sections:
-        report['scale'] = bench_scale('timnet', [int(n) for n in args.scale_counts.split(',')], 12 if args.quick else 30)
+        counts = [int(n) for n in args.scale_counts.split(',')]
+        report['scale'] = bench_scale('timnet', counts, 12 if args.quick else 30)
     if 'node' in sections:
         for model in args.node_models.split(','):
             if (weights_dir(model) / 'model.json').is_file():

@@ -29,6 +29,7 @@ class _SharedTables(torch.nn.Module):
 
 def export_onnx(model: torch.nn.Module, path: Path, n_mfcc: int, frames: int) -> None:
     """Export with a dynamic batch axis; CKConvs run as DFT matmuls, generating kernels in-graph."""
+    was_training = model.training
     model.eval()
     ckconvs = [m for m in model.modules() if isinstance(m, CKConv)]
     for conv in ckconvs:
@@ -38,7 +39,9 @@ def export_onnx(model: torch.nn.Module, path: Path, n_mfcc: int, frames: int) ->
         example = torch.zeros(1, n_mfcc, frames)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            torch.onnx.export(_SharedTables(model, tables), (example,), str(path), input_names=['mfcc'],
+            # The wrapper must be in eval mode too: the exporter restores the wrapper's mode
+            # afterwards, recursively, which would leave the model training (dropout on).
+            torch.onnx.export(_SharedTables(model, tables).eval(), (example,), str(path), input_names=['mfcc'],
                               output_names=['logits'],
                               dynamic_axes={'mfcc': {0: 'batch'}, 'logits': {0: 'batch'}},
                               opset_version=ONNX_OPSET, dynamo=False,
@@ -46,6 +49,7 @@ def export_onnx(model: torch.nn.Module, path: Path, n_mfcc: int, frames: int) ->
     finally:
         for conv in ckconvs:
             conv.use_dft_matmul = False
+        model.train(was_training)
 
 
 def share_weights_with_safetensors(onnx_path: Path, safetensors_path: Path, prefix: str = 'model.') -> int:

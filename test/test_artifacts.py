@@ -140,3 +140,21 @@ def test_weights_that_do_not_fit_the_architecture_are_rejected(broken, artifacts
 def test_unknown_backend_is_rejected(artifacts):
     with pytest.raises(ValueError, match='backend'):
         load(artifacts['lmu'], backend='tensorrt')
+
+
+@pytest.mark.parametrize('training', [False, True])
+def test_export_leaves_the_model_as_it_found_it(tmp_path, training):
+    from ser_models.export import export_onnx
+    torch.manual_seed(0)
+    model = build({'name': 'cktim', 'n_classes': 7, 'n_mfcc': 39, 'frames': 121, 'n_tab': 2})
+    model.train(training)
+    x = torch.randn(2, 39, 121)
+    model.eval()
+    with torch.no_grad():
+        before = model(x)
+    model.train(training)
+    export_onnx(model, tmp_path / 'model.onnx', 39, 121)
+    assert model.training == training and all(m.training == training for m in model.modules())
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before)
