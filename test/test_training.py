@@ -243,3 +243,17 @@ def test_heldout_report_rebuilds_the_validation_speakers_of_a_run(data_dir):
     emovo = report['datasets']['emovo']
     assert emovo['unseen_speakers'] and len(emovo['speakers']) == 1 and emovo['n'] == 98
     assert 0 <= emovo['uar'] <= 1 and report['model'] == 'timnet-ser-v1'
+
+
+@pytest.mark.parametrize('validate_on, expected', [('all', [4, 5, 6]), ('unseen_speakers', [5, 6])])
+def test_the_epoch_can_be_chosen_on_unseen_speakers_only(tmp_path, validate_on, expected):
+    from types import SimpleNamespace
+
+    from training.train import Distributed, FoldTrainer
+    speakers = ['tess/OAF', 'tess/YAF', 'ravdess/01', 'ravdess/02', 'tess/OAF', 'ravdess/03', 'ravdess/04']
+    clip_set = SimpleNamespace(clips=[SimpleNamespace(speaker_key=s, dataset=s.split('/')[0]) for s in speakers])
+    config = train_config.resolve(overrides=[f'training.validate_on={validate_on}'])
+    architecture = {'name': 'timnet', 'n_classes': 3, 'n_mfcc': 39, 'frames': 121, 'n_tab': 1}
+    trainer = FoldTrainer(config, architecture, clip_set, ([0, 1, 2, 3], [4, 5, 6], []), None, 'cpu',
+                          Distributed(), tmp_path)
+    assert trainer.selection_idx == expected

@@ -38,6 +38,9 @@ DEFAULTS = {
         'scheduler': 'plateau', 'plateau_factor': 0.25, 'plateau_patience': 5, 'min_lr': 1e-5,
         'early_stop_patience': 15,       # epochs without validation UAR gain; 0 disables
         'select': 'best_validation',     # best_validation | last_epoch (the paper protocol)
+        # Which validation clips choose the epoch: all, or only those of speakers absent from the
+        # training side (falls back to all when there are none, e.g. a corpus with clip-level validation).
+        'validate_on': 'all',            # all | unseen_speakers
         'seed': 0, 'device': 'auto', 'threads': 0, 'amp': True,
     },
 }

@@ -177,7 +177,14 @@ class FoldTrainer:
             ids = [dist.local_rank] if device.startswith('cuda') else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = make_optimizer(self.model, self.t)
-        self.has_validation = len(self.val_idx) > 0
+        if self.t['validate_on'] not in ('all', 'unseen_speakers'):
+            raise ValueError(f"training.validate_on must be all or unseen_speakers, got {self.t['validate_on']!r}")
+        self.selection_idx = self.val_idx
+        if self.t['validate_on'] == 'unseen_speakers':
+            seen = {clip_set.clips[i].speaker_key for i in self.train_idx}
+            unseen = [i for i in self.val_idx if clip_set.clips[i].speaker_key not in seen]
+            self.selection_idx = unseen or self.val_idx
+        self.has_validation = len(self.selection_idx) > 0
         self.scheduler = make_scheduler(self.optimizer, self.t, 'max' if self.has_validation else 'min')
         self.amp = bool(self.t['amp']) and device.startswith('cuda')
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp)
@@ -260,7 +267,7 @@ class FoldTrainer:
             record = {'epoch': epoch + 1, 'train_loss': train['loss'], 'train_accuracy': train['accuracy'],
                       'lr': self.optimizer.param_groups[0]['lr']}
             if self.has_validation:
-                val = score(self.model, self.clip_set, self.val_idx, self.batcher, self.device)
+                val = score(self.model, self.clip_set, self.selection_idx, self.batcher, self.device)
                 record.update(val_loss=val['loss'], val_uar=val['uar'], val_war=val['war'], val_f1=val['f1_macro'])
                 if val['uar'] > self.best['uar']:
                     self.best = {'uar': val['uar'], 'epoch': epoch + 1,
