@@ -27,6 +27,19 @@ def fit_to_length(waveform: np.ndarray, length: int) -> np.ndarray:
     return np.pad(waveform, [(0, 0)] * (waveform.ndim - 1) + [(before, length - n - before)])
 
 
+def release_freed_heap() -> None:
+    """Hand heap memory freed so far back to the OS (glibc only; elsewhere nothing happens).
+
+    Folding CkTIM's kernel generators at session load frees about 330 MB of temporaries that
+    glibc would otherwise keep mapped: measured RSS 449 MB after load, 116 MB after this.
+    """
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class Predictor:
     """Shared front end; subclasses implement _logits(mfcc batch)."""
 
@@ -97,6 +110,7 @@ class OnnxPredictor(Predictor):
         except Exception as error:  # onnxruntime raises its own exception types
             raise ArtifactError(f'{path}: onnxruntime cannot load it: {error}') from None
         self.device = 'cuda' if self.session.get_providers()[0] == 'CUDAExecutionProvider' else 'cpu'
+        release_freed_heap()
         self._input = self.session.get_inputs()[0].name
 
     def _logits(self, mfcc):
