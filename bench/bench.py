@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 
 MODELS = ('cktim', 'timnet', 'lmu')
 WINDOW = 48000
+BATCH = 16
 
 
 def stats(samples_s) -> dict:
@@ -49,16 +50,26 @@ def weights_dir(model: str) -> Path:
 
 
 def bench_front_end(repeats: int) -> list[dict]:
+    """One isolated window, and the node's streaming case: each window 0.5 s after the last."""
     from threadpoolctl import threadpool_limits
 
-    from ser_models import MfccExtractor
+    from ser_models.features import MfccExtractor, StreamingMfcc
     extract = MfccExtractor()
-    window = (np.random.default_rng(0).standard_normal(WINDOW) * 0.1).astype(np.float32)
+    audio = (np.random.default_rng(0).standard_normal(WINDOW + 8000 * (repeats + 20)) * 0.1).astype(np.float32)
+    window = audio[:WINDOW]
     rows = []
     for threads in (1, 2):
         with threadpool_limits(threads):
             rows.append({'what': 'front end (MFCC, numpy)', 'backend': 'numpy', 'threads': threads,
                          **time_calls(lambda: extract(window), repeats)})
+            streaming = StreamingMfcc(extract)
+            ends = iter(range(WINDOW, audio.size + 1, 8000))
+
+            def next_window(streaming=streaming, ends=ends):
+                end = next(ends)
+                streaming(audio[end - WINDOW:end], end)
+            rows.append({'what': 'front end, streaming at 0.5 s hop', 'backend': 'numpy', 'threads': threads,
+                         **time_calls(next_window, repeats)})
     return rows
 
 
@@ -80,6 +91,13 @@ def bench_models(repeats: int) -> list[dict]:
                     n_params = sum(p.numel() for p in predictor.model.parameters())
                 rows.append({'what': f'{model} ({predictor.model_id})', 'backend': backend, 'threads': threads,
                              'parameters': n_params, **time_calls(lambda p=predictor, m=mfcc: p._logits(m), repeats)})
+                if backend == 'onnxruntime' and threads == 1:
+                    # What one call costs per window when the node batches several streams.
+                    batch = np.repeat(mfcc, BATCH, axis=0)
+                    per_call = time_calls(lambda p=predictor, m=batch: p._logits(m), max(10, repeats // 4))
+                    rows.append({'what': f'{model}, per window in a batch of {BATCH}', 'backend': backend,
+                                 'threads': threads, 'batch': BATCH,
+                                 **{k: v / BATCH if k.endswith('_ms') else v for k, v in per_call.items()}})
     return rows
 
 
