@@ -33,6 +33,7 @@ from ser_models.pipeline import EmotionPipeline, PendingWindow, PipelineSettings
 from ser_models.stream import MP3_HINT, AudioFormatError, StreamFormat
 
 from .model_paths import MODELS, resolve_model_dir
+from .topics import sibling_topic
 
 # The audio_capture defaults: /audio/audio and /audio/audio_info (names relative to the namespace).
 DEFAULT_REMAPS = ['--ros-args', '-r', 'audio:=audio/audio', '-r', 'audio_info:=audio/audio_info']
@@ -49,12 +50,6 @@ def describe(text: str, read_only: bool = False, float_range=None) -> ParameterD
     if float_range:
         descriptor.floating_point_range = [FloatingPointRange(from_value=float_range[0], to_value=float_range[1])]
     return descriptor
-
-
-def sibling_topic(topic: str, name: str) -> str:
-    """The topic called `name` in the same namespace as `topic` (audio -> audio_info, /a/audio -> /a/emotion)."""
-    head, separator, _ = topic.rpartition('/')
-    return f'{head}{separator}{name}'
 
 
 class AudioInput:

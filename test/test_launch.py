@@ -31,8 +31,8 @@ def test_every_parameter_launch_argument_is_a_node_parameter():
     assert set(arguments) == {'model', 'weights', 'device', 'backend', 'input_type'}
     assert set(arguments) <= set(parameters)
     launch_only = launch_arguments('LAUNCH_ONLY')
-    assert set(launch_only) == {'audio_topic', 'params_file', 'namespace', 'log_level'}
-    assert not set(launch_only) & set(parameters)
+    assert set(launch_only) == {'audio_topic', 'audio_topics', 'params_file', 'namespace', 'log_level'}
+    assert not set(launch_only) - {'audio_topics'} & set(parameters)
 
 
 def test_config_file_documents_every_parameter_with_its_default():
@@ -56,4 +56,5 @@ def test_launch_file_under_launch_testing():
     context = LaunchContext()
     for entity in description.entities:
         entity.visit(context)
-    assert module.audio_info_topic('/audio/audio') == '/audio/audio_info'
+    from ser_ros.topics import sibling_topic
+    assert sibling_topic('/audio/audio', 'audio_info') == '/audio/audio_info'
