@@ -300,7 +300,10 @@ def bench_scale(model: str, counts: list[int], seconds: float, chunk: int = 1024
     window and no window comes later than one hop after the chunk that completed it.
     """
     rows = []
-    os.sched_setaffinity(0, {1})
+    all_cores = os.sched_getaffinity(0)
+    pinned = len(all_cores) >= 2
+    if pinned:
+        os.sched_setaffinity(0, {1})
     pcm = speech_pcm(seconds)
     chunk_bytes = chunk * 2
     n_chunks = len(pcm) // chunk_bytes
@@ -312,7 +315,7 @@ def bench_scale(model: str, counts: list[int], seconds: float, chunk: int = 1024
         namespace = f'scale_{streams}_{os.getpid()}'
         topics = '[' + ', '.join(f's{i}/audio' for i in range(streams)) + ']'
         process = start_node(namespace, {'weights': str(weights_dir(model)), 'audio_topics': topics,
-                                         'qos_reliability': 'reliable', 'queue_size': 64}, cpu=0)
+                                         'qos_reliability': 'reliable', 'queue_size': 64}, cpu=0 if pinned else None)
         probe = ScaleProbe(namespace, streams)
         row = {'model': model, 'streams': streams, 'seconds': seconds}
         try:
@@ -356,7 +359,7 @@ def bench_scale(model: str, counts: list[int], seconds: float, chunk: int = 1024
               f"{'sustained' if row['sustained'] else 'NOT sustained'}", flush=True)
         if not row['sustained']:
             break
-    os.sched_setaffinity(0, set(range(os.cpu_count())))
+    os.sched_setaffinity(0, all_cores)
     return rows
 
 

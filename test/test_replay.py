@@ -128,3 +128,14 @@ def test_soak_script_accounts_for_every_window(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report['windows_unaccounted'] == 0 and report['windows_expected'] == 115
+
+
+def test_scale_benchmark_serves_every_window_of_several_streams(tmp_path):
+    """bench/bench.py's scale section on three streams: a smoke run that checks counts, not times."""
+    out = tmp_path / 'bench.json'
+    result = subprocess.run([sys.executable, str(REPO / 'bench' / 'bench.py'), '--quick', '--sections', 'scale',
+                             '--scale-counts', '3', '--json', str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    row = json.loads(out.read_text())['scale'][0]
+    assert row['streams'] == 3 and row['windows_expected'] == 3 * 18   # 12 s of audio, 3 s windows, 0.5 s hop
+    assert row['windows_received'] == row['windows_expected'], row
