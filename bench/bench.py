@@ -139,11 +139,20 @@ def process_cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
-def peak_rss_mb(pid: int) -> float:
+def status_mb(pid: int, field: str) -> float:
     for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmHWM:'):
+        if line.startswith(field + ':'):
             return int(line.split()[1]) / 1024
     return float('nan')
+
+
+def peak_rss_mb(pid: int) -> float:
+    return status_mb(pid, 'VmHWM')
+
+
+def rss_mb(pid: int) -> float:
+    """Resident now, after the run (peak_rss_mb includes what model loading used and freed)."""
+    return status_mb(pid, 'VmRSS')
 
 
 class Probe:
@@ -239,6 +248,7 @@ def bench_node(model: str, backend: str, windows: int, realtime_seconds: float) 
         result['cpu_core_share_per_stream'] = cpu / (time.perf_counter() - wall)
         result['cpu_seconds_per_audio_second'] = cpu / realtime_seconds
         result['peak_rss_mb'] = peak_rss_mb(process.pid)
+        result['rss_mb'] = rss_mb(process.pid)
         result['torch_imported'] = torch_loaded(process.pid)
     finally:
         probe.close()
@@ -292,12 +302,14 @@ class ScaleProbe(Probe):
         return all(len(arrivals) >= windows for arrivals in self.received)
 
 
-def bench_scale(model: str, counts: list[int], seconds: float, chunk: int = 1024) -> list[dict]:
+def bench_scale(model: str, counts: list[int], seconds: float, phases: int, chunk: int = 1024) -> list[dict]:
     """Most concurrent 16 kHz streams one node process on one core keeps up with, at the default hop.
 
     The node is pinned to core 0 and this process to core 1. Every stream sends real speech in
-    real time (64 ms chunks, as audio_capture does); a count passes when every stream gets every
-    window and no window comes later than one hop after the chunk that completed it.
+    real time (64 ms chunks, as audio_capture does). phases=1: all streams' chunks are sent at
+    once, as from one capture clock (a microphone array); phases=8: the streams are spread over
+    the chunk period, as independent microphones are. A count passes when every stream gets every
+    window and none comes later than one hop (0.5 s) after the chunk that completed it.
     """
     rows = []
     all_cores = os.sched_getaffinity(0)
@@ -317,31 +329,35 @@ def bench_scale(model: str, counts: list[int], seconds: float, chunk: int = 1024
         process = start_node(namespace, {'weights': str(weights_dir(model)), 'audio_topics': topics,
                                          'qos_reliability': 'reliable', 'queue_size': 64}, cpu=0 if pinned else None)
         probe = ScaleProbe(namespace, streams)
-        row = {'model': model, 'streams': streams, 'seconds': seconds}
+        row = {'model': model, 'streams': streams, 'phases': phases, 'seconds': seconds}
         try:
             ready = probe.wait_until(probe.all_subscribed, 120)
             assert ready, 'node did not subscribe to every stream'
             probe.spin_for(2.0)
-            sent_at = []
+            groups = [list(range(g, streams, phases)) for g in range(min(phases, streams))]
+            sent_at = np.zeros((n_chunks, streams))
             cpu_before = process_cpu_seconds(process.pid)
             wall = time.perf_counter()
             for index in range(n_chunks):
-                data = pcm[index * chunk_bytes:(index + 1) * chunk_bytes]
-                for publisher in probe.publishers:   # stagger nothing: all streams' chunks at once, worst case
-                    publisher.publish(probe.AudioData(data=data))
-                sent_at.append(time.perf_counter())
-                probe.spin_for(max(0.0, wall + (index + 1) * chunk_seconds - time.perf_counter()))
+                message = probe.AudioData(data=pcm[index * chunk_bytes:(index + 1) * chunk_bytes])
+                for number, group in enumerate(groups):
+                    probe.spin_for(max(0.0, wall + (index + number / len(groups)) * chunk_seconds
+                                       - time.perf_counter()))
+                    for stream in group:
+                        probe.publishers[stream].publish(message)
+                    sent_at[index, group] = time.perf_counter()
+            probe.spin_for(max(0.0, wall + n_chunks * chunk_seconds - time.perf_counter()))
             busy = process_cpu_seconds(process.pid) - cpu_before
             elapsed = time.perf_counter() - wall
             probe.wait_until(functools.partial(probe.all_received, len(completing_chunk)), 10)
-            lags = [arrival - sent_at[completing_chunk[j]] for received in probe.received
+            lags = [arrival - sent_at[completing_chunk[j], stream] for stream, received in enumerate(probe.received)
                     for j, arrival in enumerate(received[:len(completing_chunk)])]
             complete = sum(min(len(r), len(completing_chunk)) for r in probe.received)
             expected = streams * len(completing_chunk)
             row.update(windows_expected=expected, windows_received=complete,
                        node_cpu_share=busy / elapsed,
-                       lag=stats(lags) if lags else {}, lag_max_ms=max(lags) * 1e3 if lags else None,
-                       sustained=complete == expected and bool(lags) and max(lags) < 0.5)
+                       lag=stats(lags) if lags else {}, lag_max_ms=float(max(lags)) * 1e3 if lags else None,
+                       sustained=bool(complete == expected and lags and max(lags) < 0.5))
         except AssertionError as error:
             row.update(sustained=False, error=str(error))
         finally:
@@ -352,7 +368,8 @@ def bench_scale(model: str, counts: list[int], seconds: float, chunk: int = 1024
             except subprocess.TimeoutExpired:
                 process.kill()
         rows.append(row)
-        print(f"scale: {streams} streams: {row.get('windows_received')}/{row.get('windows_expected')} windows, "
+        print(f"scale, {phases} phase(s): {streams} streams: "
+              f"{row.get('windows_received')}/{row.get('windows_expected')} windows, "
               f"node CPU {row.get('node_cpu_share', 0) * 100:.0f} % of a core, "
               f"lag p95 {row.get('lag', {}).get('p95_ms', float('nan')):.0f} ms, "
               f"max {row.get('lag_max_ms') or float('nan'):.0f} ms -> "
@@ -379,8 +396,16 @@ def print_table(report: dict):
         print(f"\nnode {row['model']} on {row['backend']}: end-to-end p50 {e2e.get('median_ms', 0):.2f} ms, "
               f"p95 {e2e.get('p95_ms', 0):.2f} ms, p99 {e2e.get('p99_ms', 0):.2f} ms over {e2e.get('n', 0)} windows; "
               f"CPU {row['cpu_core_share_per_stream'] * 100:.2f} % of a core per stream; peak RSS "
-              f"{row['peak_rss_mb']:.0f} MB (torch loaded: {row['torch_imported']}); startup to first /emotion "
+              f"{row['peak_rss_mb']:.0f} MB, {row['rss_mb']:.0f} MB after the run (torch loaded: "
+              f"{row['torch_imported']}); startup to first /emotion "
               f"{row['startup_to_first_emotion_s']:.2f} s")
+    for row in report.get('scale', []):
+        lag = row.get('lag', {})
+        phases = 'in phase' if row['phases'] == 1 else f"{row['phases']} phases"
+        print(f"scale ({phases}) {row['streams']} streams: "
+              f"{row.get('windows_received')}/{row.get('windows_expected')} windows, node CPU "
+              f"{row.get('node_cpu_share', 0) * 100:.0f} %, lag p95 {lag.get('p95_ms', float('nan')):.0f} ms -> "
+              f"{'sustained' if row['sustained'] else 'not sustained'}")
     if report.get('peer_ratio'):
         for model, ratio in report['peer_ratio'].items():
             print(f'wav2vec2-base peer / {model} (1 thread, best backend): {ratio:.0f}x')
@@ -391,8 +416,10 @@ def main(argv=None) -> int:
     parser.add_argument('--quick', action='store_true', help='fewer repetitions (a smoke run)')
     parser.add_argument('--json', default=str(REPO / 'bench' / 'results.json'))
     parser.add_argument('--sections', default='models,node,scale,peer')
-    parser.add_argument('--scale-counts', default='25,50,100,150,200,300,400',
-                        help='stream counts tried in turn until one is not sustained')
+    parser.add_argument('--scale-counts', default='25,50,100,125,150,200',
+                        help='stream counts tried in turn until one is not sustained (streams in phase)')
+    parser.add_argument('--scale-counts-staggered', default='25,50,75,100',
+                        help='the same for streams spread over the chunk period')
     parser.add_argument('--node-models', default='cktim,timnet,lmu')
     args = parser.parse_args(argv)
     sections = set(args.sections.split(','))
@@ -403,8 +430,9 @@ def main(argv=None) -> int:
     if 'peer' in sections:
         report['latency'] += bench_peer(repeats)
     if 'scale' in sections:
-        counts = [int(n) for n in args.scale_counts.split(',')]
-        report['scale'] = bench_scale('timnet', counts, 12 if args.quick else 30)
+        seconds = 12 if args.quick else 30
+        report['scale'] = bench_scale('timnet', [int(n) for n in args.scale_counts.split(',')], seconds, 1)
+        report['scale'] += bench_scale('timnet', [int(n) for n in args.scale_counts_staggered.split(',')], seconds, 8)
     if 'node' in sections:
         for model in args.node_models.split(','):
             if (weights_dir(model) / 'model.json').is_file():

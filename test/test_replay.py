@@ -134,8 +134,11 @@ def test_scale_benchmark_serves_every_window_of_several_streams(tmp_path):
     """bench/bench.py's scale section on three streams: a smoke run that checks counts, not times."""
     out = tmp_path / 'bench.json'
     result = subprocess.run([sys.executable, str(REPO / 'bench' / 'bench.py'), '--quick', '--sections', 'scale',
-                             '--scale-counts', '3', '--json', str(out)], capture_output=True, text=True, timeout=300)
+                             '--scale-counts', '3', '--scale-counts-staggered', '3', '--json', str(out)],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    row = json.loads(out.read_text())['scale'][0]
-    assert row['streams'] == 3 and row['windows_expected'] == 3 * 18   # 12 s of audio, 3 s windows, 0.5 s hop
-    assert row['windows_received'] == row['windows_expected'], row
+    rows = json.loads(out.read_text())['scale']
+    assert [row['phases'] for row in rows] == [1, 8]
+    for row in rows:
+        assert row['streams'] == 3 and row['windows_expected'] == 3 * 18   # 12 s of audio, 3 s windows, 0.5 s hop
+        assert row['windows_received'] == row['windows_expected'], row
