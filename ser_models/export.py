@@ -50,6 +50,69 @@ def export_onnx(model: torch.nn.Module, path: Path, n_mfcc: int, frames: int) ->
         for conv in ckconvs:
             conv.use_dft_matmul = False
         model.train(was_training)
+    fold_pads_into_convs(path)
+
+
+def fold_pads_into_convs(onnx_path: Path) -> int:
+    """Move every zero-valued Pad that only feeds a Conv into that Conv's own pads attribute, and drop
+    the nodes left unused. The exporter writes a causal (left-only) pad as a Pad node whose amounts are
+    computed by a small subgraph; onnxruntime neither folds nor fuses it, and at 32 causal convolutions
+    that costs TIM-Net about a tenth of its time. Outputs are unchanged (tested). Returns Pads folded."""
+    import collections
+
+    import numpy as np
+    import onnx
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    consumers = collections.defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    candidates = [n for n in graph.node if n.op_type == 'Pad' and len(consumers[n.output[0]]) == 1
+                  and consumers[n.output[0]][0].op_type == 'Conv']
+    if not candidates:
+        return 0
+    # The pad amounts and values, evaluated once on a dummy input (they do not depend on its values).
+    wanted = sorted({name for n in candidates for name in n.input[1:] if name})
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend(helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None)
+                              for name in wanted)
+    feeds = {i.name: np.zeros([d.dim_value or 1 for d in i.type.tensor_type.shape.dim], np.float32)
+             for i in graph.input if i.name not in {t.name for t in graph.initializer}}
+    values = dict(zip(wanted, ReferenceEvaluator(probe).run(wanted, feeds), strict=True))
+    folded = 0
+    for pad in candidates:
+        conv = consumers[pad.output[0]][0]
+        mode = next((a.s for a in pad.attribute if a.name == 'mode'), b'constant')
+        amounts = [int(v) for v in values[pad.input[1]]]
+        rank = len(amounts) // 2
+        fill = values[pad.input[2]] if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
+        auto_pad = next((a.s for a in conv.attribute if a.name == 'auto_pad'), b'NOTSET')
+        if (mode != b'constant' or np.any(fill) or min(amounts) < 0 or any(amounts[:2] + amounts[rank:rank + 2])
+                or auto_pad not in (b'NOTSET', b'')):
+            continue
+        spatial = amounts[2:rank] + amounts[rank + 2:]
+        existing = next((list(a.ints) for a in conv.attribute if a.name == 'pads'), [0] * len(spatial))
+        for attribute in [a for a in conv.attribute if a.name == 'pads']:
+            conv.attribute.remove(attribute)
+        conv.attribute.append(helper.make_attribute('pads', [a + b for a, b in zip(existing, spatial, strict=True)]))
+        conv.input[0] = pad.input[0]
+        graph.node.remove(pad)
+        folded += 1
+    needed = {output.name for output in graph.output}
+    kept = []
+    for node in reversed(list(graph.node)):
+        if any(name in needed for name in node.output):
+            kept.append(node)
+            needed.update(name for name in node.input if name)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    onnx.save(model, str(onnx_path))
+    return folded
 
 
 def share_weights_with_safetensors(onnx_path: Path, safetensors_path: Path, prefix: str = 'model.') -> int:

@@ -158,3 +158,11 @@ def test_export_leaves_the_model_as_it_found_it(tmp_path, training):
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(x), before)
+
+
+def test_causal_pads_are_folded_into_the_convolutions(artifacts):
+    import onnx
+    graph = onnx.load(str(artifacts['timnet'] / 'model.onnx'), load_external_data=False).graph
+    ops = [node.op_type for node in graph.node]
+    assert 'Pad' not in ops and ops.count('Conv') == 34
+    assert any(list(a.ints) == [128, 0] for node in graph.node for a in node.attribute if a.name == 'pads')
