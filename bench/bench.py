@@ -156,27 +156,28 @@ def rss_mb(pid: int) -> float:
 
 
 class Probe:
-    """The test side of the graph: publishes audio, receives Emotion."""
+    """The test side of the graph: publishes audio to one ser_node stream, receives its Emotion."""
 
-    def __init__(self, namespace: str):
+    def __init__(self, namespace: str, **options):
         import rclpy
         from audio_common_msgs.msg import AudioData
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from ser_msgs.msg import Emotion
-        self.rclpy = rclpy
+        self.rclpy, self.AudioData = rclpy, AudioData
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(f'bench_{namespace}', context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.AudioData = AudioData
+        self.qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        self.connect(namespace, **options)
+
+    def connect(self, namespace: str):
+        from ser_msgs.msg import Emotion
         self.received = []
         self.node.create_subscription(Emotion, f'/{namespace}/emotion',
-                                      lambda m: self.received.append((time.perf_counter(), m)),
-                                      QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-        self.publisher = self.node.create_publisher(AudioData, f'/{namespace}/audio/audio',
-                                                    QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+                                      lambda m: self.received.append((time.perf_counter(), m)), self.qos)
+        self.publisher = self.node.create_publisher(self.AudioData, f'/{namespace}/audio/audio', self.qos)
 
     def spin_for(self, seconds: float):
         end = time.perf_counter() + seconds
@@ -275,25 +276,14 @@ def set_hop(probe: Probe, namespace: str, hop: float):
 class ScaleProbe(Probe):
     """Publishes n real-time streams to one node and times each stream's /emotion."""
 
-    def __init__(self, namespace: str, streams: int):
-        import rclpy
-        from audio_common_msgs.msg import AudioData
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+    def connect(self, namespace: str, streams: int):
         from ser_msgs.msg import Emotion
-        self.rclpy, self.AudioData = rclpy, AudioData
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(f'bench_{namespace}', context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         self.received = [[] for _ in range(streams)]
-        self.publishers = [self.node.create_publisher(AudioData, f'/{namespace}/s{i}/audio', qos)
+        self.publishers = [self.node.create_publisher(self.AudioData, f'/{namespace}/s{i}/audio', self.qos)
                            for i in range(streams)]
         for i in range(streams):
             self.node.create_subscription(Emotion, f'/{namespace}/s{i}/emotion',
-                                          lambda m, i=i: self.received[i].append(time.perf_counter()), qos)
+                                          lambda m, i=i: self.received[i].append(time.perf_counter()), self.qos)
 
     def all_subscribed(self) -> bool:
         return all(publisher.get_subscription_count() for publisher in self.publishers)
@@ -328,7 +318,7 @@ def bench_scale(model: str, counts: list[int], seconds: float, phases: int, chun
         topics = '[' + ', '.join(f's{i}/audio' for i in range(streams)) + ']'
         process = start_node(namespace, {'weights': str(weights_dir(model)), 'audio_topics': topics,
                                          'qos_reliability': 'reliable', 'queue_size': 64}, cpu=0 if pinned else None)
-        probe = ScaleProbe(namespace, streams)
+        probe = ScaleProbe(namespace, streams=streams)
         row = {'model': model, 'streams': streams, 'phases': phases, 'seconds': seconds}
         try:
             ready = probe.wait_until(probe.all_subscribed, 120)

@@ -99,6 +99,7 @@ class MfccExtractor:
         # Periodic Hann, as scipy.signal.get_window('hann', N) and librosa use.
         window[offset:offset + c.win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(c.win_length) / c.win_length)
         self._window = window.astype(np.float32)
+        self._offsets = np.arange(c.n_fft)
         f_max = c.f_max if c.f_max is not None else c.sample_rate / 2.0
         mel_basis_t = mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, c.f_min, f_max).T.astype(np.float32)
         # Each bin's row twice, to apply to a complex spectrum viewed as interleaved (re, im) floats
@@ -122,6 +123,12 @@ class MfccExtractor:
             return frames
         strided = np.lib.stride_tricks.sliding_window_view(padded, c.n_fft, axis=-1)[..., ::c.hop_length, :]
         return strided * self._window
+
+    def frames_at(self, padded: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Windowed frames number `indices` (1-D) of one centre-padded signal: (len(indices), n_fft)."""
+        frames = padded[indices[:, None] * self.config.hop_length + self._offsets]
+        frames *= self._window
+        return frames
 
     def mel_power(self, frames: np.ndarray) -> np.ndarray:
         """Windowed frames (..., frames, n_fft) -> mel band power (..., frames, n_mels) float32."""
@@ -168,7 +175,6 @@ class StreamingMfcc:
 
     def __init__(self, extractor: MfccExtractor):
         self.extractor = extractor
-        self._offsets = np.arange(extractor.config.n_fft)
         self._previous: tuple[int, np.ndarray] | None = None    # (absolute start, mel power)
         self.frames_computed = 0
         self.frames_reused = 0
@@ -192,9 +198,7 @@ class StreamingMfcc:
                 reuse_end = last - shift
                 mel[first:reuse_end] = previous_mel[first + shift:last]
         todo = np.concatenate((np.arange(first), np.arange(reuse_end, n_frames)))
-        frames = self.extractor.pad(window)[todo[:, None] * hop + self._offsets]
-        frames *= self.extractor._window
-        mel[todo] = self.extractor.mel_power(frames)
+        mel[todo] = self.extractor.mel_power(self.extractor.frames_at(self.extractor.pad(window), todo))
         self.frames_computed += todo.size
         self.frames_reused += n_frames - todo.size
         self._previous = (start, mel)
