@@ -223,7 +223,8 @@ class SerNode(Node):
         for name, (default, text, read_only) in self.PARAMETERS.items():
             self.declare_parameter(name, default, describe(text, read_only, ranges.get(name)))
         self.p = {name: self.get_parameter(name).value for name in self.PARAMETERS}
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()            # streams, queues, counters
+        self.inference_lock = threading.Lock()   # held while a batch is classified; a model switch waits for it
         self.queue_ready = threading.Condition(self.lock)
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
@@ -309,7 +310,7 @@ class SerNode(Node):
         proposed = {**self.p, **changed}
         reload = any(proposed[name] != self.p[name] for name in ('model', 'weights', 'backend', 'device'))
         try:
-            with self.lock:
+            with self.inference_lock, self.lock:
                 predictor, model_dir = self._load_predictor(proposed) if reload else (None, None)
                 settings = self._pipeline_settings(proposed).__dict__
                 try:
@@ -341,7 +342,8 @@ class SerNode(Node):
                         jobs.append((stream, list(stream.queue), stream.frame_id))
                         stream.queue.clear()
             try:
-                results = classify_streams([(stream.pipeline, batch) for stream, batch, _ in jobs])
+                with self.inference_lock:
+                    results = classify_streams([(stream.pipeline, batch) for stream, batch, _ in jobs])
             except Exception as error:  # keep the worker alive whatever one batch does
                 count = sum(len(batch) for _, batch, _ in jobs)
                 self.get_logger().error(f'inference failed for {count} window(s): {error}',
