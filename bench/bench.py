@@ -238,15 +238,10 @@ def bench_node(model: str, backend: str, windows: int, realtime_seconds: float) 
         result['end_to_end'] = stats(latencies[20:])   # first 20 are warm-up
         # CPU per stream: real-time 16 kHz audio in 64 ms chunks, default hop 0.5 s.
         set_hop(probe, namespace, 0.5)
-        audio = speech_pcm(realtime_seconds)
         cpu_before = process_cpu_seconds(process.pid)
-        wall = time.perf_counter()
-        for index, offset in enumerate(range(0, len(audio), 2048)):
-            probe.publish(audio[offset:offset + 2048])
-            probe.spin_for(max(0.0, wall + (index + 1) * 0.064 - time.perf_counter()))
-        probe.spin_for(1.0)
+        wall = publish_realtime(probe, realtime_seconds)
         cpu = process_cpu_seconds(process.pid) - cpu_before
-        result['cpu_core_share_per_stream'] = cpu / (time.perf_counter() - wall)
+        result['cpu_core_share_per_stream'] = cpu / wall
         result['cpu_seconds_per_audio_second'] = cpu / realtime_seconds
         result['peak_rss_mb'] = peak_rss_mb(process.pid)
         result['rss_mb'] = rss_mb(process.pid)
@@ -256,6 +251,54 @@ def bench_node(model: str, backend: str, windows: int, realtime_seconds: float) 
         process.send_signal(2)
         process.wait(timeout=15)
     return result
+
+
+def publish_realtime(probe: Probe, seconds: float) -> float:
+    """Real speech in 64 ms chunks (2048 bytes of S16LE), paced in real time; returns the wall time."""
+    audio = speech_pcm(seconds)
+    wall = time.perf_counter()
+    for index, offset in enumerate(range(0, len(audio), 2048)):
+        probe.publish(audio[offset:offset + 2048])
+        probe.spin_for(max(0.0, wall + (index + 1) * 0.064 - time.perf_counter()))
+    probe.spin_for(1.0)
+    return time.perf_counter() - wall
+
+
+def bench_rclpy_floor(seconds: float) -> dict:
+    """CPU of a bare rclpy subscriber (no work in its callback) taking the same 64 ms chunks: what any
+    Python node pays per stream before doing anything with the audio."""
+    namespace = f'bench_floor_{os.getpid()}'
+    process = subprocess.Popen([sys.executable, __file__, '--bare-subscriber', f'/{namespace}/audio/audio'],
+                               env=node_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = Probe(namespace)
+    try:
+        assert probe.wait_until(lambda: probe.publisher.get_subscription_count() > 0, 60), 'no bare subscriber'
+        probe.spin_for(1.0)
+        cpu_before = process_cpu_seconds(process.pid)
+        wall = publish_realtime(probe, seconds)
+        cpu = process_cpu_seconds(process.pid) - cpu_before
+        return {'what': 'bare rclpy subscriber, 15.6 msg/s', 'cpu_core_share': cpu / wall,
+                'cpu_ms_per_message': cpu / (seconds / 0.064) * 1e3}
+    finally:
+        probe.close()
+        process.send_signal(2)
+        process.wait(timeout=15)
+
+
+def bare_subscriber(topic: str) -> int:
+    import rclpy
+    from audio_common_msgs.msg import AudioData
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    rclpy.init()
+    node = rclpy.create_node('bare_subscriber')
+    node.create_subscription(AudioData, topic, lambda message: None,
+                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, Exception):
+        pass
+    rclpy.try_shutdown()
+    return 0
 
 
 def torch_loaded(pid: int) -> bool:
@@ -389,6 +432,10 @@ def print_table(report: dict):
               f"{row['peak_rss_mb']:.0f} MB, {row['rss_mb']:.0f} MB after the run (torch loaded: "
               f"{row['torch_imported']}); startup to first /emotion "
               f"{row['startup_to_first_emotion_s']:.2f} s")
+    floor = report.get('rclpy_floor')
+    if floor:
+        print(f"{floor['what']}: CPU {floor['cpu_core_share'] * 100:.2f} % of a core, "
+              f"{floor['cpu_ms_per_message']:.2f} ms per message")
     for row in report.get('scale', []):
         lag = row.get('lag', {})
         phases = 'in phase' if row['phases'] == 1 else f"{row['phases']} phases"
@@ -411,7 +458,10 @@ def main(argv=None) -> int:
     parser.add_argument('--scale-counts-staggered', default='25,50,75,100',
                         help='the same for streams spread over the chunk period')
     parser.add_argument('--node-models', default='cktim,timnet,lmu')
+    parser.add_argument('--bare-subscriber', metavar='TOPIC', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.bare_subscriber:
+        return bare_subscriber(args.bare_subscriber)
     sections = set(args.sections.split(','))
     repeats = 30 if args.quick else 200
     report = {'date': time.strftime('%Y-%m-%d %H:%M %Z'), 'machine': machine(), 'latency': [], 'node': []}
@@ -428,6 +478,7 @@ def main(argv=None) -> int:
             if (weights_dir(model) / 'model.json').is_file():
                 report['node'].append(bench_node(model, 'onnxruntime', 120 if args.quick else 520,
                                                  10 if args.quick else 30))
+        report['rclpy_floor'] = bench_rclpy_floor(10 if args.quick else 30)
         if 'timnet' in args.node_models and (weights_dir('timnet') / 'model.json').is_file():
             torch_row = bench_node('timnet', 'torch', 60, 10)
             report['node'].append(torch_row)
