@@ -33,6 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
     ('savee', 'KL_su15.wav', 'KL', 'surprised'),
     ('emodb', '03a01Fa.wav', '03', 'happy'),
     ('emodb', '16b10Wb.wav', '16', 'angry'),
+    ('nemo', 'EB0_anger_1.flac', 'EB0', 'angry'),
+    ('nemo', 'TP0_happiness_12.wav', 'TP0', 'happy'),
+    ('nemo', 'KS0_surprised_3.flac', 'KS0', 'surprised'),
 ])
 def test_file_names_parse_to_speaker_and_canonical_label(dataset, name, speaker, emotion):
     assert parse_name(dataset, name) == (speaker, emotion)
@@ -67,13 +70,13 @@ def test_scanning_generated_fixtures_of_corpora_not_shipped_here(tmp_path):
 def test_shared_corpora_load_from_manifest_and_by_scanning(data_dir):
     from_manifest = load_clips(data_dir)
     scanned, skipped = scan_folder(data_dir)
-    assert len(from_manifest) == len(scanned) == 3671 and not skipped
+    assert len(from_manifest) == len(scanned) == 5829 and not skipped
     by_path = {c.path.resolve(): c for c in scanned}
     for clip in from_manifest:
         other = by_path[clip.path.resolve()]
         assert (clip.dataset, clip.speaker, clip.emotion) == (other.dataset, other.speaker, other.emotion)
     counts = Counter(c.dataset for c in scanned)
-    assert counts == {'emovo': 392, 'ravdess': 879, 'tess': 2400}
+    assert counts == {'emovo': 392, 'ravdess': 879, 'tess': 2400, 'nemo': 2158}
 
 
 def test_speaker_kfold_never_puts_a_speaker_on_two_sides(data_dir):

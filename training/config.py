@@ -12,7 +12,7 @@ DEFAULTS = {
     'model': {'name': 'cktim'},
     'window_seconds': 3.0,
     'features': {},                      # FeatureConfig fields; empty = its defaults
-    'data': {'root': '../shared/data', 'manifest': None, 'datasets': ['emovo', 'ravdess', 'tess'],
+    'data': {'root': '../shared/data', 'manifest': None, 'datasets': ['emovo', 'ravdess', 'tess', 'nemo'],
              'balance': True},                # draw every corpus equally often in training
     'split': {
         'protocol': 'speaker_kfold',     # speaker_kfold | paper_random_kfold | all_speakers

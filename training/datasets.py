@@ -46,6 +46,8 @@ TESS = {'angry': 'angry', 'disgust': 'disgust', 'fear': 'fearful', 'happy': 'hap
 CREMAD = {'ANG': 'angry', 'DIS': 'disgust', 'FEA': 'fearful', 'HAP': 'happy', 'NEU': 'neutral', 'SAD': 'sad'}
 SAVEE = {'a': 'angry', 'd': 'disgust', 'f': 'fearful', 'h': 'happy', 'n': 'neutral', 'sa': 'sad', 'su': 'surprised'}
 EMODB = {'W': 'angry', 'E': 'disgust', 'A': 'fearful', 'F': 'happy', 'N': 'neutral', 'T': 'sad'}  # L: boredom
+NEMO = {'anger': 'angry', 'fear': 'fearful', 'happiness': 'happy', 'neutral': 'neutral', 'sadness': 'sad',
+        'surprised': 'surprised'}
 
 PATTERNS = {
     'emovo': re.compile(r'^(?P<emotion>[a-z]{3})-(?P<speaker>[fm]\d)-[a-z]\d+$'),
@@ -54,8 +56,10 @@ PATTERNS = {
     'cremad': re.compile(r'^(?P<speaker>\d{4})_[A-Z]{3}_(?P<emotion>[A-Z]{3})_[A-Z]{1,2}$'),
     'savee': re.compile(r'^(?P<speaker>[A-Z]{2})_(?P<emotion>[a-z]{1,2})\d\d$'),
     'emodb': re.compile(r'^(?P<speaker>\d\d)[a-z]\d\d(?P<emotion>[A-Z])[a-z]$'),
+    'nemo': re.compile(r'^(?P<speaker>[A-Z]{2}\d)_(?P<emotion>[a-z]+)_\d+$'),
 }
-TABLES = {'emovo': EMOVO, 'ravdess': RAVDESS, 'tess': TESS, 'cremad': CREMAD, 'savee': SAVEE, 'emodb': EMODB}
+TABLES = {'emovo': EMOVO, 'ravdess': RAVDESS, 'tess': TESS, 'cremad': CREMAD, 'savee': SAVEE, 'emodb': EMODB,
+          'nemo': NEMO}
 
 
 def parse_name(dataset: str, path) -> tuple[str, str]:
