@@ -120,17 +120,23 @@ class OnnxPredictor(Predictor):
 class TorchPredictor(Predictor):
     backend = 'torch'
 
-    def __init__(self, meta: dict, threads: int = 1, device: str = 'cpu'):
+    def __init__(self, meta: dict, threads: int = 1, device: str = 'cpu', model=None):
+        """model: an in-memory torch model to serve instead of the artifact's weights (training
+        validation); meta then needs only labels, model_id, sample_rate, window_seconds and features."""
         super().__init__(meta)
         import torch
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        from .registry import build
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
         self.device = device
+        self.model = model if model is not None else self._load_model(meta).to(device).eval()
+
+    @staticmethod
+    def _load_model(meta: dict):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from .registry import build
         path = checked_file(meta, 'weights')
         try:
             state = load_file(str(path))
@@ -142,7 +148,7 @@ class TorchPredictor(Predictor):
         except RuntimeError as error:
             raise ArtifactError(f'{path}: weights do not fit the architecture in model.json: '
                                 f'{str(error).splitlines()[0]}') from None
-        self.model = model.to(device).eval()
+        return model
 
     def _logits(self, mfcc):
         torch = self._torch

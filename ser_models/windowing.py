@@ -24,10 +24,32 @@ def clip_windows(waveform: np.ndarray, window: int, hop: int) -> np.ndarray:
     return np.stack([waveform[s:s + window] for s in starts])
 
 
+def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = 0.5,
+                  batch_windows: int = 256) -> np.ndarray:
+    """(clips, n_classes) probabilities for clips of any length: each the mean over its node windows.
+
+    The one clip-scoring path of training validation, the benchmark and training.evaluate; windows of
+    several clips go through the predictor together, batch_windows at a time.
+    """
+    if not len(waveforms):
+        return np.zeros((0, len(predictor.labels)), dtype=np.float32)
+    hop = int(round(hop_seconds * predictor.sample_rate))
+    windows, owners = [], []
+    for position, waveform in enumerate(waveforms):
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if sample_rate != predictor.sample_rate:
+            import soxr
+            waveform = soxr.resample(waveform, sample_rate, predictor.sample_rate)
+        windows.append(clip_windows(waveform, predictor.window_samples, hop))
+        owners.append(np.full(len(windows[-1]), position))
+    windows, owners = np.concatenate(windows), np.concatenate(owners)
+    probabilities = np.concatenate([predictor.predict_windows(windows[start:start + batch_windows])
+                                    for start in range(0, len(windows), batch_windows)])
+    totals = np.zeros((len(waveforms), probabilities.shape[1]))
+    np.add.at(totals, owners, probabilities)
+    return (totals / np.bincount(owners, minlength=len(waveforms))[:, None]).astype(np.float32)
+
+
 def predict_clip(predictor, waveform: np.ndarray, sample_rate: int, hop_seconds: float = 0.5) -> np.ndarray:
-    """Probabilities for a clip of any length: the mean over its windows."""
-    if sample_rate != predictor.sample_rate:
-        import soxr
-        waveform = soxr.resample(np.asarray(waveform, dtype=np.float32), sample_rate, predictor.sample_rate)
-    windows = clip_windows(waveform, predictor.window_samples, int(round(hop_seconds * predictor.sample_rate)))
-    return predictor.predict_windows(windows).mean(axis=0)
+    """Probabilities for one clip of any length: the mean over its windows."""
+    return predict_clips(predictor, [waveform], sample_rate, hop_seconds)[0]

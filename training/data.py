@@ -6,7 +6,6 @@ import soundfile as sf
 import soxr
 
 from ser_models.features import MfccExtractor
-from ser_models.windowing import clip_windows
 
 from .augment import WaveAugmenter, spec_augment
 from .datasets import Clip
@@ -68,6 +67,3 @@ class WindowBatcher:
         offset = int(np.clip((self.window - n) // 2 + shift, 0, self.window - n))
         out[offset:offset + n] = wave
         return out
-
-    def clip_windows(self, wave: np.ndarray, hop: int) -> np.ndarray:
-        return clip_windows(wave, self.window, hop)

@@ -26,7 +26,9 @@ from tqdm import tqdm
 
 from ser_models import FeatureConfig, build, save_artifact
 from ser_models.features import MfccExtractor
+from ser_models.predictor import TorchPredictor
 from ser_models.registry import count_parameters, resolve_config
+from ser_models.windowing import predict_clips
 
 from . import config as config_module
 from .data import ClipSet, WindowBatcher
@@ -105,32 +107,18 @@ def epoch_order(indices: np.ndarray, datasets: np.ndarray, copies: int, balance:
     return rng.choice(indices, size=count, replace=True, p=weights / weights.sum())
 
 
-@torch.no_grad()
-def predict_clips(model, clip_set: ClipSet, indices, batcher: WindowBatcher, device: str) -> np.ndarray:
-    """Clip-level probabilities: the mean over the node's windows (hop 0.5 s) of each clip."""
+def clip_probabilities(model, clip_set: ClipSet, indices, config: dict, device: str) -> np.ndarray:
+    """Clip probabilities through the node's scoring path (ser_models.windowing.predict_clips)."""
     model.eval()
-    hop = int(EVAL_HOP_SECONDS * batcher.sample_rate)
-    windows, owners = [], []
-    for position, index in enumerate(indices):
-        clip_windows = batcher.clip_windows(clip_set.audio[index], hop)
-        windows.append(clip_windows)
-        owners += [position] * len(clip_windows)
-    if not windows:
-        return np.zeros((0, len(clip_set.labels)), dtype=np.float32)
-    windows = np.concatenate(windows)
-    owners = np.asarray(owners)
-    probabilities = []
-    for start in range(0, len(windows), 256):
-        mfcc = torch.from_numpy(batcher.features(windows[start:start + 256])).to(device)
-        probabilities.append(torch.softmax(model(mfcc).float(), dim=-1).cpu().numpy())
-    probabilities = np.concatenate(probabilities)
-    totals = np.zeros((len(indices), probabilities.shape[1]))
-    np.add.at(totals, owners, probabilities)
-    return (totals / np.bincount(owners, minlength=len(indices))[:, None]).astype(np.float32)
+    features = FeatureConfig.from_dict(config['features'])
+    meta = {'labels': clip_set.labels, 'model_id': 'in-training', 'sample_rate': features.sample_rate,
+            'window_seconds': config['window_seconds'], 'features': features.to_dict()}
+    predictor = TorchPredictor(meta, threads=0, device=device, model=model)
+    return predict_clips(predictor, [clip_set.audio[i] for i in indices], predictor.sample_rate, EVAL_HOP_SECONDS)
 
 
-def score(model, clip_set, indices, batcher, device) -> dict:
-    probabilities = predict_clips(model, clip_set, indices, batcher, device)
+def score(model, clip_set, indices, config, device) -> dict:
+    probabilities = clip_probabilities(model, clip_set, indices, config, device)
     targets = clip_set.targets[np.asarray(indices, dtype=np.int64)]
     metrics = classification_metrics(targets, probabilities.argmax(axis=1), clip_set.labels)
     eps = 1e-7
@@ -267,7 +255,7 @@ class FoldTrainer:
             record = {'epoch': epoch + 1, 'train_loss': train['loss'], 'train_accuracy': train['accuracy'],
                       'lr': self.optimizer.param_groups[0]['lr']}
             if self.has_validation:
-                val = score(self.model, self.clip_set, self.selection_idx, self.batcher, self.device)
+                val = score(self.model, self.clip_set, self.selection_idx, self.config, self.device)
                 record.update(val_loss=val['loss'], val_uar=val['uar'], val_war=val['war'], val_f1=val['f1_macro'])
                 if val['uar'] > self.best['uar']:
                     self.best = {'uar': val['uar'], 'epoch': epoch + 1,
@@ -343,7 +331,6 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
         dist.barrier()
         indices = tuple([position[id(c)] for c in group] for group in (part.train, part.validation, part.test))
         batcher = WindowBatcher(extractor, window_samples, config['augment'])
-        eval_batcher = WindowBatcher(extractor, window_samples, None)
         trainer = FoldTrainer(config, architecture, clip_set, indices, batcher, device, dist, fold_dir)
         trainer.fit(resume)
         model, epoch = trainer.selected_model()
@@ -355,8 +342,8 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
             write_json(fold_dir / 'metrics.json', trainer.history)
             plot_curves(trainer.history, fold_dir / 'curves.png')
             if part.test:
-                test = score(model, clip_set, indices[2], eval_batcher, device)
-                test['per_dataset'] = per_dataset_metrics(model, clip_set, indices[2], eval_batcher, device)
+                test = score(model, clip_set, indices[2], config, device)
+                test['per_dataset'] = per_dataset_metrics(model, clip_set, indices[2], config, device)
                 write_json(fold_dir / 'test_metrics.json', test)
                 plot_confusion(test['confusion'], labels, fold_dir / 'confusion.png',
                                f'{architecture["name"]} {part.name}: UAR {test["uar"]:.3f}')
@@ -384,11 +371,11 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
     return summary
 
 
-def per_dataset_metrics(model, clip_set, indices, batcher, device) -> dict:
+def per_dataset_metrics(model, clip_set, indices, config, device) -> dict:
     by_dataset = {}
     for index in indices:
         by_dataset.setdefault(clip_set.clips[index].dataset, []).append(index)
-    return {dataset: score(model, clip_set, group, batcher, device) for dataset, group in sorted(by_dataset.items())}
+    return {dataset: score(model, clip_set, group, config, device) for dataset, group in sorted(by_dataset.items())}
 
 
 def summarize(results: list[dict]) -> dict:
