@@ -47,6 +47,14 @@ MODEL_JSON_SCHEMA = {
         'weights': _file_entry,
         'onnx': _file_entry,
         'provenance': {'type': 'object'},
+        # Models on speaker-normalised features: where a stream's statistics start (the training
+        # speakers', worth `frames` frames) and how many frames they remember.
+        'speaker_normalization': {
+            'type': 'object', 'required': ['mean', 'std', 'frames', 'memory_frames'],
+            'properties': {'mean': {'type': 'array', 'items': {'type': 'number'}},
+                           'std': {'type': 'array', 'items': {'type': 'number', 'exclusiveMinimum': 0}},
+                           'frames': {'type': 'number', 'minimum': 0},
+                           'memory_frames': {'type': 'number', 'exclusiveMinimum': 0}}},
     },
 }
 
@@ -90,6 +98,9 @@ def read_model_json(directory) -> dict:
     if features.sample_rate != meta['sample_rate']:
         raise ArtifactError(f"{path}: features.sample_rate {features.sample_rate} != sample_rate "
                             f"{meta['sample_rate']}")
+    statistics = meta.get('speaker_normalization')
+    if statistics and not len(statistics['mean']) == len(statistics['std']) == features.n_mfcc:
+        raise ArtifactError(f'{path}: speaker_normalization needs {features.n_mfcc} means and standard deviations')
     expected_frames = features.num_frames(window_samples(meta))
     if meta['architecture']['frames'] != expected_frames:
         raise ArtifactError(f"{path}: architecture.frames {meta['architecture']['frames']} does not match "

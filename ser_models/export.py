@@ -151,7 +151,7 @@ def share_weights_with_safetensors(onnx_path: Path, safetensors_path: Path, pref
 
 def save_artifact(model: torch.nn.Module, directory, *, architecture: dict, labels: list[str], features,
                   window_seconds: float, model_id: str, provenance: dict | None = None,
-                  with_onnx: bool = True) -> Path:
+                  speaker_normalization: dict | None = None, with_onnx: bool = True) -> Path:
     """Write model.safetensors, model.onnx and model.json into directory; return the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -170,6 +170,8 @@ def save_artifact(model: torch.nn.Module, directory, *, architecture: dict, labe
         'weights': {'file': WEIGHTS_FILE, 'sha256': sha256_of(directory / WEIGHTS_FILE)},
         'provenance': provenance or {},
     }
+    if speaker_normalization:
+        meta['speaker_normalization'] = speaker_normalization
     if with_onnx:
         cpu_model = model.to('cpu')
         export_onnx(cpu_model, directory / ONNX_FILE, architecture['n_mfcc'], architecture['frames'])

@@ -7,8 +7,10 @@ an 80 dB floor below the window's peak, DCT-II (ortho), 39 coefficients. A 3 s w
 frames. This is numerically the same as librosa.feature.mfcc with those settings (tested), but
 precomputes the window, filterbank and DCT once instead of per call.
 
-Optionally each coefficient is standardised over the window's frames (CMVN), which removes the
-microphone's and room's fixed colouring; the choice travels with the weights in model.json.
+Each coefficient can be standardised over the window's frames (CMVN), which removes the
+microphone's and room's fixed colouring but also the window's level and tilt relative to the rest of
+the speaker's speech; or over the speaker's speech (SpeakerNormalizer), which keeps them. The
+choice travels with the weights in model.json.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import scipy.fft
+
+NORMALIZATIONS = ('cmvn', 'speaker', 'none')
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,9 @@ class FeatureConfig:
     f_min: float = 0.0
     f_max: float | None = None
     top_db: float = 80.0
-    normalize: str = 'cmvn'  # 'cmvn' (per-window mean/variance per coefficient) or 'none'
+    # 'cmvn': each coefficient standardised over the window's frames; 'speaker': left as is here and
+    # standardised with the statistics of the speaker (SpeakerNormalizer); 'none': left as is.
+    normalize: str = 'cmvn'
 
     def __post_init__(self):
         if self.sample_rate <= 0 or self.hop_length <= 0 or self.win_length <= 0:
@@ -38,8 +44,8 @@ class FeatureConfig:
             raise ValueError(f'win_length {self.win_length} exceeds n_fft {self.n_fft}')
         if not 0 < self.n_mfcc <= self.n_mels:
             raise ValueError(f'n_mfcc must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}')
-        if self.normalize not in ('cmvn', 'none'):
-            raise ValueError(f"normalize must be 'cmvn' or 'none', got {self.normalize!r}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f'normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}')
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -203,3 +209,70 @@ class StreamingMfcc:
         self.frames_reused += n_frames - todo.size
         self._previous = (start, mel)
         return self.extractor.finish(mel)
+
+
+class SpeakerNormalizer:
+    """Standardises MFCC windows with one speaker's per-coefficient mean and standard deviation.
+
+    Offline the statistics come from all of a speaker's clips (fit). On a stream they accumulate
+    window by window (update), starting from a prior (the training speakers' statistics, counted as
+    prior_frames frames) so the first windows are usable, and forgetting beyond memory_frames so a
+    new voice takes over slowly; reset() starts again from the prior. No label is ever used, and the
+    statistics are robust to a stream that holds one emotion only in the sense that they adapt slowly.
+    """
+
+    def __init__(self, n_mfcc: int, prior: dict | None = None, memory_frames: float = np.inf):
+        self.prior = prior
+        self.memory_frames = memory_frames
+        self.n_mfcc = n_mfcc
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0.0
+        self.sum = np.zeros(self.n_mfcc)
+        self.sum_squares = np.zeros(self.n_mfcc)
+        if self.prior:
+            mean, std = np.asarray(self.prior['mean']), np.asarray(self.prior['std'])
+            self.count = float(self.prior['frames'])
+            self.sum = mean * self.count
+            self.sum_squares = (np.square(std) + np.square(mean)) * self.count
+
+    def update(self, mfcc: np.ndarray, weight: float = 1.0) -> None:
+        """Add the frames of MFCC (..., n_mfcc, frames), each counted `weight` times (overlapping
+        windows of a stream count each frame once with weight hop / window)."""
+        frames = np.moveaxis(mfcc, -2, -1).reshape(-1, mfcc.shape[-2]).astype(np.float64)
+        added = weight * len(frames)
+        if self.count + added > self.memory_frames:
+            keep = max(self.memory_frames - added, 0.0) / max(self.count, 1.0)
+            self.count *= keep
+            self.sum *= keep
+            self.sum_squares *= keep
+        self.count += added
+        self.sum += weight * frames.sum(axis=0)
+        self.sum_squares += weight * np.square(frames).sum(axis=0)
+
+    @classmethod
+    def fit(cls, mfccs) -> SpeakerNormalizer:
+        """Statistics of every frame of several MFCC arrays (n_mfcc, frames), e.g. one speaker's clips."""
+        mfccs = list(mfccs)
+        normalizer = cls(mfccs[0].shape[-2])
+        for mfcc in mfccs:
+            normalizer.update(mfcc)
+        return normalizer
+
+    def summary(self, prior_frames: float) -> dict:
+        """These statistics as a prior for streams, worth prior_frames frames (stored in model.json)."""
+        return {'mean': self.mean.tolist(), 'std': self.std.tolist(), 'frames': float(prior_frames)}
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.sum / max(self.count, 1.0)
+
+    @property
+    def std(self) -> np.ndarray:
+        variance = self.sum_squares / max(self.count, 1.0) - np.square(self.mean)
+        return np.sqrt(np.maximum(variance, 0.0)) + 1e-3
+
+    def __call__(self, mfcc: np.ndarray) -> np.ndarray:
+        """MFCC (..., n_mfcc, frames) standardised with the statistics so far."""
+        return ((mfcc - self.mean[:, None]) / self.std[:, None]).astype(np.float32)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import StreamingMfcc
+from .features import SpeakerNormalizer, StreamingMfcc
 from .predictor import Predictor, fit_to_length
 from .stream import AudioStream, EnergyGate, Smoother, StreamFormat
 
@@ -27,6 +27,7 @@ class PipelineSettings:
     vad_min_voiced_fraction: float = 0.1
     publish_unvoiced: bool = True
     smoothing: float = 0.0
+    speaker_reset_silence: float = 30.0  # seconds without a voiced window that start speaker statistics anew
 
 
 @dataclass
@@ -38,6 +39,7 @@ class PendingWindow:
     end_ns: int                         # time of its last sample
     duration: float
     end_index: int = 0                  # absolute model-rate sample one past its last
+    new_speaker: bool = False           # first voiced window after a long silence: speaker statistics restart
 
 
 @dataclass
@@ -63,6 +65,9 @@ class EmotionPipeline:
         self.stream = self._make_stream(fmt)
         self.smoother = Smoother(self.settings.smoothing)
         self.features = StreamingMfcc(predictor.features)
+        self.normalizer = self._make_normalizer()
+        self._last_voiced_index = 0
+        self._silence_restart = False
         self.windows_skipped_unvoiced = 0
         self._anchor: tuple[float, int] | None = None    # (stream seconds, time in ns) of one instant
 
@@ -70,6 +75,17 @@ class EmotionPipeline:
     @property
     def window_seconds(self) -> float:
         return self.settings.window or self.predictor.window_seconds
+
+    def _make_normalizer(self) -> SpeakerNormalizer | None:
+        """The stream's speaker statistics, for models trained on speaker-normalised features."""
+        config = self.predictor.features.config
+        if config.normalize != 'speaker':
+            return None
+        settings = self.predictor.meta.get('speaker_normalization')
+        if not settings:
+            raise ValueError(f'{self.predictor.model_id}: speaker-normalised features but model.json has no '
+                             f'speaker_normalization statistics to start a stream from')
+        return SpeakerNormalizer(config.n_mfcc, prior=settings, memory_frames=settings['memory_frames'])
 
     def check_window(self, window: float, hop: float, predictor: Predictor | None = None) -> None:
         model_window = (predictor or self.predictor).window_seconds
@@ -99,6 +115,8 @@ class EmotionPipeline:
             self.smoother.reset()
             self.features = StreamingMfcc(predictor.features)
         self.settings = proposed
+        if predictor is not None:
+            self.normalizer = self._make_normalizer()
         if predictor is not None and predictor.sample_rate != old_rate:
             self.stream = self._make_stream(self.stream.format)
             self._anchor = None
@@ -126,14 +144,27 @@ class EmotionPipeline:
         anchor_seconds, anchor_ns = self._anchor
         pending = []
         for window in windows:
+            new_speaker = self._track_speaker(window.voiced, window.end_index)
             if not window.voiced and not self.settings.publish_unvoiced:
                 self.windows_skipped_unvoiced += 1
                 continue
             end_ns = anchor_ns + round(((window.end_index - 1) / rate - anchor_seconds) * NS)
             start_ns = anchor_ns + round(((window.end_index - window_samples) / rate - anchor_seconds) * NS)
             pending.append(PendingWindow(window.samples, window.voiced, window.level_db, start_ns, end_ns,
-                                         window_samples / rate, window.end_index))
+                                         window_samples / rate, window.end_index, new_speaker))
         return pending
+
+    def _track_speaker(self, voiced: bool, end_index: int) -> bool:
+        """Whether this window starts a new speaker: the first voiced one after speaker_reset_silence
+        seconds without voice. The restart is applied when the window is classified, in order."""
+        limit = self.settings.speaker_reset_silence
+        if not voiced:
+            silent = (end_index - self._last_voiced_index) / self.predictor.sample_rate
+            self._silence_restart |= limit > 0 and silent >= limit
+            return False
+        self._last_voiced_index = end_index
+        restart, self._silence_restart = self._silence_restart, False
+        return restart
 
     def _anchor_by_arrival(self, arrival_ns: int) -> None:
         """Unstamped audio runs on a sample clock started at the first arrival, so stamps are evenly
@@ -150,8 +181,15 @@ class EmotionPipeline:
     def mfcc(self, item: PendingWindow) -> np.ndarray:
         """The model's input for one window; full-length windows reuse the frames of the last one."""
         if item.samples.size == self.predictor.window_samples:
-            return self.features(item.samples, item.end_index)
-        return self.predictor.features(fit_to_length(item.samples, self.predictor.window_samples))
+            mfcc = self.features(item.samples, item.end_index)
+        else:
+            mfcc = self.predictor.features(fit_to_length(item.samples, self.predictor.window_samples))
+        if self.normalizer is None:
+            return mfcc
+        if item.new_speaker:
+            self.normalizer.reset()
+        self.normalizer.update(mfcc, weight=min(1.0, self.settings.hop / self.window_seconds))
+        return self.normalizer(mfcc)
 
     def classify(self, pending: list[PendingWindow]) -> list[WindowResult]:
         """Classify the voiced windows in one batched call; results in the order given."""

@@ -25,12 +25,16 @@ def clip_windows(waveform: np.ndarray, window: int, hop: int) -> np.ndarray:
 
 
 def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = 0.5,
-                  batch_windows: int = 256) -> np.ndarray:
+                  batch_windows: int = 256, normalizers=None) -> np.ndarray:
     """(clips, n_classes) probabilities for clips of any length: each the mean over its node windows.
 
     The one clip-scoring path of training validation, the benchmark and training.evaluate; windows of
-    several clips go through the predictor together, batch_windows at a time.
+    several clips go through the predictor together, batch_windows at a time. A model whose features
+    are speaker-normalised needs normalizers: one SpeakerNormalizer per clip (its speaker's).
     """
+    speaker_normalised = predictor.features.config.normalize == 'speaker'
+    if speaker_normalised != (normalizers is not None):
+        raise ValueError('normalizers are needed exactly when the model takes speaker-normalised features')
     if not len(waveforms):
         return np.zeros((0, len(predictor.labels)), dtype=np.float32)
     hop = int(round(hop_seconds * predictor.sample_rate))
@@ -43,8 +47,15 @@ def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = 0
         windows.append(clip_windows(waveform, predictor.window_samples, hop))
         owners.append(np.full(len(windows[-1]), position))
     windows, owners = np.concatenate(windows), np.concatenate(owners)
-    probabilities = np.concatenate([predictor.predict_windows(windows[start:start + batch_windows])
-                                    for start in range(0, len(windows), batch_windows)])
+    batches = [slice(start, start + batch_windows) for start in range(0, len(windows), batch_windows)]
+    if normalizers is None:
+        probabilities = np.concatenate([predictor.predict_windows(windows[part]) for part in batches])
+    else:
+        mean = np.stack([normalizers[owner].mean for owner in owners])[:, :, None]
+        std = np.stack([normalizers[owner].std for owner in owners])[:, :, None]
+        probabilities = np.concatenate([
+            predictor.predict_features(((predictor.features(windows[part]) - mean[part]) / std[part])
+                                       .astype(np.float32)) for part in batches])
     totals = np.zeros((len(waveforms), probabilities.shape[1]))
     np.add.at(totals, owners, probabilities)
     return (totals / np.bincount(owners, minlength=len(waveforms))[:, None]).astype(np.float32)

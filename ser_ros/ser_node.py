@@ -213,13 +213,16 @@ class SerNode(Node):
         'vad_min_voiced_fraction': (0.1, 'energy gate: share of 25 ms frames above the threshold', False),
         'publish_unvoiced': (True, 'publish windows without speech with voiced=false (else skip them)', False),
         'smoothing': (0.0, 'EMA factor on probabilities over time: 0 off, 0.9 heavy', False),
+        'speaker_reset_silence': (30.0, 'models on speaker-normalised features: seconds without voice after '
+                                        'which the stream starts its speaker statistics anew; 0 never', False),
         'diagnostics_period': (1.0, 'seconds between /diagnostics messages', True),
     }
 
     def __init__(self, **kwargs):
         super().__init__('ser_node', **kwargs)
         ranges = {'hop': (0.05, 10.0), 'window': (0.0, 30.0), 'vad_threshold_db': (-120.0, 0.0),
-                  'vad_min_voiced_fraction': (0.0, 1.0), 'smoothing': (0.0, 0.99)}
+                  'vad_min_voiced_fraction': (0.0, 1.0), 'smoothing': (0.0, 0.99),
+                  'speaker_reset_silence': (0.0, 3600.0)}
         for name, (default, text, read_only) in self.PARAMETERS.items():
             self.declare_parameter(name, default, describe(text, read_only, ranges.get(name)))
         self.p = {name: self.get_parameter(name).value for name in self.PARAMETERS}

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ser_models.features import FeatureConfig, MfccExtractor, StreamingMfcc
+from ser_models.features import FeatureConfig, MfccExtractor, SpeakerNormalizer, StreamingMfcc
 
 # Absolute tolerance in MFCC units (dB-scaled cepstra whose values span several hundred):
 # float32 FFT and matmul rounding stay below 1e-3 on real speech; 0.01 leaves margin.
@@ -87,3 +87,27 @@ def test_streaming_front_end_equals_the_per_window_one_and_reuses_shared_frames(
     for end in (48000, 48123, 52000):
         window = audio[end - 48000:end]
         np.testing.assert_allclose(streaming(window, end), extract(window), rtol=1e-5, atol=1e-5)
+
+
+def test_speaker_statistics_offline_and_on_a_stream():
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(3.0, 2.0, size=(39, 121)).astype(np.float32) for _ in range(5)]
+    fitted = SpeakerNormalizer.fit(clips)
+    frames = np.concatenate(clips, axis=1)
+    np.testing.assert_allclose(fitted.mean, frames.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(fitted.std, frames.std(axis=1) + 1e-3, rtol=1e-6)
+    standardised = np.concatenate([fitted(c) for c in clips], axis=1)
+    np.testing.assert_allclose(standardised.mean(axis=1), 0, atol=1e-4)
+    np.testing.assert_allclose(standardised.std(axis=1), 1, atol=1e-3)
+    # A stream starts from the prior, forgets beyond its memory, and reset() returns to the prior.
+    prior = {'mean': [0.0] * 39, 'std': [1.0] * 39, 'frames': 100}
+    stream = SpeakerNormalizer(39, prior=prior, memory_frames=1000)
+    np.testing.assert_allclose(stream.mean, 0, atol=1e-9)
+    np.testing.assert_allclose(stream.std, 1 + 1e-3, atol=1e-9)
+    for clip in clips * 20:
+        stream.update(clip, weight=0.5)
+    assert stream.count == pytest.approx(1000)
+    np.testing.assert_allclose(stream.mean, fitted.mean, atol=0.2)
+    stream.reset()
+    assert stream.count == 100
+    np.testing.assert_allclose(stream.mean, 0, atol=1e-9)

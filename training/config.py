@@ -14,6 +14,9 @@ DEFAULTS = {
     'features': {},                      # FeatureConfig fields; empty = its defaults
     'data': {'root': '../shared/data', 'manifest': None, 'datasets': ['emovo', 'ravdess', 'tess', 'nemo'],
              'balance': True},                # draw every corpus equally often in training
+    # For features.normalize=speaker: a stream starts from the training speakers' statistics, worth
+    # prior_seconds of speech, and remembers memory_seconds (carried in model.json).
+    'speaker_normalization': {'prior_seconds': 10.0, 'memory_seconds': 300.0},
     'split': {
         'protocol': 'speaker_kfold',     # speaker_kfold | paper_random_kfold | all_speakers
         'folds': 4,

@@ -5,7 +5,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ser_models.features import MfccExtractor
+from ser_models.features import MfccExtractor, SpeakerNormalizer
 
 from .augment import WaveAugmenter, spec_augment
 from .datasets import Clip
@@ -28,6 +28,28 @@ class ClipSet:
         self.labels = labels
         self.targets = np.array([labels.index(c.emotion) for c in clips], dtype=np.int64)
         self.audio = [load_audio(c.path, sample_rate) for c in clips]
+        self.normalizers: list[SpeakerNormalizer] | None = None
+
+    def fit_speaker_normalizers(self, features: MfccExtractor) -> None:
+        """Each clip gets its speaker's MFCC statistics, taken over all of that speaker's clips."""
+        by_speaker: dict[str, list[int]] = {}
+        for index, clip in enumerate(self.clips):
+            by_speaker.setdefault(clip.speaker_key, []).append(index)
+        self.normalizers = [None] * len(self.clips)
+        for indices in by_speaker.values():
+            normalizer = SpeakerNormalizer.fit(features(self.audio[i]) for i in indices)
+            for index in indices:
+                self.normalizers[index] = normalizer
+
+    def pooled_statistics(self, indices) -> SpeakerNormalizer:
+        """The statistics of every frame of the speakers of these clips together (e.g. the training side)."""
+        speakers = {id(self.normalizers[i]): self.normalizers[i] for i in indices}.values()
+        pooled = SpeakerNormalizer(self.normalizers[indices[0]].n_mfcc)
+        for normalizer in speakers:
+            pooled.count += normalizer.count
+            pooled.sum += normalizer.sum
+            pooled.sum_squares += normalizer.sum_squares
+        return pooled
 
     def __len__(self):
         return len(self.clips)
@@ -41,6 +63,9 @@ class WindowBatcher:
         self.window = window_samples
         self.sample_rate = features.config.sample_rate
         self.augment_settings = augment
+        if augment and features.config.normalize == 'cmvn':
+            # Per-window CMVN removes any gain, so drawing one would only cost time.
+            augment = {**augment, 'gain_db': [0.0, 0.0]}
         self.augmenter = WaveAugmenter(augment, self.sample_rate) if augment else None
 
     def training_batch(self, clip_set: ClipSet, indices, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +78,9 @@ class WindowBatcher:
                 shift = int(self.augmenter.shift_seconds(rng) * self.sample_rate)
             windows[row] = self._random_window(wave, shift, rng)
         mfcc = self.features(windows)
+        if clip_set.normalizers is not None:
+            for row, index in enumerate(indices):
+                mfcc[row] = clip_set.normalizers[index](mfcc[row])
         if self.augment_settings:
             spec_augment(mfcc, self.augment_settings, rng)
         return mfcc, clip_set.targets[np.asarray(indices)]
