@@ -63,6 +63,24 @@ class Distributed:
         if self.enabled:
             torch.distributed.barrier()
 
+    def from_main(self, values: dict) -> dict:
+        """Rank 0's values on every rank (e.g. its validation scores), so all ranks decide alike."""
+        if not self.enabled:
+            return values
+        keys = sorted(values)
+        tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        torch.distributed.broadcast(tensor, src=0)
+        return dict(zip(keys, tensor.tolist(), strict=True))
+
+    def mean(self, values: dict) -> dict:
+        """The mean over ranks of each value (e.g. training loss over every rank's share of the data)."""
+        if not self.enabled:
+            return values
+        keys = sorted(values)
+        tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        torch.distributed.all_reduce(tensor)
+        return {k: v / self.world for k, v in zip(keys, tensor.tolist(), strict=True)}
+
     def stop(self):
         if self.enabled:
             torch.distributed.destroy_process_group()
@@ -114,7 +132,9 @@ def clip_probabilities(model, clip_set: ClipSet, indices, config: dict, device: 
     meta = {'labels': clip_set.labels, 'model_id': 'in-training', 'sample_rate': features.sample_rate,
             'window_seconds': config['window_seconds'], 'features': features.to_dict()}
     predictor = TorchPredictor(meta, threads=0, device=device, model=model)
-    return predict_clips(predictor, [clip_set.audio[i] for i in indices], predictor.sample_rate, EVAL_HOP_SECONDS)
+    normalizers = None if clip_set.normalizers is None else [clip_set.normalizers[i] for i in indices]
+    return predict_clips(predictor, [clip_set.audio[i] for i in indices], predictor.sample_rate, EVAL_HOP_SECONDS,
+                         normalizers=normalizers)
 
 
 def score(model, clip_set, indices, config, device) -> dict:
@@ -251,14 +271,20 @@ class FoldTrainer:
         patience = self.t['early_stop_patience']
         for epoch in range(self.start_epoch, self.t['epochs']):
             started = time.perf_counter()
-            train = self.train_epoch(epoch)
+            train = self.dist.mean(self.train_epoch(epoch))
             record = {'epoch': epoch + 1, 'train_loss': train['loss'], 'train_accuracy': train['accuracy'],
                       'lr': self.optimizer.param_groups[0]['lr']}
             if self.has_validation:
-                val = score(self.model, self.clip_set, self.selection_idx, self.config, self.device)
-                record.update(val_loss=val['loss'], val_uar=val['uar'], val_war=val['war'], val_f1=val['f1_macro'])
-                if val['uar'] > self.best['uar']:
-                    self.best = {'uar': val['uar'], 'epoch': epoch + 1,
+                # Rank 0 validates and every rank takes its scores: BatchNorm statistics differ per rank,
+                # and ranks that disagree on stopping hang, on the learning rate silently diverge.
+                val = {'val_loss': 0.0, 'val_uar': 0.0, 'val_war': 0.0, 'val_f1': 0.0}
+                if self.dist.main:
+                    scores = score(self.model, self.clip_set, self.selection_idx, self.config, self.device)
+                    val = {'val_loss': scores['loss'], 'val_uar': scores['uar'], 'val_war': scores['war'],
+                           'val_f1': scores['f1_macro']}
+                record.update(self.dist.from_main(val))
+                if record['val_uar'] > self.best['uar']:
+                    self.best = {'uar': record['val_uar'], 'epoch': epoch + 1,
                                  'state': {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.step(record.get('val_uar', train['loss']))
@@ -317,12 +343,14 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
         print(f'[train] {len(clips)} clips, labels {labels}, {architecture["name"]} with '
               f'{count_parameters(build(architecture)):,} parameters, device {device}', flush=True)
     clip_set = ClipSet(clips, labels, features.sample_rate)
+    extractor = MfccExtractor(features)
+    if features.normalize == 'speaker':
+        clip_set.fit_speaker_normalizers(extractor)
     position = {id(c): i for i, c in enumerate(clips)}
     split = config['split']
     splits = make_splits(clips, split['protocol'], split['folds'], split['validation_fraction'], t['seed'])
     if split.get('fold') is not None:
         splits = [splits[int(split['fold'])]]
-    extractor = MfccExtractor(features)
     results = []
     for part in splits:
         fold_dir = out_dir / part.name
@@ -359,7 +387,8 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
                                      'those terms carry over to these weights'}
             save_artifact(model.cpu(), fold_dir / 'artifact', architecture=architecture, labels=labels,
                           features=features, window_seconds=config['window_seconds'],
-                          model_id=f'{architecture["name"]}-{out_dir.name}-{part.name}', provenance=provenance)
+                          model_id=f'{architecture["name"]}-{out_dir.name}-{part.name}', provenance=provenance,
+                          speaker_normalization=stream_statistics(config, features, clip_set, indices[0]))
             model.to(device)
         results.append(result)
     summary = summarize(results)
@@ -369,6 +398,16 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
     dist.barrier()
     dist.stop()
     return summary
+
+
+def stream_statistics(config: dict, features: FeatureConfig, clip_set: ClipSet, train_indices) -> dict | None:
+    """Where a stream's speaker statistics start: the training side's, pooled (speaker-normalised models)."""
+    if clip_set.normalizers is None:
+        return None
+    frames_per_second = features.sample_rate / features.hop_length
+    settings = config['speaker_normalization']
+    return {**clip_set.pooled_statistics(train_indices).summary(settings['prior_seconds'] * frames_per_second),
+            'memory_frames': settings['memory_seconds'] * frames_per_second}
 
 
 def per_dataset_metrics(model, clip_set, indices, config, device) -> dict:
