@@ -1,0 +1,71 @@
+"""The speaker-independent benchmark: folds, scoring over a corpus's own classes, summaries, report."""
+import json
+
+import numpy as np
+import pytest
+
+from training import benchmark
+from training.classical import extract, make_classifier, standardise_per_speaker
+
+
+def test_every_speaker_is_tested_exactly_once_and_never_validates_its_own_fold(data_dir):
+    clips = benchmark.benchmark_clips(data_dir)
+    assert {c.dataset for c in clips} == set(benchmark.CORPORA)
+    splits = benchmark.benchmark_splits(clips)
+    tested = [c.speaker_key for s in splits for c in s.test]
+    assert sorted(set(tested)) == sorted({c.speaker_key for c in clips})
+    owners = {}
+    for number, split in enumerate(splits):
+        test = {c.speaker_key for c in split.test}
+        assert not test & {c.speaker_key for c in split.train + split.validation}
+        for speaker in test:
+            assert owners.setdefault(speaker, number) == number
+        # EMOVO and nEMO: leave one speaker out; RAVDESS: five actors a fold.
+        per_corpus = {d: sum(k.startswith(d + ':') for k in test) for d in benchmark.CORPORA}
+        assert per_corpus['emovo'] == per_corpus['nemo'] == 1 and per_corpus['ravdess'] == 5
+        # RAVDESS validation is whole speakers carved from the training side.
+        validation = {c.speaker_key for c in split.validation if c.dataset == 'ravdess'}
+        assert validation and not validation & {c.speaker_key for c in split.train}
+    assert sum(any(c.dataset == 'tess' for c in s.test) for s in splits) == 2
+
+
+def test_argmax_runs_over_the_corpus_classes_only():
+    labels = ['neutral', 'happy', 'disgust']
+    scores = np.array([[0.1, 0.2, 0.7], [0.5, 0.1, 0.4]])
+    assert benchmark.restricted_argmax(scores, labels, {'neutral', 'happy'}).tolist() == [1, 0]
+    assert benchmark.restricted_argmax(scores, labels, set(labels)).tolist() == [2, 0]
+
+
+def test_summary_is_mean_and_sd_over_the_folds_that_test_a_corpus():
+    def fold(uar, with_tess):
+        corpora = {'emovo': {'n': 10, 'uar': uar, 'war': uar, 'f1_macro': uar, 'confusion': [[1, 0], [0, 1]]}}
+        if with_tess:
+            corpora['tess'] = {'n': 4, 'uar': 1.0, 'war': 1.0, 'f1_macro': 1.0, 'confusion': [[2, 0], [0, 2]]}
+        return {'corpora': corpora}
+    summary = benchmark.summarize([fold(0.4, True), fold(0.6, False)], ['a', 'b'])
+    assert summary['emovo']['uar_mean'] == pytest.approx(0.5) and summary['emovo']['uar_std'] == pytest.approx(0.1)
+    assert summary['tess']['folds'] == 1 and summary['emovo']['confusion'] == [[2, 0], [0, 2]]
+    assert summary['mean'] == pytest.approx(0.75) and 'ravdess' not in summary
+
+
+def test_classical_features_and_speaker_standardisation(data_dir):
+    paths = [data_dir / 'emovo/f1/rab-f1-b1.flac', data_dir / 'ravdess/Actor_01/03-01-05-01-01-01-01.flac']
+    features = extract('mfcc_stats', paths)
+    assert features.shape == (2, 156) and np.all(np.isfinite(features))
+    rng = np.random.default_rng(0)
+    values = rng.normal(5, 3, size=(6, 4))
+    standardised = standardise_per_speaker(values, ['a', 'a', 'a', 'b', 'b', 'b'])
+    np.testing.assert_allclose(standardised[:3].mean(axis=0), 0, atol=1e-9)
+    np.testing.assert_allclose(standardised[3:].std(axis=0), 1, atol=1e-4)
+    model = make_classifier('svm').fit(rng.normal(size=(20, 4)), np.arange(20) % 3)
+    assert model.decision_function(rng.normal(size=(2, 4))).shape == (2, 3)
+
+
+def test_the_results_document_shows_the_table_the_stored_results_give():
+    """docs/results.md carries exactly what `python -m training.benchmark report` renders."""
+    text = (benchmark.REPO / 'docs' / 'results.md').read_text()
+    section = text.split(benchmark.BEGIN, 1)[1].split(benchmark.END, 1)[0].strip()
+    assert section == benchmark.report()
+    for path in benchmark.RESULTS.glob('*.json'):
+        result = json.loads(path.read_text())
+        assert result['row'] in benchmark.ROWS and len(result['folds']) == benchmark.FOLDS

@@ -1,0 +1,334 @@
+"""The speaker-independent benchmark: every corpus in the data folder, every speaker tested once.
+
+    python -m training.benchmark run [--only ROW ...] [--jobs 2]   # train / fit and score rows
+    python -m training.benchmark report [--write docs/results.md]   # the table, from docs/benchmark/*.json
+    python -m training.benchmark commands [--only ROW ...]          # the exact command behind each row
+
+Folds: speakers of all corpora split into FOLDS groups at once (training.splits.speaker_folds), so
+EMOVO and nEMO are leave-one-speaker-out, RAVDESS is tested five actors a fold and TESS one speaker in
+each of two folds. A network's validation set is carved from its training side; the test speakers
+choose nothing (no epoch, early stop, recipe or default). Clips are scored the node's way (3 s
+windows every 0.5 s, probabilities averaged; ser_models.windowing.predict_clip on the exported
+ONNX), and the argmax runs over the corpus's own classes (RAVDESS has no disgust here, so a network
+cannot lose a RAVDESS clip to a class that corpus lacks). Classical rows score whole-clip features
+with the same restricted argmax. Each row's per-fold, per-corpus UAR and confusion are kept in
+docs/benchmark/ROW.json, so the report is regenerated without retraining.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import Clip, labels_present, load_clips
+from .metrics import classification_metrics
+from .splits import Split, make_splits
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / 'shared' / 'data'
+RUNS = REPO / 'runs' / 'benchmark'
+RESULTS = REPO / 'docs' / 'benchmark'
+CORPORA = ('emovo', 'ravdess', 'tess', 'nemo')
+FOLDS = 4
+SEED = 0
+VALIDATION_FRACTION = 0.15
+NETWORK_EPOCHS = 20     # at most (early stop as the recipe says): what two cores allow for every row
+BEGIN, END = '<!-- benchmark:begin -->', '<!-- benchmark:end -->'
+
+
+@dataclass(frozen=True)
+class Row:
+    group: str
+    description: str
+    kind: str                                  # 'classical' or 'network'
+    settings: dict = field(default_factory=dict)
+
+
+CLASSICAL = 'Classical baselines (whole-clip features)'
+NETWORKS = 'Networks (node windowing, ONNX)'
+ROWS = {
+    'svm_mfcc': Row(CLASSICAL, '39 MFCC + deltas, mean/std per clip, RBF SVM (C=10)', 'classical',
+                    {'features': 'mfcc_stats', 'classifier': 'svm'}),
+    'svm_egemaps': Row(CLASSICAL, 'eGeMAPS v02 functionals, RBF SVM (C=10)', 'classical',
+                       {'features': 'egemaps', 'classifier': 'svm'}),
+    'logreg_egemaps': Row(CLASSICAL, 'eGeMAPS v02 functionals, logistic regression', 'classical',
+                          {'features': 'egemaps', 'classifier': 'logreg'}),
+    'svm_egemaps_speakernorm': Row(CLASSICAL, 'eGeMAPS, each speaker standardised over its clips, RBF SVM',
+                                   'classical', {'features': 'egemaps', 'classifier': 'svm', 'speaker_norm': True}),
+    'svm_compare': Row(CLASSICAL, 'ComParE 2016 functionals (6373), RBF SVM (C=10)', 'classical',
+                       {'features': 'compare', 'classifier': 'svm'}),
+    'svm_mfcc_speakernorm': Row(CLASSICAL, 'MFCC statistics, each speaker standardised over its clips, RBF SVM',
+                                'classical', {'features': 'mfcc_stats', 'classifier': 'svm', 'speaker_norm': True}),
+    'timnet': Row(NETWORKS, 'TIM-Net, 8 TABs, shipped recipe (config/train/timnet.yaml)',
+                  'network', {'config': 'config/train/timnet.yaml'}),
+    'lmu': Row(NETWORKS, 'LMU, shipped recipe (config/train/lmu.yaml)', 'network',
+               {'config': 'config/train/lmu.yaml'}),
+    'cktim': Row(NETWORKS, 'CkTIM, 8 TABs, shipped recipe (config/train/cktim.yaml)', 'network',
+                 {'config': 'config/train/cktim.yaml'}),
+    'timnet_speakernorm': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker instead of per window '
+                              '(gain augmentation now live)', 'network',
+                              {'config': 'config/train/timnet.yaml', 'overrides': ['features.normalize=speaker']}),
+}
+
+
+# ---------------------------------------------------------------------------------------- folds
+def benchmark_clips(data_root: Path = DATA) -> list[Clip]:
+    return load_clips(data_root, datasets=CORPORA)
+
+
+def benchmark_splits(clips: list[Clip]) -> list[Split]:
+    return make_splits(clips, 'speaker_kfold', FOLDS, VALIDATION_FRACTION, SEED)
+
+
+# ---------------------------------------------------------------------------------------- scoring
+def corpus_labels(clips: list[Clip]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for clip in clips:
+        found.setdefault(clip.dataset, set()).add(clip.emotion)
+    return found
+
+
+def restricted_argmax(scores: np.ndarray, labels: list[str], allowed: set[str]) -> np.ndarray:
+    """Argmax over the allowed labels only (scores: (N, len(labels)))."""
+    masked = np.where(np.isin(labels, sorted(allowed))[None, :], scores, -np.inf)
+    return masked.argmax(axis=1)
+
+
+def score_fold(test: list[Clip], scores: np.ndarray, labels: list[str], allowed: dict[str, set[str]]) -> dict:
+    """Per-corpus metrics of one fold's test clips from their class scores."""
+    corpora = {}
+    for dataset in sorted({c.dataset for c in test}):
+        rows = [i for i, c in enumerate(test) if c.dataset == dataset]
+        truth = [labels.index(test[i].emotion) for i in rows]
+        guess = restricted_argmax(scores[rows], labels, allowed[dataset])
+        metrics = classification_metrics(truth, guess, labels)
+        corpora[dataset] = {k: metrics[k] for k in ('n', 'uar', 'war', 'f1_macro', 'confusion')}
+    return corpora
+
+
+def summarize(folds: list[dict], labels: list[str]) -> dict:
+    """Mean ± sd over folds per corpus, the corpus-balanced mean, and each corpus's summed confusion."""
+    summary = {}
+    for dataset in CORPORA:
+        entries = [f['corpora'][dataset] for f in folds if dataset in f['corpora']]
+        if not entries:
+            continue
+        uar = [e['uar'] for e in entries]
+        summary[dataset] = {'uar_mean': float(np.mean(uar)), 'uar_std': float(np.std(uar)), 'folds': len(uar),
+                            'n': int(sum(e['n'] for e in entries)),
+                            'confusion': np.sum([e['confusion'] for e in entries], axis=0).tolist()}
+    summary['mean'] = float(np.mean([summary[d]['uar_mean'] for d in CORPORA if d in summary]))
+    summary['labels'] = labels
+    return summary
+
+
+# ---------------------------------------------------------------------------------------- classical rows
+def classical_features(kind: str, clips: list[Clip]) -> np.ndarray:
+    """(clips, dims) whole-clip features, cached under runs/benchmark/features/."""
+    from .classical import extract
+    cache = RUNS / 'features' / f'{kind}.npz'
+    paths = np.array([str(c.path.resolve()) for c in clips])
+    if cache.is_file():
+        stored = np.load(cache)
+        if np.array_equal(stored['paths'], paths):
+            return stored['features']
+    started = time.time()
+    features = extract(kind, [c.path for c in clips])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, paths=paths, features=features)
+    print(f'[benchmark] {kind}: {features.shape[1]} features of {len(clips)} clips in '
+          f'{time.time() - started:.0f} s', flush=True)
+    return features
+
+
+def run_classical(name: str, row: Row, clips: list[Clip], splits: list[Split]) -> list[dict]:
+    from .classical import make_classifier, standardise_per_speaker
+    features = classical_features(row.settings['features'], clips)
+    if row.settings.get('speaker_norm'):
+        features = standardise_per_speaker(features, [c.speaker_key for c in clips])
+    labels = labels_present(clips)
+    index = {id(c): i for i, c in enumerate(clips)}
+    targets = np.array([labels.index(c.emotion) for c in clips])
+    allowed = corpus_labels(clips)
+    folds = []
+    for number, split in enumerate(splits):
+        # No epoch or early stop to choose: the validation speakers train too.
+        train = [index[id(c)] for c in split.train + split.validation]
+        test = [index[id(c)] for c in split.test]
+        model = make_classifier(row.settings['classifier']).fit(features[train], targets[train])
+        folds.append({'fold': number, 'test_speakers': sorted({c.speaker_key for c in split.test}),
+                      'corpora': score_fold(split.test, model.decision_function(features[test]), labels, allowed)})
+        print(f'[benchmark] {name} fold {number}: ' + ', '.join(
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()), flush=True)
+    return folds
+
+
+# ---------------------------------------------------------------------------------------- network rows
+def network_command(name: str, fold: int) -> list[str]:
+    row = ROWS[name]
+    args = [sys.executable, '-m', 'training.train', '--config', row.settings['config'],
+            '--out', str((RUNS / name / f'fold{fold}').relative_to(REPO))]
+    overrides = [f'data.datasets=[{",".join(CORPORA)}]', 'split.protocol=speaker_kfold', f'split.folds={FOLDS}',
+                 f'split.fold={fold}', f'split.validation_fraction={VALIDATION_FRACTION}',
+                 f'training.seed={SEED}', f'training.epochs={NETWORK_EPOCHS}', 'training.threads=1',
+                 *row.settings.get('overrides', [])]
+    for override in overrides:
+        args += ['--set', override]
+    return args
+
+
+def fold_artifact(name: str, fold: int) -> Path:
+    return RUNS / name / f'fold{fold}' / f'fold{fold}' / 'artifact'
+
+
+def train_network_fold(name: str, fold: int) -> int:
+    out = RUNS / name / f'fold{fold}'
+    if (fold_artifact(name, fold) / 'model.json').is_file():
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    args = network_command(name, fold)
+    started = time.time()
+    with open(out / 'log.txt', 'w') as log:
+        code = subprocess.run(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+    print(f'[benchmark] {name} fold {fold}: training exit {code} after {time.time() - started:.0f} s', flush=True)
+    return code
+
+
+def speaker_normalizers(predictor, clips: list[Clip], audio: list[np.ndarray]) -> list | None:
+    """For a speaker-normalised model, each clip's SpeakerNormalizer fitted on all clips of its speaker."""
+    from ser_models.features import SpeakerNormalizer
+    if predictor.features.config.normalize != 'speaker':
+        return None
+    fitted = {speaker: SpeakerNormalizer.fit(predictor.features(a) for c, a in zip(clips, audio, strict=True)
+                                             if c.speaker_key == speaker)
+              for speaker in {c.speaker_key for c in clips}}
+    return [fitted[c.speaker_key] for c in clips]
+
+
+def score_network(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:
+    import ser_models
+    from ser_models.windowing import predict_clips
+
+    from .data import load_audio
+    allowed = corpus_labels(clips)
+    folds = []
+    for number, split in enumerate(splits):
+        predictor = ser_models.load(fold_artifact(name, number))
+        trained_on = set(json.loads((fold_artifact(name, number) / 'model.json').read_text())
+                         ['provenance']['data']['test_speakers'])
+        if trained_on != {c.speaker_key for c in split.test}:
+            raise SystemExit(f'{name} fold {number}: the run held out other speakers than the benchmark fold')
+        audio = [load_audio(c.path, predictor.sample_rate) for c in split.test]
+        scores = predict_clips(predictor, audio, predictor.sample_rate,
+                               normalizers=speaker_normalizers(predictor, split.test, audio))
+        folds.append({'fold': number, 'test_speakers': sorted(trained_on),
+                      'corpora': score_fold(split.test, scores, predictor.labels, allowed)})
+        print(f'[benchmark] {name} fold {number}: ' + ', '.join(
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()), flush=True)
+    return folds
+
+
+# ---------------------------------------------------------------------------------------- driver
+def row_command(name: str) -> str:
+    return f'python -m training.benchmark run --only {name}'
+
+
+def save_result(name: str, folds: list[dict], labels: list[str]) -> dict:
+    result = {'row': name, 'description': ROWS[name].description, 'command': row_command(name),
+              'fold_commands': ([' '.join(shlex.quote(a) for a in ['python', *network_command(name, f)[1:]])
+                                 for f in range(FOLDS)] if ROWS[name].kind == 'network' else []),
+              'finished': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'folds': folds,
+              'summary': summarize(folds, labels)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f'{name}.json').write_text(json.dumps(result, indent=1) + '\n')
+    return result
+
+
+def run(names: list[str], jobs: int) -> int:
+    clips = benchmark_clips()
+    splits = benchmark_splits(clips)
+    networks = [n for n in names if ROWS[n].kind == 'network']
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        codes = list(pool.map(lambda job: train_network_fold(*job), [(n, f) for n in networks for f in range(FOLDS)]))
+    if any(codes):
+        return 1
+    for name in names:
+        if ROWS[name].kind == 'network':
+            folds = score_network(name, clips, splits)
+            labels = json.loads((fold_artifact(name, 0) / 'model.json').read_text())['labels']
+        else:
+            folds = run_classical(name, ROWS[name], clips, splits)
+            labels = labels_present(clips)
+        summary = save_result(name, folds, labels)['summary']
+        print(f'[benchmark] {name}: ' + ', '.join(f"{d} {summary[d]['uar_mean']:.3f}" for d in CORPORA
+                                                   if d in summary) + f", mean {summary['mean']:.3f}", flush=True)
+    return 0
+
+
+def cell(summary: dict, dataset: str) -> str:
+    entry = summary.get(dataset)
+    return f"{entry['uar_mean']:.3f} ± {entry['uar_std']:.3f}" if entry else '–'
+
+
+def report() -> str:
+    lines = [f'UAR on unseen speakers, mean ± sd over the folds that test the corpus ({FOLDS} folds; TESS in 2).',
+             '', '| row | EMOVO | RAVDESS | TESS | nEMO | mean of corpora | command |', '|---|---|---|---|---|---|---|']
+    groups: dict[str, list[str]] = {}
+    for name, row in ROWS.items():
+        groups.setdefault(row.group, []).append(name)
+    for group, names in groups.items():
+        lines.append(f'| **{group}** | | | | | | |')
+        for name in names:
+            path = RESULTS / f'{name}.json'
+            if not path.is_file():
+                lines.append(f'| {ROWS[name].description} | not run | | | | | `{row_command(name)}` |')
+                continue
+            s = json.loads(path.read_text())['summary']
+            lines.append(f"| {ROWS[name].description} | " + ' | '.join(cell(s, d) for d in CORPORA) +
+                         f" | {s['mean']:.3f} | `{row_command(name)}` |")
+    return '\n'.join(lines)
+
+
+def write_report(path: Path) -> None:
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f'{path}: no {BEGIN} ... {END} section to replace')
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(f'{head}{BEGIN}\n{report()}\n{END}{tail}')
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('action', choices=['run', 'report', 'commands'])
+    parser.add_argument('--only', nargs='*', choices=sorted(ROWS), help='rows (default: all)')
+    parser.add_argument('--jobs', type=int, default=2, help='network folds trained at once (one thread each)')
+    parser.add_argument('--write', type=Path, help='with report: replace the benchmark section of this file')
+    args = parser.parse_args(argv)
+    names = args.only or list(ROWS)
+    if args.action == 'run':
+        return run(names, args.jobs)
+    if args.action == 'commands':
+        for name in names:
+            commands = [network_command(name, f) for f in range(FOLDS)] if ROWS[name].kind == 'network' else []
+            print(f'# {name}: {row_command(name)}')
+            for command in commands:
+                print(' '.join(shlex.quote(a) for a in ['python', *command[1:]]))
+        return 0
+    if args.write:
+        write_report(args.write)
+    else:
+        print(report())
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
