@@ -1,10 +1,13 @@
 """Copy a trained artifact into weights/<name> as a shipped model, with its metrics and licence note.
 
-    python -m training.ship --artifact runs/final_cktim/all/artifact --name cktim [--version v1]
+    python -m training.ship --artifact runs/final_timnet/all/artifact --name timnet \
+        --benchmark-row timnet_speakernorm [--version v2]
 
-The copy gets the model id <name>-ser-<version>; model.json keeps the run's provenance. The run's
-per-epoch metrics are copied as metrics.json, and LICENSE-NOTE.md says which corpora's
-non-commercial terms carry over.
+The copy gets the model id <name>-ser-<version>; model.json keeps the run's provenance (which
+speakers trained, which validated) and gains the benchmark figures of its recipe: the per-corpus
+UAR on unseen speakers from docs/benchmark/<row>.json, the only accuracy it states. metrics.json
+holds the same speakers and figures beside the run's per-epoch history (whose validation scores
+chose the epoch and are no test). LICENSE-NOTE.md says which corpora's non-commercial terms carry over.
 """
 from __future__ import annotations
 
@@ -24,14 +27,27 @@ REPO = Path(__file__).resolve().parents[1]
 LICENCE_NOTE = """# Licence of these weights
 
 These weights were learned from EMOVO (free for research use, Fondazione Ugo Bordoni),
-RAVDESS (CC BY-NC-SA 4.0) and TESS (CC BY-NC-ND 4.0). The non-commercial terms of those
-corpora carry over: use the weights for research and non-commercial purposes only, and cite
-the corpora (see ../shared/data/README.md) when you report results obtained with them.
+RAVDESS (CC BY-NC-SA 4.0), TESS (CC BY-NC-ND 4.0) and nEMO (CC BY-NC-SA 4.0). The
+non-commercial terms of those corpora carry over: use the weights for research and
+non-commercial purposes only, and cite the corpora (see ../shared/data/README.md) when you
+report results obtained with them.
 """
 
 
-def ship(artifact: Path, name: str, version: str, out_root: Path = REPO / 'weights') -> Path:
+def benchmark_figures(row: str) -> dict:
+    """The recipe's unseen-speaker scores from the benchmark: per corpus UAR mean, sd and folds."""
+    result = json.loads((REPO / 'docs' / 'benchmark' / f'{row}.json').read_text())
+    summary = result['summary']
+    return {'row': row, 'command': result['command'], 'finished': result['finished'],
+            'protocol': 'speaker folds over every corpus (training.benchmark); the test speakers chose nothing',
+            'uar': {d: {k: summary[d][k] for k in ('uar_mean', 'uar_std', 'folds', 'n')}
+                    for d in summary if d not in ('mean', 'labels')},
+            'mean_of_corpora': summary['mean']}
+
+
+def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights') -> Path:
     meta = read_model_json(artifact)
+    figures = benchmark_figures(benchmark_row)
     target = out_root / name
     if target.exists():
         shutil.rmtree(target)
@@ -45,10 +61,15 @@ def ship(artifact: Path, name: str, version: str, out_root: Path = REPO / 'weigh
     meta['weights'] = {'file': WEIGHTS_FILE, 'sha256': sha256_of(target / WEIGHTS_FILE)}
     meta['onnx'] = {'file': ONNX_FILE, 'sha256': sha256_of(target / ONNX_FILE)}
     meta['model_id'] = f'{name}-ser-{version}'
+    meta['provenance'] = {**meta.get('provenance', {}), 'benchmark': figures}
     write_model_json(target, meta)
     history = artifact.parent / 'metrics.json'
-    if history.is_file():
-        shutil.copyfile(history, target / 'metrics.json')
+    data = meta['provenance'].get('data', {})
+    metrics = {'model_id': meta['model_id'], 'benchmark': figures,
+               'train_speakers': data.get('train_speakers'), 'validation_speakers': data.get('validation_speakers'),
+               'selected_epoch': meta['provenance'].get('selected_epoch'),
+               'history': json.loads(history.read_text()) if history.is_file() else []}
+    (target / 'metrics.json').write_text(json.dumps(metrics, indent=1) + '\n')
     (target / 'LICENSE-NOTE.md').write_text(LICENCE_NOTE)
     read_model_json(target)  # the copy must load
     return target
@@ -58,9 +79,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--artifact', required=True, type=Path)
     parser.add_argument('--name', required=True, choices=['cktim', 'lmu', 'timnet'])
-    parser.add_argument('--version', default='v1')
+    parser.add_argument('--benchmark-row', required=True, help='the training.benchmark row of this recipe')
+    parser.add_argument('--version', default='v2')
     args = parser.parse_args(argv)
-    target = ship(args.artifact, args.name, args.version)
+    target = ship(args.artifact, args.name, args.version, args.benchmark_row)
     print(f'shipped {target}: {json.loads((target / "model.json").read_text())["model_id"]}')
     return 0
 

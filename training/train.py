@@ -380,6 +380,8 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
                                               for d, m in test['per_dataset'].items()}
             provenance = {'data': {'root': str(data['root']), 'datasets': data.get('datasets'),
                                    'train_clips': len(part.train), 'validation_clips': len(part.validation),
+                                   'train_speakers': sorted({c.speaker_key for c in part.train}),
+                                   'validation_speakers': sorted({c.speaker_key for c in part.validation}),
                                    'test_speakers': result['test_speakers']},
                           'commit': git_commit(), 'selected_epoch': epoch,
                           'validation_uar': result['validation_uar'], 'test': result.get('test'),
