@@ -1,6 +1,6 @@
 """ser_node together with audio_capture (ros-drivers/audio_common) publishing raw PCM.
 
-    ros2 launch ser_ros ser_with_capture.launch.py [device:=...] [model:=timnet]
+    ros2 launch ser_ros ser_with_capture.launch.py [capture_device:=hw:1] [model:=timnet]
 
 audio_capture is started with format:=wave (its default, mp3, is not raw PCM), 16 kHz mono S16LE in
 the `audio` namespace, so ser_node's defaults (/audio/audio, /audio/audio_info) match it.
@@ -20,7 +20,8 @@ def generate_launch_description():
     here = Path(get_package_share_directory('ser_ros')) / 'launch'
     ser = IncludeLaunchDescription(PythonLaunchDescriptionSource(str(here / 'ser.launch.py')),
                                    launch_arguments={'model': LaunchConfiguration('model')}.items())
-    arguments = [DeclareLaunchArgument('model', default_value='timnet'),
+    arguments = [DeclareLaunchArgument('model', default_value='timnet',
+                                       description='shipped model for ser_node: timnet, cktim or lmu'),
                  DeclareLaunchArgument('capture_device', default_value='', description='ALSA device, e.g. hw:1')]
     try:
         get_package_share_directory('audio_capture')

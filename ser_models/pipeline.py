@@ -94,6 +94,9 @@ class EmotionPipeline:
                              f'of {model_window} s (shorter windows are zero-padded)')
         if hop <= 0:
             raise ValueError(f'hop must be positive, got {hop}')
+        if hop > (window or model_window) + 1e-9:
+            raise ValueError(f'hop {hop} s is longer than the window of {window or model_window} s: the audio '
+                             f'between windows would never be classified')
 
     def _make_stream(self, fmt: StreamFormat) -> AudioStream:
         s, rate = self.settings, self.predictor.sample_rate

@@ -195,6 +195,8 @@ def test_live_parameter_changes_are_validated(ros_node, node_factory, speech, tm
     wait_for_subscriber(ros_node, publisher)
     (result,) = set_parameters(ros_node, node.namespace, window=10.0)
     assert not result.successful and 'model window' in result.reason
+    (result,) = set_parameters(ros_node, node.namespace, hop=4.0)
+    assert not result.successful and 'longer than the window' in result.reason
     broken = tmp_path / 'broken'
     broken.mkdir()
     (broken / 'model.json').write_text(json.dumps({'format_version': 1}))

@@ -3,6 +3,7 @@
     python -m training.benchmark run [--only ROW ...] [--jobs 2]   # train / fit and score rows
     python -m training.benchmark report [--write docs/results.md]   # the table, from docs/benchmark/*.json
     python -m training.benchmark commands [--only ROW ...]          # the exact command behind each row
+    python -m training.benchmark final --only ROW                   # a network row's recipe on every speaker
 
 Folds: speakers of all corpora split into FOLDS groups at once (training.splits.speaker_folds), so
 EMOVO and nEMO are leave-one-speaker-out, RAVDESS is tested five actors a fold and TESS one speaker in
@@ -35,6 +36,7 @@ from .splits import Split, make_splits
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / 'shared' / 'data'
 RUNS = REPO / 'runs' / 'benchmark'
+FINAL = REPO / 'runs' / 'final'
 RESULTS = REPO / 'docs' / 'benchmark'
 CORPORA = ('emovo', 'ravdess', 'tess', 'nemo')
 FOLDS = 4
@@ -111,6 +113,10 @@ def score_fold(test: list[Clip], scores: np.ndarray, labels: list[str], allowed:
         guess = restricted_argmax(scores[rows], labels, allowed[dataset])
         metrics = classification_metrics(truth, guess, labels)
         corpora[dataset] = {k: metrics[k] for k in ('n', 'uar', 'war', 'f1_macro', 'confusion')}
+        # What the model would say unrestricted: the share of clips given a class this corpus lacks
+        # (e.g. disgust, which only the Italian corpus has here).
+        unrestricted = np.asarray(labels)[scores[rows].argmax(axis=1)]
+        corpora[dataset]['outside_classes'] = float(np.mean(~np.isin(unrestricted, sorted(allowed[dataset]))))
     return corpora
 
 
@@ -124,6 +130,8 @@ def summarize(folds: list[dict], labels: list[str]) -> dict:
         uar = [e['uar'] for e in entries]
         summary[dataset] = {'uar_mean': float(np.mean(uar)), 'uar_std': float(np.std(uar)), 'folds': len(uar),
                             'n': int(sum(e['n'] for e in entries)),
+                            'outside_classes': float(np.average([e.get('outside_classes', np.nan) for e in entries],
+                                                                weights=[e['n'] for e in entries])),
                             'confusion': np.sum([e['confusion'] for e in entries], axis=0).tolist()}
     summary['mean'] = float(np.mean([summary[d]['uar_mean'] for d in CORPORA if d in summary]))
     summary['labels'] = labels
@@ -172,12 +180,15 @@ def run_classical(name: str, row: Row, clips: list[Clip], splits: list[Split]) -
 
 
 # ---------------------------------------------------------------------------------------- network rows
-def network_command(name: str, fold: int) -> list[str]:
+def network_command(name: str, fold: int | None) -> list[str]:
+    """The training command of a row's fold; fold None: the same recipe on every speaker (to ship)."""
     row = ROWS[name]
+    out = RUNS / name / f'fold{fold}' if fold is not None else FINAL / name
+    split = (['split.protocol=speaker_kfold', f'split.folds={FOLDS}', f'split.fold={fold}'] if fold is not None
+             else ['split.protocol=all_speakers'])
     args = [sys.executable, '-m', 'training.train', '--config', row.settings['config'],
-            '--out', str((RUNS / name / f'fold{fold}').relative_to(REPO))]
-    overrides = [f'data.datasets=[{",".join(CORPORA)}]', 'split.protocol=speaker_kfold', f'split.folds={FOLDS}',
-                 f'split.fold={fold}', f'split.validation_fraction={VALIDATION_FRACTION}',
+            '--out', str(out.relative_to(REPO))]
+    overrides = [f'data.datasets=[{",".join(CORPORA)}]', *split, f'split.validation_fraction={VALIDATION_FRACTION}',
                  f'training.seed={SEED}', f'training.epochs={NETWORK_EPOCHS}', 'training.threads=1',
                  *row.settings.get('overrides', [])]
     for override in overrides:
@@ -185,12 +196,14 @@ def network_command(name: str, fold: int) -> list[str]:
     return args
 
 
-def fold_artifact(name: str, fold: int) -> Path:
+def fold_artifact(name: str, fold: int | None) -> Path:
+    if fold is None:
+        return FINAL / name / 'all' / 'artifact'
     return RUNS / name / f'fold{fold}' / f'fold{fold}' / 'artifact'
 
 
-def train_network_fold(name: str, fold: int) -> int:
-    out = RUNS / name / f'fold{fold}'
+def train_network_fold(name: str, fold: int | None) -> int:
+    out = RUNS / name / f'fold{fold}' if fold is not None else FINAL / name
     if (fold_artifact(name, fold) / 'model.json').is_file():
         return 0
     out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +211,7 @@ def train_network_fold(name: str, fold: int) -> int:
     started = time.time()
     with open(out / 'log.txt', 'w') as log:
         code = subprocess.run(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
-    print(f'[benchmark] {name} fold {fold}: training exit {code} after {time.time() - started:.0f} s', flush=True)
+    print(f'[benchmark] {name} {out.name}: training exit {code} after {time.time() - started:.0f} s', flush=True)
     return code
 
 
@@ -308,7 +321,7 @@ def write_report(path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('action', choices=['run', 'report', 'commands'])
+    parser.add_argument('action', choices=['run', 'final', 'report', 'commands'])
     parser.add_argument('--only', nargs='*', choices=sorted(ROWS), help='rows (default: all)')
     parser.add_argument('--jobs', type=int, default=2, help='network folds trained at once (one thread each)')
     parser.add_argument('--write', type=Path, help='with report: replace the benchmark section of this file')
@@ -316,6 +329,11 @@ def main(argv=None) -> int:
     names = args.only or list(ROWS)
     if args.action == 'run':
         return run(names, args.jobs)
+    if args.action == 'final':   # a network row's recipe on every speaker, to ship with training.ship
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            codes = list(pool.map(lambda name: train_network_fold(name, None),
+                                  [n for n in names if ROWS[n].kind == 'network']))
+        return 1 if any(codes) else 0
     if args.action == 'commands':
         for name in names:
             commands = [network_command(name, f) for f in range(FOLDS)] if ROWS[name].kind == 'network' else []
