@@ -129,16 +129,17 @@ class AudioInput:
         with self.node.lock:
             if fmt == self.format:
                 return
-            self.format = fmt
             if fmt.coding_format.lower() == 'mp3':
+                self.format = fmt
                 self.mp3_stream = True
                 self.node.get_logger().error(f'{self.topic}: {MP3_HINT}')
                 return
             try:
                 self.pipeline.set_format(fmt)
-            except AudioFormatError as error:
+            except AudioFormatError as error:   # decoding goes on in the format it had, and says so
                 self._reject(f'AudioInfo describes an unusable stream: {error}')
                 return
+            self.format = fmt
             self.mp3_stream = False
             self.counters['format_changes'] += 1
             self.node.get_logger().info(f'{self.topic}: {fmt.sample_rate} Hz, {fmt.channels} ch, {fmt.sample_format}')

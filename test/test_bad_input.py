@@ -103,6 +103,14 @@ def test_format_mismatch_silence_clipping_and_empty_messages(session, speech):
     before = s.published()
     s.send(*chunks(pcm(speech), 2048))
     assert any(m.voiced for m in s.expect_new_emotions(before, 3))
+    rejected = s.counter('rejected')                             # an AudioInfo that cannot be decoded
+    s.info_publisher.publish(s.AudioInfo(sample_rate=16000, channels=1, sample_format='S13LE', coding_format='wave'))
+    s.wait_counter('rejected', rejected + 1)
+    assert 'AudioInfo describes an unusable stream' in s.diagnostics['last rejection']
+    assert s.diagnostics['input format'].startswith('16000 Hz, 1 ch, S16LE'), s.diagnostics
+    before = s.published()
+    s.send(*chunks(pcm(speech), 2048))
+    assert any(m.voiced for m in s.expect_new_emotions(before, 3))
     rejected = s.counter('rejected')
     s.send(b'', b'')                                             # empty messages
     s.wait_counter('rejected', rejected + 2)
