@@ -127,6 +127,12 @@ class StreamResampler:
             return samples
         return self._stream.resample_chunk(samples)
 
+    def flush(self) -> np.ndarray:
+        """The output still held in the filter; the resampler is spent afterwards."""
+        if self._stream is None:
+            return np.zeros(0, dtype=np.float32)
+        return self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
 
 @dataclass
 class Window:
@@ -242,8 +248,10 @@ class AudioStream:
         self.resampler = StreamResampler(fmt.sample_rate, model_rate)
         self.buffer = RingBuffer(window, hop)
         self.gate = gate or EnergyGate(model_rate)
-        self.samples_in = 0           # decoded, at the stream rate
-        self.samples_dropped = 0      # decoded but discarded (stream rate)
+        self.samples_in = 0           # taken in, at the stream rate
+        self.samples_decoded = 0      # of those, decoded and passed on to the resampler
+        self.samples_dropped = 0      # of those, discarded with a rejected message
+        self._carried = np.zeros(0, dtype=np.float32)   # flushed from the resampler of the previous rate
         self.messages_rejected = 0
         # Stream time of all audio taken in; model-rate sample k sits at k / model_rate on this time
         # line (the resampler delays output, it does not shift it).
@@ -259,8 +267,11 @@ class AudioStream:
             self.samples_in += self.decoder.dropped_frames
             raise
         self.samples_in += mono.size
+        self.samples_decoded += mono.size
         self.input_seconds += mono.size / self.format.sample_rate
         resampled = self.resampler(mono)
+        if self._carried.size:
+            resampled, self._carried = np.concatenate([self._carried, resampled]), self._carried[:0]
         windows = []
         for samples, end in self.buffer.write(resampled):
             voiced, level = self.gate(samples)
@@ -274,10 +285,7 @@ class AudioStream:
         discarded = self.decoder.pending_bytes
         self.format, self.decoder = fmt, decoder
         if fmt.sample_rate != self.resampler.in_rate:
+            # The old rate's last few ms are still inside its filter: keep them, in order.
+            self._carried = np.concatenate([self._carried, self.resampler.flush()])
             self.resampler = StreamResampler(fmt.sample_rate, self.model_rate)
         return discarded
-
-    @property
-    def samples_buffered(self) -> int:
-        """Samples at the stream rate that went into the buffer (through the resampler)."""
-        return self.samples_in - self.samples_dropped

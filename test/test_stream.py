@@ -73,7 +73,7 @@ def test_nan_message_is_dropped_whole_and_counted():
     with pytest.raises(AudioFormatError, match='NaN/Inf'):
         stream.push(np.array([0.1, np.nan, 0.3], '<f4').tobytes())
     assert stream.samples_dropped == 3 and stream.messages_rejected == 1
-    assert stream.samples_buffered == 100 == stream.buffer.total
+    assert stream.samples_decoded == 100 == stream.buffer.total
 
 
 def test_ring_buffer_emits_every_hop_and_survives_reconfiguration():
@@ -93,6 +93,16 @@ def test_gate_and_smoother():
     smoother = Smoother(0.5)
     smoother(np.array([1.0, 0.0]))
     np.testing.assert_allclose(smoother(np.array([0.0, 1.0])), [0.5, 0.5])
+
+
+def test_a_rate_change_keeps_the_samples_inside_the_resampler():
+    stream = AudioStream(StreamFormat(48000, 1, 'F32LE'), 16000, 16000, 8000)
+    rng = np.random.default_rng(1)
+    stream.push((rng.standard_normal(4800) * 0.1).astype('<f4').tobytes())     # 0.1 s at 48 kHz
+    assert stream.buffer.total < 1600                                            # some still in the filter
+    stream.set_format(StreamFormat(22050, 1, 'F32LE'))
+    stream.push((rng.standard_normal(2205) * 0.1).astype('<f4').tobytes())     # 0.1 s at 22.05 kHz
+    assert stream.buffer.total + stream.resampler.flush().size == 1600 + 1600
 
 
 def test_resampled_stream_yields_the_expected_window_count():
@@ -121,9 +131,12 @@ def test_fuzzed_bytes_never_escape_and_every_sample_is_accounted_for(fmt, channe
             continue
         for window in windows:
             assert window.samples.shape == (800,) and np.all(np.isfinite(window.samples))
-    # Samples in = samples buffered + samples reported dropped, and the rest is one torn frame.
-    assert stream.samples_in == stream.samples_buffered + stream.samples_dropped
+    # Every sample taken in was decoded or reported dropped, and the rest is one torn frame.
+    assert stream.samples_in == stream.samples_decoded + stream.samples_dropped
     assert stream.samples_in * frame + stream.decoder.pending_bytes <= total_bytes
+    # What was decoded reached the ring buffer at the model rate, but for what the resampler holds.
+    in_flight = stream.resampler.flush().size
+    assert stream.buffer.total + in_flight == round(stream.samples_decoded * 16000 / rate)
     assert stream.decoder.pending_bytes < frame
 
 
