@@ -61,11 +61,16 @@ def test_classical_features_and_speaker_standardisation(data_dir):
     assert model.decision_function(rng.normal(size=(2, 4))).shape == (2, 3)
 
 
-def test_the_results_document_shows_the_table_the_stored_results_give():
-    """docs/results.md carries exactly what `python -m training.benchmark report` renders."""
-    text = (benchmark.REPO / 'docs' / 'results.md').read_text()
-    section = text.split(benchmark.BEGIN, 1)[1].split(benchmark.END, 1)[0].strip()
-    assert section == benchmark.report()
+def section(path, begin, end):
+    return path.read_text().split(begin, 1)[1].split(end, 1)[0].strip()
+
+
+def test_the_documents_show_the_tables_the_stored_results_give():
+    """docs/results.md and README.md carry exactly what `python -m training.benchmark report` renders."""
+    assert section(benchmark.REPO / 'docs' / 'results.md', benchmark.BEGIN, benchmark.END) == \
+        f'{benchmark.report()}\n\n{benchmark.confounds()}'
+    assert section(benchmark.REPO / 'README.md', benchmark.HEADLINE_BEGIN, benchmark.HEADLINE_END) == \
+        benchmark.headline()
     for path in benchmark.RESULTS.glob('*.json'):
         result = json.loads(path.read_text())
         assert result['row'] in benchmark.ROWS and len(result['folds']) == benchmark.FOLDS

@@ -1,7 +1,7 @@
 """The speaker-independent benchmark: every corpus in the data folder, every speaker tested once.
 
     python -m training.benchmark run [--only ROW ...] [--jobs 2]   # train / fit and score rows
-    python -m training.benchmark report [--write docs/results.md]   # the table, from docs/benchmark/*.json
+    python -m training.benchmark report [--write]   # the tables (docs/results.md, README.md) from docs/benchmark/
     python -m training.benchmark commands [--only ROW ...]          # the exact command behind each row
     python -m training.benchmark final --only ROW                   # a network row's recipe on every speaker
 
@@ -44,6 +44,9 @@ SEED = 0
 VALIDATION_FRACTION = 0.15
 NETWORK_EPOCHS = 20     # at most (early stop as the recipe says): what two cores allow for every row
 BEGIN, END = '<!-- benchmark:begin -->', '<!-- benchmark:end -->'
+HEADLINE_BEGIN, HEADLINE_END = '<!-- headline:begin -->', '<!-- headline:end -->'
+SHIPPED = ('timnet', 'lmu', 'cktim')   # the node's default model first
+FLOOR = 'svm_mfcc'
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,11 @@ ROWS = {
     'timnet_speakernorm': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker instead of per window '
                               '(gain augmentation now live)', 'network',
                               {'config': 'config/train/timnet.yaml', 'overrides': ['features.normalize=speaker']}),
+    'lmu_speakernorm': Row(NETWORKS, 'LMU, MFCCs standardised per speaker', 'network',
+                           {'config': 'config/train/lmu.yaml', 'overrides': ['features.normalize=speaker']}),
+    'cktim3_speakernorm': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, 12 epochs at most', 'network',
+                              {'config': 'config/train/cktim.yaml',
+                               'overrides': ['features.normalize=speaker', 'model.n_tab=3', 'training.epochs=12']}),
 }
 
 
@@ -310,13 +318,53 @@ def report() -> str:
     return '\n'.join(lines)
 
 
-def write_report(path: Path) -> None:
+def confounds() -> str:
+    """What a network says unrestricted: clips of a corpus given a class that corpus lacks."""
+    lines = ['Share of clips whose unrestricted argmax is a class their corpus lacks (here mostly `disgust`, '
+             'which only the Italian EMOVO has):', '', '| row | RAVDESS | TESS | nEMO |', '|---|---|---|---|']
+    for name, row in ROWS.items():
+        path = RESULTS / f'{name}.json'
+        if row.kind != 'network' or not path.is_file():
+            continue
+        s = json.loads(path.read_text())['summary']
+        lines.append(f'| {row.description} | ' + ' | '.join(
+            f"{s[d]['outside_classes']:.3f}" if d in s else '–' for d in ('ravdess', 'tess', 'nemo')) + ' |')
+    return '\n'.join(lines)
+
+
+def headline() -> str:
+    """The README's table: each shipped model's benchmark row beside the floor and the best classical row."""
+    lines = ['| model | EMOVO | RAVDESS | TESS | nEMO | mean of corpora |', '|---|---|---|---|---|---|']
+    shown = []
+    for name in SHIPPED:
+        meta = json.loads((REPO / 'weights' / name / 'model.json').read_text())
+        row = meta.get('provenance', {}).get('benchmark', {}).get('row')
+        default = ' (default)' if name == SHIPPED[0] else ''
+        shown.append((f"`model:={name}`{default}, {meta['model_id']}: {ROWS[row].description}" if row
+                      else f"`model:={name}`, {meta['model_id']}: not on the benchmark yet", row))
+    classical = [n for n, r in ROWS.items() if r.kind == 'classical' and (RESULTS / f'{n}.json').is_file()]
+    best = max(classical, key=lambda n: json.loads((RESULTS / f'{n}.json').read_text())['summary']['mean'])
+    shown += [(f'floor: {ROWS[FLOOR].description}', FLOOR), (f'best classical: {ROWS[best].description}', best)]
+    for label, row in shown:
+        if row is None or not (RESULTS / f'{row}.json').is_file():
+            lines.append(f'| {label} | – | – | – | – | – |')
+            continue
+        s = json.loads((RESULTS / f'{row}.json').read_text())['summary']
+        lines.append(f'| {label} | ' + ' | '.join(cell(s, d) for d in CORPORA) + f" | {s['mean']:.3f} |")
+    return '\n'.join(lines)
+
+
+def replace_section(path: Path, begin: str, end: str, body: str) -> None:
     text = path.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f'{path}: no {BEGIN} ... {END} section to replace')
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    path.write_text(f'{head}{BEGIN}\n{report()}\n{END}{tail}')
+    if begin not in text or end not in text:
+        raise SystemExit(f'{path}: no {begin} ... {end} section to replace')
+    head, rest = text.split(begin, 1)
+    path.write_text(f'{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}')
+
+
+def write_report(results_md: Path, readme: Path) -> None:
+    replace_section(results_md, BEGIN, END, f'{report()}\n\n{confounds()}')
+    replace_section(readme, HEADLINE_BEGIN, HEADLINE_END, headline())
 
 
 def main(argv=None) -> int:
@@ -324,7 +372,8 @@ def main(argv=None) -> int:
     parser.add_argument('action', choices=['run', 'final', 'report', 'commands'])
     parser.add_argument('--only', nargs='*', choices=sorted(ROWS), help='rows (default: all)')
     parser.add_argument('--jobs', type=int, default=2, help='network folds trained at once (one thread each)')
-    parser.add_argument('--write', type=Path, help='with report: replace the benchmark section of this file')
+    parser.add_argument('--write', action='store_true',
+                        help='with report: rewrite the tables in docs/results.md and README.md')
     args = parser.parse_args(argv)
     names = args.only or list(ROWS)
     if args.action == 'run':
@@ -342,9 +391,9 @@ def main(argv=None) -> int:
                 print(' '.join(shlex.quote(a) for a in ['python', *command[1:]]))
         return 0
     if args.write:
-        write_report(args.write)
+        write_report(REPO / 'docs' / 'results.md', REPO / 'README.md')
     else:
-        print(report())
+        print(f'{report()}\n\n{confounds()}\n\n{headline()}')
     return 0
 
 
