@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from .artifact import ArtifactError, checked_file, read_model_json, window_samples
-from .features import FeatureConfig, MfccExtractor
+from .features import FeatureConfig, MfccExtractor, SpeakerNormalizer
 
 BACKENDS = ('onnxruntime', 'torch')
 
@@ -53,6 +53,11 @@ class Predictor:
         self.window_samples: int = window_samples(meta)
         self.window_seconds: float = meta['window_seconds']
         self.features = MfccExtractor(FeatureConfig.from_dict(meta['features']))
+        # Speaker-normalised models: a lone call standardises with the training speakers' statistics;
+        # streams (EmotionPipeline) and speakers' clip sets (windowing.predict_clips) adapt to the voice.
+        statistics = meta.get('speaker_normalization')
+        self.population = (SpeakerNormalizer(self.features.config.n_mfcc, prior=statistics)
+                           if self.features.config.normalize == 'speaker' and statistics else None)
         self.device = 'cpu'
         self.last_inference_seconds = 0.0
 
@@ -71,7 +76,13 @@ class Predictor:
         start = time.perf_counter()
         if not np.all(np.isfinite(windows)):
             raise ValueError('waveform contains NaN or Inf')
-        probabilities = self.predict_features(self.features(windows))
+        mfcc = self.features(windows)
+        if self.features.config.normalize == 'speaker':
+            if self.population is None:
+                raise ValueError(f'{self.model_id}: speaker-normalised features but model.json has no '
+                                 f'speaker_normalization statistics')
+            mfcc = self.population(mfcc)
+        probabilities = self.predict_features(mfcc)
         self.last_inference_seconds = time.perf_counter() - start
         return probabilities
 

@@ -64,3 +64,14 @@ def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = 0
 def predict_clip(predictor, waveform: np.ndarray, sample_rate: int, hop_seconds: float = 0.5) -> np.ndarray:
     """Probabilities for one clip of any length: the mean over its windows."""
     return predict_clips(predictor, [waveform], sample_rate, hop_seconds)[0]
+
+
+def speaker_normalizers(predictor, waveforms, speakers) -> list | None:
+    """For a model on speaker-normalised features, each clip's SpeakerNormalizer, fitted on every clip of
+    its speaker (waveforms at the model rate; no label used); None for other models."""
+    from .features import SpeakerNormalizer
+    if predictor.features.config.normalize != 'speaker':
+        return None
+    fitted = {speaker: SpeakerNormalizer.fit(predictor.features(w) for w, s in zip(waveforms, speakers, strict=True)
+                                             if s == speaker) for speaker in set(speakers)}
+    return [fitted[speaker] for speaker in speakers]

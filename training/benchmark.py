@@ -223,20 +223,9 @@ def train_network_fold(name: str, fold: int | None) -> int:
     return code
 
 
-def speaker_normalizers(predictor, clips: list[Clip], audio: list[np.ndarray]) -> list | None:
-    """For a speaker-normalised model, each clip's SpeakerNormalizer fitted on all clips of its speaker."""
-    from ser_models.features import SpeakerNormalizer
-    if predictor.features.config.normalize != 'speaker':
-        return None
-    fitted = {speaker: SpeakerNormalizer.fit(predictor.features(a) for c, a in zip(clips, audio, strict=True)
-                                             if c.speaker_key == speaker)
-              for speaker in {c.speaker_key for c in clips}}
-    return [fitted[c.speaker_key] for c in clips]
-
-
 def score_network(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:
     import ser_models
-    from ser_models.windowing import predict_clips
+    from ser_models.windowing import predict_clips, speaker_normalizers
 
     from .data import load_audio
     allowed = corpus_labels(clips)
@@ -249,7 +238,7 @@ def score_network(name: str, clips: list[Clip], splits: list[Split]) -> list[dic
             raise SystemExit(f'{name} fold {number}: the run held out other speakers than the benchmark fold')
         audio = [load_audio(c.path, predictor.sample_rate) for c in split.test]
         scores = predict_clips(predictor, audio, predictor.sample_rate,
-                               normalizers=speaker_normalizers(predictor, split.test, audio))
+                               normalizers=speaker_normalizers(predictor, audio, [c.speaker_key for c in split.test]))
         folds.append({'fold': number, 'test_speakers': sorted(trained_on),
                       'corpora': score_fold(split.test, scores, predictor.labels, allowed)})
         print(f'[benchmark] {name} fold {number}: ' + ', '.join(
@@ -328,7 +317,8 @@ def confounds() -> str:
             continue
         s = json.loads(path.read_text())['summary']
         lines.append(f'| {row.description} | ' + ' | '.join(
-            f"{s[d]['outside_classes']:.3f}" if d in s else '–' for d in ('ravdess', 'tess', 'nemo')) + ' |')
+            f"{s[d]['outside_classes']:.3f}" if 'outside_classes' in s.get(d, {}) else '–'
+            for d in ('ravdess', 'tess', 'nemo')) + ' |')
     return '\n'.join(lines)
 
 

@@ -4,8 +4,10 @@
         [--backend onnxruntime|torch] [--hop 0.5] [--datasets emovo ravdess]
 
 Each clip is cut into the node's windows (window from model.json, hop 0.5 s) and the window
-probabilities are averaged. Prints n, UAR, WAR and macro F1 per corpus and overall; the JSON holds
-the same (as fractions in 0..1) with confusion matrices, under 'overall' and 'datasets'. Clips whose
+probabilities are averaged. A model on speaker-normalised features gets each speaker's statistics
+from all of that speaker's clips in the data (no label used), as a stream converges to its voice.
+Prints n, UAR, WAR and macro F1 per corpus and overall; the JSON holds the same (as fractions in
+0..1) with confusion matrices, under 'overall' and 'datasets'. Clips whose
 label the model does not know are counted under 'unknown_label', never scored.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import ser_models
-from ser_models.windowing import predict_clip
+from ser_models.windowing import predict_clips, speaker_normalizers
 
 from .data import load_audio
 from .datasets import load_clips
@@ -40,13 +42,18 @@ def evaluate(model_dir, data_root, manifest=None, backend='onnxruntime', hop_sec
             known.append(clip)
         else:
             unknown[f'{clip.dataset}:{clip.emotion}'] += 1
+    by_speaker = defaultdict(list)
+    for clip in known:
+        by_speaker[clip.speaker_key].append(clip)
     truth, guess, groups = [], [], defaultdict(list)
-    for position, clip in enumerate(known):
-        probabilities = predict_clip(predictor, load_audio(clip.path, predictor.sample_rate),
-                                     predictor.sample_rate, hop_seconds)
-        truth.append(labels.index(clip.emotion))
-        guess.append(int(np.argmax(probabilities)))
-        groups[clip.dataset].append(position)
+    for speaker, group in by_speaker.items():   # one speaker at a time: their statistics, bounded memory
+        audio = [load_audio(clip.path, predictor.sample_rate) for clip in group]
+        probabilities = predict_clips(predictor, audio, predictor.sample_rate, hop_seconds,
+                                      normalizers=speaker_normalizers(predictor, audio, [speaker] * len(group)))
+        for clip, row in zip(group, probabilities, strict=True):
+            groups[clip.dataset].append(len(truth))
+            truth.append(labels.index(clip.emotion))
+            guess.append(int(np.argmax(row)))
     truth, guess = np.array(truth), np.array(guess)
     result = {
         'model': predictor.model_id, 'backend': predictor.backend, 'data': str(data_root),
