@@ -14,7 +14,7 @@ from ser_ros.topics import sibling_topic
 ARGUMENTS = {
     'model': ('timnet', 'shipped model: timnet, cktim or lmu'),
     'weights': ('', 'artifact directory overriding the shipped weights'),
-    'device': ('auto', 'auto, cpu or cuda'),
+    'device': ('auto', 'auto, cpu, cuda or mps'),
     'backend': ('onnxruntime', 'onnxruntime or torch'),
     'input_type': ('data', 'data: AudioData; stamped: AudioDataStamped (e.g. /audio/audio_stamped)'),
 }

@@ -4,9 +4,9 @@ Importing this package does not import torch; `build` and `save_artifact` do, on
 """
 from .artifact import ArtifactError, read_model_json
 from .features import FeatureConfig, MfccExtractor
-from .predictor import BACKENDS, Predictor, load, resolve_device
+from .predictor import BACKENDS, DEVICES, Predictor, load, resolve_device
 
-__all__ = ['ArtifactError', 'BACKENDS', 'FeatureConfig', 'MfccExtractor', 'Predictor', 'build', 'load',
+__all__ = ['ArtifactError', 'BACKENDS', 'DEVICES', 'FeatureConfig', 'MfccExtractor', 'Predictor', 'build', 'load',
            'read_model_json', 'resolve_device', 'save_artifact']
 
 

@@ -113,9 +113,7 @@ class OnnxPredictor(Predictor):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = ['CPUExecutionProvider']
-        if device == 'cuda' and 'CUDAExecutionProvider' in ort.get_available_providers():
-            providers.insert(0, 'CUDAExecutionProvider')
+        providers = ['CUDAExecutionProvider', 'CPUExecutionProvider'] if device == 'cuda' else ['CPUExecutionProvider']
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types
@@ -167,27 +165,42 @@ class TorchPredictor(Predictor):
             return self.model(torch.from_numpy(mfcc).to(self.device)).cpu().numpy()
 
 
-def resolve_device(device: str) -> tuple[str, str | None]:
-    """('auto'|'cpu'|'cuda'|'mps') -> (device to use, warning or None). Imports torch only for auto/cuda/mps."""
+DEVICES = ('auto', 'cpu', 'cuda', 'mps')
+
+
+def resolve_device(device: str, backend: str = 'torch') -> tuple[str, str | None]:
+    """The device a backend will run on for a requested one, and a warning when it falls back to cpu.
+
+    The one device choice of the node, the predictors and training. 'auto' takes a GPU when the
+    backend can use one here; onnxruntime is asked for its providers (torch is never imported for it).
+    """
+    if device not in DEVICES:
+        raise ValueError(f'device must be one of {", ".join(DEVICES)}, got {device!r}')
     if device == 'cpu':
         return 'cpu', None
-    if device not in ('auto', 'cuda', 'mps'):
-        raise ValueError(f"device must be auto, cpu, cuda or mps, got {device!r}")
+    fallback = None if device == 'auto' else f'{device} requested but not available to {backend} here; using cpu'
+    if backend == 'onnxruntime':
+        import onnxruntime
+        if device in ('auto', 'cuda') and 'CUDAExecutionProvider' in onnxruntime.get_available_providers():
+            return 'cuda', None
+        return 'cpu', fallback
     try:
         import torch
     except ImportError:
-        return 'cpu', None if device == 'auto' else f'{device} requested but torch is not installed; using cpu'
+        return 'cpu', fallback
     if device in ('auto', 'cuda') and torch.cuda.is_available():
         return 'cuda', None
     if device in ('auto', 'mps') and getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():
         return 'mps', None
-    return 'cpu', None if device == 'auto' else f'{device} requested but not available; using cpu'
+    return 'cpu', fallback
 
 
 def load(directory, backend: str = 'onnxruntime', device: str = 'cpu', threads: int = 1) -> Predictor:
-    """Load an artifact directory as a predictor. Raises ArtifactError naming the bad file."""
+    """Load an artifact directory as a predictor on `device` (any of DEVICES; see resolve_device).
+    Raises ArtifactError naming the bad file."""
     if backend not in BACKENDS:
         raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+    device, _ = resolve_device(device, backend)
     meta = read_model_json(directory)
     if backend == 'onnxruntime':
         return OnnxPredictor(meta, threads=threads, device=device)

@@ -170,9 +170,12 @@ class RingBuffer:
         return emitted
 
     def reconfigure(self, window: int, hop: int) -> None:
-        """New window and hop, keeping the audio already buffered; the next window ends one hop from now."""
+        """New window and hop, keeping the audio already buffered; the next window ends one hop from now.
+        The same window and hop change nothing (a model switch keeps the grid of windows)."""
         if window <= 0 or hop <= 0:
             raise ValueError('window and hop must be positive')
+        if (window, hop) == (self.window, self.hop):
+            return
         if window + hop > self.capacity // 2:
             keep = min(self.total, self.capacity)
             tail = self._read_range(self.total - keep, self.total) if keep else self._data[:0]

@@ -194,7 +194,8 @@ class SerNode(Node):
         'model': ('timnet', 'shipped model: timnet (default, most accurate), cktim or lmu', False),
         'weights': ('', 'artifact directory overriding the shipped weights of `model`', False),
         'backend': ('onnxruntime', 'onnxruntime (no torch needed) or torch', False),
-        'device': ('auto', 'auto, cpu or cuda (cuda falls back to cpu with a warning)', False),
+        'device': ('auto', 'auto, cpu, cuda or mps (a device the backend cannot use here falls back to cpu '
+                           'with a warning)', False),
         'threads': (1, 'inference threads', True),
         'audio_topics': (['audio'], 'audio topics to classify, one stream each; a stream reads AudioInfo '
                                     'from audio_info and publishes on emotion, both beside its audio topic', True),
@@ -269,21 +270,11 @@ class SerNode(Node):
             raise ConfigError(f"backend must be one of {ser_models.BACKENDS}, got {p['backend']!r}")
         if not p['weights'] and p['model'] not in MODELS:
             raise ConfigError(f"model must be one of {MODELS}, got {p['model']!r}")
-        if p['device'] not in ('auto', 'cpu', 'cuda'):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {p['device']!r}")
         try:
             model_dir = resolve_model_dir(p['model'], p['weights'])
+            device, warning = ser_models.resolve_device(p['device'], p['backend'])
         except (FileNotFoundError, ValueError) as error:
             raise ConfigError(str(error)) from None
-        device, warning = 'cpu', None
-        if p['device'] != 'cpu' and p['backend'] == 'onnxruntime':
-            import onnxruntime
-            if 'CUDAExecutionProvider' in onnxruntime.get_available_providers():
-                device = 'cuda'
-            elif p['device'] == 'cuda':
-                warning = 'cuda requested but onnxruntime has no CUDA provider here; using cpu'
-        elif p['device'] != 'cpu':
-            device, warning = ser_models.resolve_device(p['device'])
         if warning:
             self.get_logger().warning(warning)
         try:
@@ -314,8 +305,9 @@ class SerNode(Node):
         proposed = {**self.p, **changed}
         reload = any(proposed[name] != self.p[name] for name in ('model', 'weights', 'backend', 'device'))
         try:
+            # Load outside the locks (CkTIM takes seconds): the streams go on meanwhile; swap under them.
+            predictor, model_dir = self._load_predictor(proposed) if reload else (None, None)
             with self.inference_lock, self.lock:
-                predictor, model_dir = self._load_predictor(proposed) if reload else (None, None)
                 settings = self._pipeline_settings(proposed).__dict__
                 try:
                     self.inputs[0].pipeline.check_window(settings['window'], settings['hop'], predictor)
@@ -326,7 +318,8 @@ class SerNode(Node):
                 self.p = proposed
                 if predictor is not None:
                     self.predictor, self.model_dir = predictor, model_dir
-                    self.get_logger().info(f'model switched to {predictor.model_id} from {model_dir}')
+                    self.get_logger().info(f'model switched to {predictor.model_id} ({predictor.backend}, '
+                                           f'{predictor.device}) from {model_dir}')
         except ConfigError as error:
             self.get_logger().warning(f'rejected parameter change {changed}: {error}')
             return SetParametersResult(successful=False, reason=str(error))

@@ -327,3 +327,28 @@ def test_audio_topics_that_would_share_an_emotion_topic_are_refused(node_factory
     node = node_factory({'audio_topics': '[mic/audio, mic/audio_stamped]'})
     assert node.process.wait(timeout=30) == 1
     assert 'one emotion topic' in node.log() and 'Traceback' not in node.log()
+
+
+def test_live_switches_of_model_backend_and_device_take_effect_without_losing_a_window(ros_node, node_factory,
+                                                                                        speech):
+    from audio_common_msgs.msg import AudioData
+    node = node_factory()
+    received = collect(ros_node, node.namespace)
+    publisher = audio_publisher(ros_node, node.namespace)
+    wait_for_subscriber(ros_node, publisher)
+    chunks = pcm_chunks(speech, 'S16LE', chunk_frames=1024)
+    switches = [({'weights': '', 'model': 'lmu'}, '(onnxruntime, cpu)'), ({'backend': 'torch'}, '(torch, cpu)'),
+                ({'device': 'cpu', 'backend': 'onnxruntime', 'model': 'cktim'}, '(onnxruntime, cpu)')]
+    for segment, (change, switched) in enumerate(switches, start=1):
+        results = set_parameters(ros_node, node.namespace, **change)
+        assert all(r.successful for r in results), [r.reason for r in results]
+        assert spin_until_log(node, f'{switched} from'), node.log()[-1000:]
+        before = len(received)
+        publish_paced(ros_node, publisher, chunks, lambda c: AudioData(data=c), 1024 / 16000)
+        # The stream runs on across switches: every hop of the audio so far yields one message.
+        due = expected_windows(segment * len(speech), 48000, int(HOP * 16000))
+        assert spin_until(ros_node, lambda due=due: len(received) >= due, timeout=60), (len(received), due, node.log())
+        model = change.get('model', 'lmu')
+        assert {m.model.split('-')[0] for m in received[before + 6:]} == {model}
+    spin_until(ros_node, lambda: False, timeout=1.0)
+    assert len(received) == due

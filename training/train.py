@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ser_models import FeatureConfig, build, save_artifact
 from ser_models.features import MfccExtractor
-from ser_models.predictor import TorchPredictor
+from ser_models.predictor import TorchPredictor, resolve_device
 from ser_models.registry import count_parameters, resolve_config
 from ser_models.windowing import predict_clips
 
@@ -87,16 +87,12 @@ class Distributed:
 
 
 def pick_device(requested: str, dist: Distributed) -> str:
-    if requested == 'auto':
-        if torch.cuda.is_available():
-            requested = 'cuda'
-        elif getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():
-            requested = 'mps'
-        else:
-            requested = 'cpu'
-    if requested == 'cuda' and dist.enabled:
+    device, warning = resolve_device(requested, 'torch')
+    if warning and dist.main:
+        print(f'[train] {warning}', flush=True)
+    if device == 'cuda' and dist.enabled:
         return f'cuda:{dist.local_rank}'
-    return requested
+    return device
 
 
 def git_commit() -> str:
