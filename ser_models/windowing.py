@@ -66,12 +66,17 @@ def predict_clip(predictor, waveform: np.ndarray, sample_rate: int, hop_seconds:
     return predict_clips(predictor, [waveform], sample_rate, hop_seconds)[0]
 
 
-def speaker_normalizers(predictor, waveforms, speakers) -> list | None:
+def speaker_normalizers(predictor, waveforms, speakers, fit=None) -> list | None:
     """For a model on speaker-normalised features, each clip's SpeakerNormalizer, fitted on every clip of
-    its speaker (waveforms at the model rate; no label used); None for other models."""
+    its speaker (waveforms at the model rate; no label used), or with `fit` (a boolean per clip) on the
+    speaker's clips marked True; None for other models."""
     from .features import SpeakerNormalizer
     if predictor.features.config.normalize != 'speaker':
         return None
-    fitted = {speaker: SpeakerNormalizer.fit(predictor.features(w) for w, s in zip(waveforms, speakers, strict=True)
-                                             if s == speaker) for speaker in set(speakers)}
+    fit = [True] * len(speakers) if fit is None else list(fit)
+    fitted = {}
+    for speaker in set(speakers):
+        own = [i for i, s in enumerate(speakers) if s == speaker]
+        chosen = [i for i in own if fit[i]] or own
+        fitted[speaker] = SpeakerNormalizer.fit(predictor.features(waveforms[i]) for i in chosen)
     return [fitted[speaker] for speaker in speakers]

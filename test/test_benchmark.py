@@ -68,7 +68,7 @@ def section(path, begin, end):
 def test_the_documents_show_the_tables_the_stored_results_give():
     """docs/results.md and README.md carry exactly what `python -m training.benchmark report` renders."""
     assert section(benchmark.REPO / 'docs' / 'results.md', benchmark.BEGIN, benchmark.END) == \
-        f'{benchmark.report()}\n\n{benchmark.confounds()}'
+        f'{benchmark.report()}\n\n{benchmark.confounds()}\n\n{benchmark.skew_report()}'
     assert section(benchmark.REPO / 'README.md', benchmark.HEADLINE_BEGIN, benchmark.HEADLINE_END) == \
         benchmark.headline()
     for path in benchmark.RESULTS.glob('*.json'):

@@ -47,6 +47,8 @@ BEGIN, END = '<!-- benchmark:begin -->', '<!-- benchmark:end -->'
 HEADLINE_BEGIN, HEADLINE_END = '<!-- headline:begin -->', '<!-- headline:end -->'
 SHIPPED = ('timnet', 'lmu', 'cktim')   # the node's default model first
 FLOOR = 'svm_mfcc'
+# A stream that holds one emotion only: each test speaker's statistics from their clips of one emotion.
+SKEWED = ('neutral', 'angry')
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,9 @@ def summarize(folds: list[dict], labels: list[str]) -> dict:
                             'confusion': np.sum([e['confusion'] for e in entries], axis=0).tolist()}
     summary['mean'] = float(np.mean([summary[d]['uar_mean'] for d in CORPORA if d in summary]))
     summary['labels'] = labels
+    if all('skewed' in f for f in folds):
+        summary['skewed'] = {emotion: summarize([{'corpora': f['skewed'][emotion]} for f in folds], labels)
+                             for emotion in SKEWED}
     return summary
 
 
@@ -165,11 +170,17 @@ def classical_features(kind: str, clips: list[Clip]) -> np.ndarray:
     return features
 
 
+def skew_mask(test: list[Clip], emotion: str) -> np.ndarray:
+    """Clips whose statistics stand for their speaker when a stream held one emotion only."""
+    return np.array([c.emotion == emotion for c in test])
+
+
 def run_classical(name: str, row: Row, clips: list[Clip], splits: list[Split]) -> list[dict]:
     from .classical import make_classifier, standardise_per_speaker
-    features = classical_features(row.settings['features'], clips)
-    if row.settings.get('speaker_norm'):
-        features = standardise_per_speaker(features, [c.speaker_key for c in clips])
+    raw = classical_features(row.settings['features'], clips)
+    speaker_norm = row.settings.get('speaker_norm')
+    speakers = [c.speaker_key for c in clips]
+    features = standardise_per_speaker(raw, speakers) if speaker_norm else raw
     labels = labels_present(clips)
     index = {id(c): i for i, c in enumerate(clips)}
     targets = np.array([labels.index(c.emotion) for c in clips])
@@ -182,6 +193,10 @@ def run_classical(name: str, row: Row, clips: list[Clip], splits: list[Split]) -
         model = make_classifier(row.settings['classifier']).fit(features[train], targets[train])
         folds.append({'fold': number, 'test_speakers': sorted({c.speaker_key for c in split.test}),
                       'corpora': score_fold(split.test, model.decision_function(features[test]), labels, allowed)})
+        if speaker_norm:
+            folds[-1]['skewed'] = {emotion: score_fold(split.test, model.decision_function(standardise_per_speaker(
+                raw[test], [speakers[i] for i in test], skew_mask(split.test, emotion))), labels, allowed)
+                for emotion in SKEWED}
         print(f'[benchmark] {name} fold {number}: ' + ', '.join(
             f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()), flush=True)
     return folds
@@ -237,10 +252,16 @@ def score_network(name: str, clips: list[Clip], splits: list[Split]) -> list[dic
         if trained_on != {c.speaker_key for c in split.test}:
             raise SystemExit(f'{name} fold {number}: the run held out other speakers than the benchmark fold')
         audio = [load_audio(c.path, predictor.sample_rate) for c in split.test]
+        speakers = [c.speaker_key for c in split.test]
         scores = predict_clips(predictor, audio, predictor.sample_rate,
-                               normalizers=speaker_normalizers(predictor, audio, [c.speaker_key for c in split.test]))
+                               normalizers=speaker_normalizers(predictor, audio, speakers))
         folds.append({'fold': number, 'test_speakers': sorted(trained_on),
                       'corpora': score_fold(split.test, scores, predictor.labels, allowed)})
+        if predictor.features.config.normalize == 'speaker':
+            folds[-1]['skewed'] = {emotion: score_fold(split.test, predict_clips(
+                predictor, audio, predictor.sample_rate,
+                normalizers=speaker_normalizers(predictor, audio, speakers, skew_mask(split.test, emotion))),
+                predictor.labels, allowed) for emotion in SKEWED}
         print(f'[benchmark] {name} fold {number}: ' + ', '.join(
             f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()), flush=True)
     return folds
@@ -322,6 +343,23 @@ def confounds() -> str:
     return '\n'.join(lines)
 
 
+def skew_report() -> str:
+    """Speaker-normalised rows when a speaker's statistics come from one emotion only."""
+    lines = ["Speaker-normalised rows when each test speaker's statistics come from their clips of one emotion "
+             'only (a stream that held a single emotion), UAR mean over folds:', '',
+             '| row | statistics from | EMOVO | RAVDESS | TESS | nEMO | mean of corpora |',
+             '|---|---|---|---|---|---|---|']
+    for name, row in ROWS.items():
+        path = RESULTS / f'{name}.json'
+        summary = json.loads(path.read_text())['summary'] if path.is_file() else {}
+        if 'skewed' not in summary:
+            continue
+        for source, s in [('all clips', summary)] + [(f'{e} clips only', summary['skewed'][e]) for e in SKEWED]:
+            lines.append(f'| {row.description} | {source} | ' + ' | '.join(
+                f"{s[d]['uar_mean']:.3f}" if d in s else '–' for d in CORPORA) + f" | {s['mean']:.3f} |")
+    return '\n'.join(lines)
+
+
 def headline() -> str:
     """The README's table: each shipped model's benchmark row beside the floor and the best classical row."""
     lines = ['| model | EMOVO | RAVDESS | TESS | nEMO | mean of corpora |', '|---|---|---|---|---|---|']
@@ -353,7 +391,7 @@ def replace_section(path: Path, begin: str, end: str, body: str) -> None:
 
 
 def write_report(results_md: Path, readme: Path) -> None:
-    replace_section(results_md, BEGIN, END, f'{report()}\n\n{confounds()}')
+    replace_section(results_md, BEGIN, END, f'{report()}\n\n{confounds()}\n\n{skew_report()}')
     replace_section(readme, HEADLINE_BEGIN, HEADLINE_END, headline())
 
 
@@ -383,7 +421,7 @@ def main(argv=None) -> int:
     if args.write:
         write_report(REPO / 'docs' / 'results.md', REPO / 'README.md')
     else:
-        print(f'{report()}\n\n{confounds()}\n\n{headline()}')
+        print(f'{report()}\n\n{confounds()}\n\n{skew_report()}\n\n{headline()}')
     return 0
 
 

@@ -37,14 +37,16 @@ def extract(kind: str, paths: Sequence) -> np.ndarray:
     return np.stack([compute(load_audio(path, SAMPLE_RATE)) for path in paths]).astype(np.float32)
 
 
-def standardise_per_speaker(features: np.ndarray, speakers: Sequence[str]) -> np.ndarray:
-    """Each speaker's features to zero mean and unit variance over that speaker's clips (no labels used)."""
+def standardise_per_speaker(features: np.ndarray, speakers: Sequence[str], fit=None) -> np.ndarray:
+    """Each speaker's features to zero mean and unit variance over that speaker's clips (no labels used);
+    with `fit` (a boolean per clip), the statistics come from the speaker's clips marked True."""
     out = np.empty_like(features)
     speakers = np.asarray(speakers)
+    fit = np.ones(len(speakers), bool) if fit is None else np.asarray(fit)
     for speaker in np.unique(speakers):
         rows = speakers == speaker
-        group = features[rows]
-        out[rows] = (group - group.mean(axis=0)) / (group.std(axis=0) + 1e-6)
+        source = features[rows & fit] if np.any(rows & fit) else features[rows]
+        out[rows] = (features[rows] - source.mean(axis=0)) / (source.std(axis=0) + 1e-6)
     return out
 
 
