@@ -217,8 +217,8 @@ class SpeakerNormalizer:
     Offline the statistics come from all of a speaker's clips (fit). On a stream they accumulate
     window by window (update), starting from a prior (the training speakers' statistics, counted as
     prior_frames frames) so the first windows are usable, and forgetting beyond memory_frames so a
-    new voice takes over slowly; reset() starts again from the prior. No label is ever used, and the
-    statistics are robust to a stream that holds one emotion only in the sense that they adapt slowly.
+    new voice takes over slowly; reset() starts again from the prior. No label is ever used. A stream
+    that holds one emotion only skews the statistics (docs/results.md measures the worst case).
     """
 
     def __init__(self, n_mfcc: int, prior: dict | None = None, memory_frames: float = np.inf):
