@@ -361,7 +361,8 @@ def skew_report() -> str:
 
 
 def headline() -> str:
-    """The README's table: each shipped model's benchmark row beside the floor and the best classical row."""
+    """The README's table: the shipped models' benchmark rows, the network recipes benchmarked so far, the floor
+    and the best classical row."""
     lines = ['| model | EMOVO | RAVDESS | TESS | nEMO | mean of corpora |', '|---|---|---|---|---|---|']
     shown = []
     for name in SHIPPED:
@@ -370,6 +371,8 @@ def headline() -> str:
         default = ' (default)' if name == SHIPPED[0] else ''
         shown.append((f"`model:={name}`{default}, {meta['model_id']}: {ROWS[row].description}" if row
                       else f"`model:={name}`, {meta['model_id']}: not on the benchmark yet", row))
+    shown += [(f'recipe: {r.description}', n) for n, r in ROWS.items()
+              if r.kind == 'network' and (RESULTS / f'{n}.json').is_file()]
     classical = [n for n, r in ROWS.items() if r.kind == 'classical' and (RESULTS / f'{n}.json').is_file()]
     best = max(classical, key=lambda n: json.loads((RESULTS / f'{n}.json').read_text())['summary']['mean'])
     shown += [(f'floor: {ROWS[FLOOR].description}', FLOOR), (f'best classical: {ROWS[best].description}', best)]
