@@ -20,7 +20,11 @@ def echo_peer():
     assert proc.stdout.readline().strip() == 'ready'
     yield proc
     proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:   # DDS teardown can stall after SIGTERM; never leave the peer behind
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def test_audio_out_emotion_back_across_processes(ros_node, echo_peer):
