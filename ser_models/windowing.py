@@ -51,11 +51,14 @@ def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = 0
     if normalizers is None:
         probabilities = np.concatenate([predictor.predict_windows(windows[part]) for part in batches])
     else:
-        mean = np.stack([normalizers[owner].mean for owner in owners])[:, :, None]
-        std = np.stack([normalizers[owner].std for owner in owners])[:, :, None]
-        probabilities = np.concatenate([
-            predictor.predict_features(((predictor.features(windows[part]) - mean[part]) / std[part])
-                                       .astype(np.float32)) for part in batches])
+        probabilities = []
+        for part in batches:
+            mfcc = predictor.features(windows[part])
+            for owner in np.unique(owners[part]):
+                rows = owners[part] == owner
+                mfcc[rows] = normalizers[owner](mfcc[rows])
+            probabilities.append(predictor.predict_features(mfcc))
+        probabilities = np.concatenate(probabilities)
     totals = np.zeros((len(waveforms), probabilities.shape[1]))
     np.add.at(totals, owners, probabilities)
     return (totals / np.bincount(owners, minlength=len(waveforms))[:, None]).astype(np.float32)
