@@ -1,9 +1,10 @@
-"""ser_node together with audio_capture (ros-drivers/audio_common) publishing raw PCM.
+"""ser_node together with audio_capture (ros-drivers/audio_common).
 
-    ros2 launch ser_ros ser_with_capture.launch.py [capture_device:=hw:1] [model:=timnet]
+    ros2 launch ser_ros ser_with_capture.launch.py [capture_device:=hw:1] [model:=timnet] [capture_format:=mp3]
 
-audio_capture is started with format:=wave (its default, mp3, is not raw PCM), 16 kHz mono S16LE in
-the `audio` namespace, so ser_node's defaults (/audio/audio, /audio/audio_info) match it.
+audio_capture is started 16 kHz mono in the `audio` namespace, so ser_node's defaults (/audio/audio,
+/audio/audio_info) match it; format wave (lossless S16LE) unless capture_format:=mp3, the driver's
+own default, which ser_node decodes as it arrives.
 """
 from pathlib import Path
 
@@ -22,7 +23,9 @@ def generate_launch_description():
                                    launch_arguments={'model': LaunchConfiguration('model')}.items())
     arguments = [DeclareLaunchArgument('model', default_value='timnet',
                                        description='shipped model for ser_node: timnet, cktim or lmu'),
-                 DeclareLaunchArgument('capture_device', default_value='', description='ALSA device, e.g. hw:1')]
+                 DeclareLaunchArgument('capture_device', default_value='', description='ALSA device, e.g. hw:1'),
+                 DeclareLaunchArgument('capture_format', default_value='wave', choices=['wave', 'mp3'],
+                                       description='what audio_capture publishes: wave (raw PCM) or mp3')]
     try:
         get_package_share_directory('audio_capture')
     except PackageNotFoundError:
@@ -30,7 +33,7 @@ def generate_launch_description():
             LogInfo(msg='audio_capture is not installed (apt install ros-$ROS_DISTRO-audio-capture); '
                         'starting ser_node alone'), ser])
     capture = Node(package='audio_capture', executable='audio_capture_node', namespace='audio',
-                   parameters=[{'format': 'wave', 'channels': 1, 'sample_rate': 16000, 'sample_format': 'S16LE',
+                   parameters=[{'format': LaunchConfiguration('capture_format'), 'channels': 1, 'sample_rate': 16000, 'sample_format': 'S16LE',
                                 'device': LaunchConfiguration('capture_device')}],
                    output='screen')
     return LaunchDescription(arguments + [capture, ser])

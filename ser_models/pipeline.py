@@ -59,6 +59,8 @@ class WindowResult:
 
 class EmotionPipeline:
     def __init__(self, predictor: Predictor, fmt: StreamFormat, settings: PipelineSettings | None = None):
+        """fmt is the stream's format until set_format says otherwise; until then, MP3 bytes in a
+        stream declared as PCM are recognised and decoded as MP3 (audio_capture's default)."""
         self.predictor = predictor
         self.settings = settings or PipelineSettings()
         self.check_window(self.settings.window, self.settings.hop)
@@ -101,8 +103,8 @@ class EmotionPipeline:
     def _make_stream(self, fmt: StreamFormat) -> AudioStream:
         s, rate = self.settings, self.predictor.sample_rate
         window, hop = self._window_samples()
-        return AudioStream(fmt, rate, window, hop, s.channel, EnergyGate(rate, s.vad_threshold_db,
-                                                                         s.vad_min_voiced_fraction))
+        return AudioStream(fmt, rate, window, hop, s.channel,
+                           EnergyGate(rate, s.vad_threshold_db, s.vad_min_voiced_fraction), detect_mp3=True)
 
     def _window_samples(self) -> tuple[int, int]:
         rate = self.predictor.sample_rate
@@ -134,7 +136,7 @@ class EmotionPipeline:
 
     # ------------------------------------------------------------------ audio in
     def push(self, data, stamp_ns: int | None = None, arrival_ns: int | None = None) -> list[PendingWindow]:
-        """One message of PCM bytes. stamp_ns marks its first sample (AudioDataStamped); without it
+        """One message of audio bytes. stamp_ns marks its first sample (AudioDataStamped); without it
         the arrival time marks its last. Raises AudioFormatError for messages it cannot use."""
         chunk_start = self.stream.input_seconds
         windows = self.stream.push(data)

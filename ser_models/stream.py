@@ -1,14 +1,16 @@
-"""Streaming audio front of the node, free of ROS: PCM decoding, resampling, a ring buffer that
-cuts windows at a fixed hop, an energy voice-activity gate and probability smoothing.
+"""Streaming audio front of the node, free of ROS: PCM or MP3 decoding, resampling, a ring buffer
+that cuts windows at a fixed hop, an energy voice-activity gate and probability smoothing.
 
 Sample accounting is exact: every decoded sample is either buffered or reported dropped.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import soxr
+
+from .mp3 import Mp3Decoder, Mp3Error, looks_like_mp3
 
 # sample_format (GStreamer / audio_common naming) -> (bytes per sample, numpy dtype, scale, offset)
 PCM_FORMATS = {
@@ -20,9 +22,8 @@ PCM_FORMATS = {
     'F64LE': (8, np.dtype('<f8'), 1.0, 0.0),
     'S24LE': (3, None, 1 / 8388608.0, 0.0),
 }
-SUPPORTED_CODINGS = ('wave', 'pcm', 'raw', '')
-MP3_HINT = ("audio is MP3-coded; ser_node takes raw PCM: start audio_capture with format:=wave "
-            "(e.g. ros2 launch audio_capture capture.launch.py format:=wave)")
+PCM_CODINGS = ('wave', 'pcm', 'raw', '')
+SUPPORTED_CODINGS = (*PCM_CODINGS, 'mp3')
 
 
 # Float PCM is nominally within [-1, 1]; far beyond it, the bytes are almost surely another format.
@@ -40,12 +41,15 @@ class StreamFormat:
     sample_format: str = 'S16LE'
     coding_format: str = 'wave'
 
+    @property
+    def is_mp3(self) -> bool:
+        return self.coding_format.lower() == 'mp3'
+
     def check(self) -> None:
-        if self.coding_format.lower() == 'mp3':
-            raise AudioFormatError(MP3_HINT)
         if self.coding_format.lower() not in SUPPORTED_CODINGS:
-            raise AudioFormatError(f'coding_format {self.coding_format!r} is not supported; use raw PCM (wave)')
-        if self.sample_format not in PCM_FORMATS:
+            raise AudioFormatError(f'coding_format {self.coding_format!r} is not supported; use raw PCM (wave) '
+                                   f'or mp3')
+        if not self.is_mp3 and self.sample_format not in PCM_FORMATS:
             raise AudioFormatError(f'sample_format {self.sample_format!r} is not supported; '
                                    f'use one of {sorted(PCM_FORMATS)}')
         if not 1 <= self.channels <= 64:
@@ -63,6 +67,8 @@ class PcmDecoder:
 
     def __init__(self, fmt: StreamFormat, channel: int = -1):
         fmt.check()
+        if fmt.is_mp3:
+            raise AudioFormatError('MP3 is not PCM; use Mp3Decoder')
         if channel >= fmt.channels:
             raise AudioFormatError(f'channel {channel} selected but the stream has {fmt.channels} channel(s)')
         self.format, self.channel = fmt, channel
@@ -241,37 +247,63 @@ class Smoother:
 
 
 class AudioStream:
-    """decode -> resample -> ring buffer -> gated windows, with exact sample accounting."""
+    """decode -> resample -> ring buffer -> gated windows, with exact sample accounting.
+
+    With detect_mp3, a stream declared as PCM (no AudioInfo yet) whose first bytes are an ID3 tag or
+    MPEG layer III frames is decoded as MP3 instead; `detected` then says so. MP3's sample rate and
+    channels are taken from the decoder, not from the declared format.
+    """
 
     def __init__(self, fmt: StreamFormat, model_rate: int, window: int, hop: int, channel: int = -1,
-                 gate: EnergyGate | None = None):
+                 gate: EnergyGate | None = None, detect_mp3: bool = False):
         self.format = fmt
         self.model_rate = model_rate
-        self.decoder = PcmDecoder(fmt, channel)
+        self.channel = channel
+        self.decoder = make_decoder(fmt, channel)
         self.resampler = StreamResampler(fmt.sample_rate, model_rate)
         self.buffer = RingBuffer(window, hop)
         self.gate = gate or EnergyGate(model_rate)
         self.samples_in = 0           # taken in, at the stream rate
         self.samples_decoded = 0      # of those, decoded and passed on to the resampler
-        self.samples_dropped = 0      # of those, discarded with a rejected message
+        self.samples_dropped = 0      # of those, discarded with a rejected message or a corrupt MP3 frame
         self._carried = np.zeros(0, dtype=np.float32)   # flushed from the resampler of the previous rate
         self.messages_rejected = 0
+        self.mp3_frames_dropped = 0
+        self.problems: list[str] = []  # frames lost inside accepted messages, since the caller last looked
+        self._detecting = detect_mp3 and not fmt.is_mp3
+        self._held = b''              # first bytes, held until they tell PCM from MP3
+        self.detected = ''            # 'mp3' once recognised from the bytes
         # Stream time of all audio taken in; model-rate sample k sits at k / model_rate on this time
         # line (the resampler delays output, it does not shift it).
         self.input_seconds = 0.0
 
+    @property
+    def describe(self) -> str:
+        fmt = self.format
+        if isinstance(self.decoder, Mp3Decoder):
+            how = 'detected from the bytes' if self.detected else 'declared'
+            if self.decoder.sample_rate is None:
+                return f'mp3 ({how}), nothing decoded yet'
+            return f'mp3 ({how}), {self.decoder.sample_rate} Hz, {self.decoder.channels} ch as decoded'
+        return f'{fmt.sample_rate} Hz, {fmt.channels} ch, {fmt.sample_format}, {fmt.coding_format}'
+
     def push(self, data: bytes) -> list[Window]:
         """Decode one message. Raises AudioFormatError (message dropped, counted) on bad content."""
-        try:
-            mono = self.decoder.decode(data)
-        except AudioFormatError:
-            self.messages_rejected += 1
-            self.samples_dropped += self.decoder.dropped_frames
-            self.samples_in += self.decoder.dropped_frames
-            raise
+        if self._detecting:
+            data = self._detect(data)
+            if not data:
+                return []
+        if isinstance(self.decoder, Mp3Decoder):
+            mono, rate = self._decode_mp3(data)
+        else:
+            mono, rate = self._decode_pcm(data), self.format.sample_rate
         self.samples_in += mono.size
         self.samples_decoded += mono.size
-        self.input_seconds += mono.size / self.format.sample_rate
+        if mono.size == 0:
+            return []
+        self.input_seconds += mono.size / rate
+        if rate != self.resampler.in_rate:
+            self._switch_rate(rate)
         resampled = self.resampler(mono)
         if self._carried.size:
             resampled, self._carried = np.concatenate([self._carried, resampled]), self._carried[:0]
@@ -281,14 +313,81 @@ class AudioStream:
             windows.append(Window(samples, end, voiced, level))
         return windows
 
+    def _detect(self, data) -> bytes:
+        """Hold the first bytes until they are recognisably MP3 or not; then release them all."""
+        held = self._held + bytes(data)
+        verdict = looks_like_mp3(held)
+        if verdict is None:
+            self._held = held
+            return b''
+        self._detecting, self._held = False, b''
+        if verdict:
+            self.decoder = make_decoder(replace(self.format, coding_format='mp3'), self.channel)
+            self.format = replace(self.format, coding_format='mp3')
+            self.detected = 'mp3'
+        return held
+
+    def _decode_pcm(self, data) -> np.ndarray:
+        try:
+            return self.decoder.decode(data)
+        except AudioFormatError:
+            self.messages_rejected += 1
+            self.samples_dropped += self.decoder.dropped_frames
+            self.samples_in += self.decoder.dropped_frames
+            raise
+
+    def _decode_mp3(self, data) -> tuple[np.ndarray, int]:
+        dropped_before = self.decoder.samples_dropped
+        try:
+            mono, problems = self.decoder.decode(data)
+        except Mp3Error as error:
+            self.messages_rejected += 1
+            raise AudioFormatError(str(error)) from error
+        if problems:
+            self.mp3_frames_dropped += len(problems)
+            lost = self.decoder.samples_dropped - dropped_before
+            self.samples_in += lost
+            self.samples_dropped += lost
+            self.problems.extend(problems)
+        return mono, self.decoder.sample_rate or self.resampler.in_rate
+
+    def _switch_rate(self, rate: int) -> None:
+        # The old rate's last few ms are still inside its filter: keep them, in order.
+        self._carried = np.concatenate([self._carried, self.resampler.flush()])
+        self.resampler = StreamResampler(rate, self.model_rate)
+
+    def take_problems(self) -> list[str]:
+        problems, self.problems = self.problems, []
+        return problems
+
     def set_format(self, fmt: StreamFormat, channel: int = -1) -> int:
         """Switch decoding to a new stream format, keeping the (model-rate) audio already buffered.
         Returns the bytes of a torn frame that had to be discarded."""
-        decoder = PcmDecoder(fmt, channel)   # raises before anything changes
-        discarded = self.decoder.pending_bytes
-        self.format, self.decoder = fmt, decoder
-        if fmt.sample_rate != self.resampler.in_rate:
-            # The old rate's last few ms are still inside its filter: keep them, in order.
-            self._carried = np.concatenate([self._carried, self.resampler.flush()])
-            self.resampler = StreamResampler(fmt.sample_rate, self.model_rate)
+        self._detecting = False   # the stream has said what it is
+        if fmt.is_mp3 and isinstance(self.decoder, Mp3Decoder) and channel == self.channel:
+            self.format = fmt     # the decoder, not AudioInfo, knows the rate and channels
+            return 0
+        decoder = make_decoder(fmt, channel)   # raises before anything changes
+        discarded = len(self._held)
+        if isinstance(self.decoder, Mp3Decoder):
+            # The frame the MP3 parser still holds cannot join PCM audio: count it lost.
+            flushed, _ = self.decoder.flush()
+            self.samples_in += flushed.size
+            self.samples_dropped += flushed.size
+        else:
+            discarded += self.decoder.pending_bytes
+        self.format, self.decoder, self.channel, self._held = fmt, decoder, channel, b''
+        self.detected = ''
+        if not fmt.is_mp3 and fmt.sample_rate != self.resampler.in_rate:
+            self._switch_rate(fmt.sample_rate)
         return discarded
+
+
+def make_decoder(fmt: StreamFormat, channel: int = -1) -> PcmDecoder | Mp3Decoder:
+    fmt.check()
+    if not fmt.is_mp3:
+        return PcmDecoder(fmt, channel)
+    try:
+        return Mp3Decoder(channel)
+    except Mp3Error as error:
+        raise AudioFormatError(str(error)) from error

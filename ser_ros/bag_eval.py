@@ -60,7 +60,7 @@ def offline(bag, predictor, settings: PipelineSettings | None = None, audio_topi
             pending = []
     if pipeline is not None and pending:
         results += pipeline.classify(pending)
-    return results, {'rejected': rejected}
+    return results, {'rejected': rejected, 'mp3_frames_dropped': pipeline.stream.mp3_frames_dropped if pipeline else 0}
 
 
 def to_timed(results, origin_ns: int) -> list[TimedEmotion]:

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 import ser_models
 from ser_models.pipeline import EmotionPipeline, PendingWindow, PipelineSettings, WindowResult, classify_streams
-from ser_models.stream import MP3_HINT, AudioFormatError, StreamFormat
+from ser_models.stream import AudioFormatError, StreamFormat
 
 from .model_paths import MODELS, resolve_model_dir
 from .topics import sibling_topic
@@ -38,7 +38,8 @@ from .topics import sibling_topic
 # The audio_capture defaults: /audio/audio and /audio/audio_info (names relative to the namespace).
 DEFAULT_REMAPS = ['--ros-args', '-r', 'audio:=audio/audio', '-r', 'audio_info:=audio/audio_info']
 LATENCY_SAMPLES = 500
-PROBLEM_COUNTERS = ('rejected', 'windows_dropped', 'windows_failed')   # any of these turns diagnostics WARN
+# any of these turns diagnostics WARN
+PROBLEM_COUNTERS = ('rejected', 'mp3_frames_dropped', 'windows_dropped', 'windows_failed')
 
 
 class ConfigError(ValueError):
@@ -59,10 +60,10 @@ class AudioInput:
         self.node = node
         self.pipeline = pipeline
         self.format = fmt
-        self.mp3_stream = fmt.coding_format.lower() == 'mp3'
         self.queue: deque[PendingWindow] = deque()
         self.counters = dict(messages=0, bytes=0, rejected=0, windows_classified=0, windows_unvoiced=0,
-                             windows_dropped=0, windows_failed=0, windows_published=0, format_changes=0)
+                             windows_dropped=0, windows_failed=0, windows_published=0, format_changes=0,
+                             mp3_frames_dropped=0)
         self.last_rejection = ''
         self.rate_window = (time.monotonic(), 0, 0)
         self.frame_id = node.p['frame_id'] or 'audio'
@@ -104,14 +105,16 @@ class AudioInput:
         with node.lock:
             self.counters['messages'] += 1
             self.counters['bytes'] += len(data)
-            if self.mp3_stream:
-                return self._reject(MP3_HINT)
             if len(data) == 0:
                 return self._reject('empty message')
+            stream = self.pipeline.stream
+            detected = stream.detected
             try:
                 windows = self.pipeline.push(data, stamp_ns, arrival_ns)
             except AudioFormatError as error:
                 return self._reject(str(error))
+            finally:
+                self._note_stream_events(stream, detected)
             self.frame_id = node.p['frame_id'] or frame_id or 'audio'
             for window in windows:
                 if len(self.queue) >= node.p['queue_size']:
@@ -123,16 +126,21 @@ class AudioInput:
             if windows:
                 node.queue_ready.notify()
 
+    def _note_stream_events(self, stream, detected_before: str) -> None:
+        if stream.detected and not detected_before:
+            self.node.get_logger().info(f'{self.topic}: the bytes are MP3 (no AudioInfo said so); decoding them as '
+                                        'MP3')
+        problems = stream.take_problems()
+        if problems:
+            self.counters['mp3_frames_dropped'] += len(problems)
+            self.last_rejection = problems[-1]
+            self.node.get_logger().warning(f'{self.topic}: {problems[-1]}', throttle_duration_sec=5.0)
+
     def _on_info(self, info: AudioInfo) -> None:
         fmt = StreamFormat(int(info.sample_rate), int(info.channels), info.sample_format or 'S16LE',
                            info.coding_format or 'wave')
         with self.node.lock:
             if fmt == self.format:
-                return
-            if fmt.coding_format.lower() == 'mp3':
-                self.format = fmt
-                self.mp3_stream = True
-                self.node.get_logger().error(f'{self.topic}: {MP3_HINT}')
                 return
             try:
                 self.pipeline.set_format(fmt)
@@ -140,9 +148,8 @@ class AudioInput:
                 self._reject(f'AudioInfo describes an unusable stream: {error}')
                 return
             self.format = fmt
-            self.mp3_stream = False
             self.counters['format_changes'] += 1
-            self.node.get_logger().info(f'{self.topic}: {fmt.sample_rate} Hz, {fmt.channels} ch, {fmt.sample_format}')
+            self.node.get_logger().info(f'{self.topic}: AudioInfo says {self.pipeline.stream.describe}')
 
     def publish(self, results: list[WindowResult], frame_id: str) -> None:
         """Publish one batch's results (called by the worker) and count them (caller holds no lock)."""
@@ -167,11 +174,10 @@ class AudioInput:
         elapsed = max(now - started, 1e-6)
         rate = ((self.counters['messages'] - messages0) / elapsed, (self.counters['bytes'] - bytes0) / elapsed)
         self.rate_window = (now, self.counters['messages'], self.counters['bytes'])
-        fmt = self.format
         values = {
             'input topic': self.topic,
             'output topic': self.publisher.topic_name,
-            'input format': f'{fmt.sample_rate} Hz, {fmt.channels} ch, {fmt.sample_format}, {fmt.coding_format}',
+            'input format': self.pipeline.stream.describe,
             'input messages/s': f'{rate[0]:.1f}',
             'input bytes/s': f'{rate[1]:.0f}',
             **{key.replace('_', ' '): str(value) for key, value in self.counters.items()},
@@ -180,11 +186,10 @@ class AudioInput:
             'last rejection': self.last_rejection,
             **shared,
         }
-        problem = self.mp3_stream or any(self.counters[key] for key in PROBLEM_COUNTERS)
+        problem = any(self.counters[key] for key in PROBLEM_COUNTERS)
         return DiagnosticStatus(name=f'{self.node.get_name()}: speech emotion recognition', hardware_id=self.topic,
                                 level=DiagnosticStatus.WARN if problem else DiagnosticStatus.OK,
-                                message='MP3 input rejected' if self.mp3_stream else (
-                                    'input rejected or windows dropped' if problem else 'ok'),
+                                message='input rejected or windows dropped' if problem else 'ok',
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
 
@@ -203,7 +208,8 @@ class SerNode(Node):
         'sample_rate': (16000, 'stream rate in Hz until an AudioInfo arrives', True),
         'channels': (1, 'interleaved channels until an AudioInfo arrives', True),
         'sample_format': ('S16LE', 'S16LE, S24LE, S32LE, F32LE, U8 ... until an AudioInfo arrives', True),
-        'coding_format': ('wave', 'wave (raw PCM); mp3 is rejected with a hint', True),
+        'coding_format': ('wave', 'wave (raw PCM) or mp3 until an AudioInfo arrives; MP3 bytes declared as PCM '
+                                  'are recognised and decoded as MP3', True),
         'channel': (-1, 'channel to use; -1 mixes all channels down to mono', True),
         'frame_id': ('', 'frame_id of the output; empty: from the audio header (stamped) or "audio"', True),
         'qos_reliability': ('best_effort', 'audio subscription: best_effort (takes both kinds) or reliable', True),
@@ -236,11 +242,10 @@ class SerNode(Node):
         self.predictor, self.model_dir = self._load_predictor(self.p)
         topics = self._validate_stream_settings(self.p)
         fmt = StreamFormat(self.p['sample_rate'], self.p['channels'], self.p['sample_format'], self.p['coding_format'])
-        pcm = StreamFormat(fmt.sample_rate, fmt.channels, fmt.sample_format)
         self.inputs: list[AudioInput] = []
         for topic in topics:
             try:
-                pipeline = EmotionPipeline(self.predictor, pcm, self._pipeline_settings(self.p))
+                pipeline = EmotionPipeline(self.predictor, fmt, self._pipeline_settings(self.p))
             except (ValueError, AudioFormatError) as error:
                 raise ConfigError(str(error)) from None
             self.inputs.append(AudioInput(self, topic, pipeline, fmt))
@@ -295,7 +300,7 @@ class SerNode(Node):
         if not topics or any(not topic.strip() for topic in topics) or len(set(topics)) < len(topics):
             raise ConfigError(f'audio_topics must list distinct, non-empty topic names, got {topics}')
         try:
-            StreamFormat(p['sample_rate'], p['channels'], p['sample_format'], 'wave').check()
+            StreamFormat(p['sample_rate'], p['channels'], p['sample_format'], p['coding_format']).check()
         except AudioFormatError as error:
             raise ConfigError(str(error)) from None
         return topics

@@ -135,6 +135,54 @@ def test_f32le_48k_stereo_with_audio_info_and_stamps(ros_node, node_factory, spe
         check_emotion_fields(msg)
 
 
+@pytest.mark.parametrize('case', ['one_frame_per_message_no_audio_info', 'byte_chunks_with_mp3_audio_info'])
+def test_mp3_from_audio_capture_is_decoded_and_matches_the_same_speech_as_pcm(ros_node, node_factory, speech, case):
+    """audio_capture's default: MP3, about one MPEG frame per message. Tolerance against the same
+    speech as PCM (offline, same pipeline): window count within one, at least 3 in 4 labels equal and
+    probabilities within 0.06 on average; LAME shifts the audio by about 70 ms and codes it lossily."""
+    pytest.importorskip('av')
+    pytest.importorskip('lameenc')
+    from audio_common_msgs.msg import AudioData, AudioInfo
+    from mp3_fixture import byte_chunks, encode_mp3, mp3_frames
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    import ser_models
+    from ser_models.pipeline import EmotionPipeline, PipelineSettings
+    from ser_models.stream import StreamFormat
+    data = encode_mp3(speech, 16000, kbps=64)
+    node = node_factory()
+    if case.startswith('byte_chunks'):
+        chunks = byte_chunks(data, 500)
+        info = ros_node.create_publisher(AudioInfo, f'/{node.namespace}/audio/audio_info', QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE))
+        info.publish(AudioInfo(channels=1, sample_rate=16000, sample_format='S16LE', bitrate=64000,
+                               coding_format='mp3'))
+    else:
+        chunks = mp3_frames(data)
+    received = collect(ros_node, node.namespace)
+    publisher = audio_publisher(ros_node, node.namespace)
+    wait_for_subscriber(ros_node, publisher)
+    time.sleep(0.5)   # a latched AudioInfo reaches the node before audio does
+    publish_paced(ros_node, publisher, chunks, lambda c: AudioData(data=c), len(speech) / 16000 / len(chunks))
+
+    reference = EmotionPipeline(ser_models.load(default_weights()), StreamFormat(), PipelineSettings(hop=HOP))
+    pcm = reference.classify(reference.push(np.clip(speech * 32767, -32768, 32767).astype('<i2').tobytes(), 0, 1))
+    assert spin_until(ros_node, lambda: len(received) >= len(pcm) - 1, timeout=30), (len(received), node.log())
+    spin_until(ros_node, lambda: False, timeout=1.0)
+    assert abs(len(received) - len(pcm)) <= 1
+    pairs = [(a, b) for a, b in zip(received, pcm, strict=False) if a.voiced and b.voiced]
+    assert len(pairs) >= len(pcm) - 2
+    agree = np.mean([a.label == b.label for a, b in pairs])
+    difference = np.mean([np.abs(np.array(a.probabilities) - b.probabilities).mean() for a, b in pairs])
+    assert agree >= 0.75 and difference <= 0.06, (agree, difference)
+    declared = case.startswith('byte_chunks')
+    values = diagnostics_values(ros_node, node.namespace, lambda v: v.get('input format', '').startswith('mp3'))
+    assert values['input format'] == ('mp3 (declared), 16000 Hz, 1 ch as decoded' if declared
+                                      else 'mp3 (detected from the bytes), 16000 Hz, 1 ch as decoded'), values
+    assert values['rejected'] == '0' and values['mp3 frames dropped'] == '0'
+    assert ('the bytes are MP3' in node.log()) != declared
+
+
 def diagnostics_values(ros_node, namespace, predicate, timeout=10.0):
     from diagnostic_msgs.msg import DiagnosticArray
     latest = {}

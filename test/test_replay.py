@@ -10,7 +10,7 @@ import pytest
 from conftest import spin_until
 
 import ser_models
-from ser_ros.bag_audio import AUDIO_DATA, read_audio, typestore
+from ser_ros.bag_audio import AUDIO_DATA, AUDIO_INFO, AUDIO_STAMPED, read_audio, typestore
 from ser_ros.bag_eval import emotion_to_timed, live, offline, to_timed
 from ser_ros.timeline import agreement, load_sidecar, plot_timeline
 
@@ -32,7 +32,7 @@ def sidecar():
 def offline_windows(sidecar):
     predictor = ser_models.load(WEIGHTS)
     results, stats = offline(BAG, predictor)
-    assert stats['rejected'] == 0
+    assert stats == {'rejected': 0, 'mp3_frames_dropped': 0}
     return to_timed(results, sidecar['start_ns']), results
 
 
@@ -143,6 +143,62 @@ def write_sqlite_bag(path: Path, chunks, start_ns=1_000_000_000_000):
         for index, chunk in enumerate(chunks):
             msg = store.types[AUDIO_DATA](data=np.frombuffer(chunk, dtype=np.uint8))
             writer.write(connection, start_ns + index * 50_000_000, store.serialize_cdr(msg, AUDIO_DATA))
+
+
+def write_mp3_bag(path: Path, source: Path = BAG) -> None:
+    """The demo bag's speech as audio_capture would record it by default: MP3, one frame per message."""
+    from mp3_fixture import encode_mp3, mp3_frames
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    messages = list(read_audio(source))
+    pcm = np.frombuffer(b''.join(m.data for m in messages if m.kind == 'data'), dtype='<i2')
+    start_ns = next(m.stamp_ns for m in messages if m.kind == 'data')
+    store = typestore()
+    with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        info = writer.add_connection('/audio/audio_info', AUDIO_INFO, typestore=store)
+        audio = writer.add_connection('/audio/audio_stamped', AUDIO_STAMPED, typestore=store)
+        writer.write(info, start_ns, store.serialize_cdr(store.types[AUDIO_INFO](
+            channels=1, sample_rate=16000, sample_format='S16LE', bitrate=64000, coding_format='mp3'), AUDIO_INFO))
+        types = store.types
+        for index, frame in enumerate(mp3_frames(encode_mp3(pcm.astype(np.float32) / 32768, 16000, kbps=64))):
+            stamp = start_ns + index * 576 * 10**9 // 16000
+            header = types['std_msgs/msg/Header'](stamp=types['builtin_interfaces/msg/Time'](
+                sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id='mic')
+            msg = types[AUDIO_STAMPED](header=header, audio=types[AUDIO_DATA](data=np.frombuffer(frame, np.uint8)))
+            writer.write(audio, stamp + 1, store.serialize_cdr(msg, AUDIO_STAMPED))
+
+
+@pytest.fixture(scope='module')
+def mp3_bag(tmp_path_factory):
+    pytest.importorskip('av')
+    pytest.importorskip('lameenc')
+    path = tmp_path_factory.mktemp('mp3') / 'demo_mp3'
+    write_mp3_bag(path)
+    return path
+
+
+def test_ser_bag_eval_reads_an_mp3_bag_like_its_pcm_original(sidecar, offline_windows, mp3_bag):
+    """Tolerance: window count within one, 3 in 4 labels equal, clip accuracy as required of PCM."""
+    pcm_windows, _ = offline_windows
+    results, stats = offline(mp3_bag, ser_models.load(WEIGHTS))
+    assert stats == {'rejected': 0, 'mp3_frames_dropped': 0}
+    windows = to_timed(results, sidecar['start_ns'])
+    assert abs(len(windows) - len(pcm_windows)) <= 1
+    pairs = [(a.label, b.label) for a, b in zip(windows, pcm_windows, strict=False) if a.voiced and b.voiced]
+    assert np.mean([a == b for a, b in pairs]) >= 0.75
+    assert agreement(windows, sidecar)['clip_accuracy'] >= MIN_CLIP_ACCURACY
+
+
+@pytest.mark.ros
+def test_an_mp3_bag_replayed_live_matches_offline_window_for_window(mp3_bag):
+    results, _ = offline(mp3_bag, ser_models.load(WEIGHTS))
+    messages = live(mp3_bag, {'weights': str(WEIGHTS), 'input_type': 'stamped', 'qos_reliability': 'reliable'},
+                    rate=4.0, namespace=f'replay_mp3_{os.getpid()}')
+    voiced_offline = [r for r in results if r.voiced]
+    voiced_live = [m for m in messages if m.voiced]
+    assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in voiced_live] == \
+        [r.end_ns for r in voiced_offline]
+    for msg, result in zip(voiced_live, voiced_offline, strict=True):
+        np.testing.assert_allclose(msg.probabilities, result.probabilities, atol=1e-5)
 
 
 @pytest.mark.ros

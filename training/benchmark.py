@@ -88,6 +88,9 @@ ROWS = {
     'cktim3_speakernorm': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, 12 epochs at most', 'network',
                               {'config': 'config/train/cktim.yaml',
                                'overrides': ['features.normalize=speaker', 'model.n_tab=3', 'training.epochs=12']}),
+    'timnet_speakernorm_long': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker, 40 epochs at most', 'network',
+                                   {'config': 'config/train/timnet.yaml',
+                                    'overrides': ['features.normalize=speaker', 'training.epochs=40']}),
 }
 
 
