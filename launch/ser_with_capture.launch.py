@@ -33,7 +33,8 @@ def generate_launch_description():
             LogInfo(msg='audio_capture is not installed (apt install ros-$ROS_DISTRO-audio-capture); '
                         'starting ser_node alone'), ser])
     capture = Node(package='audio_capture', executable='audio_capture_node', namespace='audio',
-                   parameters=[{'format': LaunchConfiguration('capture_format'), 'channels': 1, 'sample_rate': 16000, 'sample_format': 'S16LE',
+                   parameters=[{'format': LaunchConfiguration('capture_format'), 'channels': 1,
+                                'sample_rate': 16000, 'sample_format': 'S16LE',
                                 'device': LaunchConfiguration('capture_device')}],
                    output='screen')
     return LaunchDescription(arguments + [capture, ser])

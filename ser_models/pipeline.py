@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import SpeakerNormalizer, StreamingMfcc
+from .features import StreamingMfcc
 from .predictor import Predictor, fit_to_length
 from .stream import AudioStream, EnergyGate, Smoother, StreamFormat
 
@@ -67,7 +67,7 @@ class EmotionPipeline:
         self.stream = self._make_stream(fmt)
         self.smoother = Smoother(self.settings.smoothing)
         self.features = StreamingMfcc(predictor.features)
-        self.normalizer = self._make_normalizer()
+        self.normalizer = self.predictor.stream_normalizer()
         self._last_voiced_index = 0
         self._silence_restart = False
         self.windows_skipped_unvoiced = 0
@@ -77,17 +77,6 @@ class EmotionPipeline:
     @property
     def window_seconds(self) -> float:
         return self.settings.window or self.predictor.window_seconds
-
-    def _make_normalizer(self) -> SpeakerNormalizer | None:
-        """The stream's speaker statistics, for models trained on speaker-normalised features."""
-        config = self.predictor.features.config
-        if config.normalize != 'speaker':
-            return None
-        settings = self.predictor.meta.get('speaker_normalization')
-        if not settings:
-            raise ValueError(f'{self.predictor.model_id}: speaker-normalised features but model.json has no '
-                             f'speaker_normalization statistics to start a stream from')
-        return SpeakerNormalizer(config.n_mfcc, prior=settings, memory_frames=settings['memory_frames'])
 
     def check_window(self, window: float, hop: float, predictor: Predictor | None = None) -> None:
         model_window = (predictor or self.predictor).window_seconds
@@ -121,7 +110,7 @@ class EmotionPipeline:
             self.features = StreamingMfcc(predictor.features)
         self.settings = proposed
         if predictor is not None:
-            self.normalizer = self._make_normalizer()
+            self.normalizer = self.predictor.stream_normalizer()
         if predictor is not None and predictor.sample_rate != old_rate:
             self.stream = self._make_stream(self.stream.format)
             self._anchor = None

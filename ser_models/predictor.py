@@ -61,6 +61,17 @@ class Predictor:
         self.device = 'cpu'
         self.last_inference_seconds = 0.0
 
+    def stream_normalizer(self) -> SpeakerNormalizer | None:
+        """A new stream's speaker statistics (the training speakers' as its prior, with the stored memory);
+        None for models on per-window CMVN."""
+        if self.features.config.normalize != 'speaker':
+            return None
+        settings = self.meta.get('speaker_normalization')
+        if not settings:
+            raise ValueError(f'{self.model_id}: speaker-normalised features but model.json has no '
+                             f'speaker_normalization statistics to start a stream from')
+        return SpeakerNormalizer(self.features.config.n_mfcc, prior=settings, memory_frames=settings['memory_frames'])
+
     def predict(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """Mono waveform of any length -> probabilities (n_classes,), fitted to one model window."""
         waveform = np.asarray(waveform, dtype=np.float32)

@@ -64,6 +64,29 @@ def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = 0
     return (totals / np.bincount(owners, minlength=len(waveforms))[:, None]).astype(np.float32)
 
 
+def predict_clips_online(predictor, waveforms, speakers, order, hop_seconds: float = 0.5) -> np.ndarray:
+    """(clips, n_classes) as the node hears them: each speaker's clips played one after another in
+    `order` (clip indices), every window normalised by that speaker's running stream statistics
+    (Predictor.stream_normalizer: the training prior, updated window by window before use, as
+    EmotionPipeline does). For models on speaker-normalised features; waveforms at the model rate."""
+    hop = int(round(hop_seconds * predictor.sample_rate))
+    weight = min(1.0, hop / predictor.window_samples)
+    streams: dict = {}
+    features, owners = [], []
+    for index in order:
+        normalizer = streams.setdefault(speakers[index], predictor.stream_normalizer())
+        for mfcc in predictor.features(clip_windows(waveforms[index], predictor.window_samples, hop)):
+            normalizer.update(mfcc, weight=weight)
+            features.append(normalizer(mfcc))
+            owners.append(index)
+    features, owners = np.stack(features), np.asarray(owners)
+    probabilities = np.concatenate([predictor.predict_features(features[start:start + 256])
+                                    for start in range(0, len(features), 256)])
+    totals = np.zeros((len(waveforms), probabilities.shape[1]))
+    np.add.at(totals, owners, probabilities)
+    return (totals / np.bincount(owners, minlength=len(waveforms))[:, None]).astype(np.float32)
+
+
 def predict_clip(predictor, waveform: np.ndarray, sample_rate: int, hop_seconds: float = 0.5) -> np.ndarray:
     """Probabilities for one clip of any length: the mean over its windows."""
     return predict_clips(predictor, [waveform], sample_rate, hop_seconds)[0]

@@ -49,6 +49,11 @@ SHIPPED = ('timnet', 'lmu', 'cktim')   # the node's default model first
 FLOOR = 'svm_mfcc'
 # A stream that holds one emotion only: each test speaker's statistics from their clips of one emotion.
 SKEWED = ('neutral', 'angry')
+# Speaker-normalised networks as the node runs them: the training prior alone (a voice not heard
+# yet), and a running per-speaker stream statistic over the speaker's clips played in random order
+# or grouped by emotion (a slowly adapting normaliser's worst case).
+ONLINE = {'prior': 'training prior only', 'shuffled': 'node stream, clips in random order',
+          'by_emotion': 'node stream, clips grouped by emotion'}
 
 
 @dataclass(frozen=True)
@@ -148,9 +153,9 @@ def summarize(folds: list[dict], labels: list[str]) -> dict:
                             'confusion': np.sum([e['confusion'] for e in entries], axis=0).tolist()}
     summary['mean'] = float(np.mean([summary[d]['uar_mean'] for d in CORPORA if d in summary]))
     summary['labels'] = labels
-    if all('skewed' in f for f in folds):
-        summary['skewed'] = {emotion: summarize([{'corpora': f['skewed'][emotion]} for f in folds], labels)
-                             for emotion in SKEWED}
+    for key, variants in (('skewed', SKEWED), ('online', ONLINE)):
+        if all(key in f for f in folds):
+            summary[key] = {v: summarize([{'corpora': f[key][v]} for f in folds], labels) for v in variants}
     return summary
 
 
@@ -243,7 +248,7 @@ def train_network_fold(name: str, fold: int | None) -> int:
 
 def score_network(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:
     import ser_models
-    from ser_models.windowing import predict_clips, speaker_normalizers
+    from ser_models.windowing import predict_clips, predict_clips_online, speaker_normalizers
 
     from .data import load_audio
     allowed = corpus_labels(clips)
@@ -265,6 +270,14 @@ def score_network(name: str, clips: list[Clip], splits: list[Split]) -> list[dic
                 predictor, audio, predictor.sample_rate,
                 normalizers=speaker_normalizers(predictor, audio, speakers, skew_mask(split.test, emotion))),
                 predictor.labels, allowed) for emotion in SKEWED}
+            orders = {'shuffled': np.random.default_rng(SEED).permutation(len(audio)),
+                      'by_emotion': sorted(range(len(audio)), key=lambda i: (split.test[i].emotion, i))}
+            online = {'prior': predict_clips(predictor, audio, predictor.sample_rate,
+                                             normalizers=[predictor.population] * len(audio))}
+            online.update({variant: predict_clips_online(predictor, audio, speakers, order)
+                           for variant, order in orders.items()})
+            folds[-1]['online'] = {variant: score_fold(split.test, scores, predictor.labels, allowed)
+                                   for variant, scores in online.items()}
         print(f'[benchmark] {name} fold {number}: ' + ', '.join(
             f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()), flush=True)
     return folds
@@ -347,9 +360,12 @@ def confounds() -> str:
 
 
 def skew_report() -> str:
-    """Speaker-normalised rows when a speaker's statistics come from one emotion only."""
+    """Speaker-normalised rows when a speaker's statistics come from one emotion only, or (networks) from
+    the node's running stream statistics."""
     lines = ["Speaker-normalised rows when each test speaker's statistics come from their clips of one emotion "
-             'only (a stream that held a single emotion), UAR mean over folds:', '',
+             'only (a stream that held a single emotion), and, for networks, as the node computes them: the '
+             "training prior alone, or each speaker's running stream statistics over their clips played in "
+             'random order or grouped by emotion. UAR mean over folds:', '',
              '| row | statistics from | EMOVO | RAVDESS | TESS | nEMO | mean of corpora |',
              '|---|---|---|---|---|---|---|']
     for name, row in ROWS.items():
@@ -357,7 +373,9 @@ def skew_report() -> str:
         summary = json.loads(path.read_text())['summary'] if path.is_file() else {}
         if 'skewed' not in summary:
             continue
-        for source, s in [('all clips', summary)] + [(f'{e} clips only', summary['skewed'][e]) for e in SKEWED]:
+        sources = [('all clips', summary)] + [(f'{e} clips only', summary['skewed'][e]) for e in SKEWED]
+        sources += [(text, summary['online'][v]) for v, text in ONLINE.items() if 'online' in summary]
+        for source, s in sources:
             lines.append(f'| {row.description} | {source} | ' + ' | '.join(
                 f"{s[d]['uar_mean']:.3f}" if d in s else '–' for d in CORPORA) + f" | {s['mean']:.3f} |")
     return '\n'.join(lines)
