@@ -178,16 +178,31 @@ def fold_speakers(manifest, data_dir, fold):
     return sorted(speaker_folds(clips, 4)[fold])
 
 
-def test_resume_continues_exactly_where_it_stopped(data_dir, small_corpus, tmp_path):
+@pytest.mark.parametrize('recipe', [[], ['training.mixup=0.4', 'training.speaker_adversarial=0.5']],
+                         ids=['plain', 'mixup_and_speaker_adversary'])
+def test_resume_continues_exactly_where_it_stopped(data_dir, small_corpus, tmp_path, recipe):
     from training.train import run
-    run(train_config.resolve(overrides=tiny_overrides(data_dir, small_corpus, 3)), tmp_path / 'straight')
-    run(train_config.resolve(overrides=tiny_overrides(data_dir, small_corpus, 1)), tmp_path / 'interrupted')
-    run(train_config.resolve(overrides=tiny_overrides(data_dir, small_corpus, 3)), tmp_path / 'interrupted',
-        resume=True)
+
+    def config(epochs):
+        return train_config.resolve(overrides=tiny_overrides(data_dir, small_corpus, epochs) + recipe)
+    run(config(3), tmp_path / 'straight')
+    run(config(1), tmp_path / 'interrupted')
+    run(config(3), tmp_path / 'interrupted', resume=True)
     straight, resumed = read_history(tmp_path / 'straight'), read_history(tmp_path / 'interrupted')
     assert [h['epoch'] for h in resumed] == [1, 2, 3]
     for a, b in zip(straight, resumed, strict=True):
         assert a['train_loss'] == pytest.approx(b['train_loss'], rel=1e-5)
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient_only():
+    import torch
+
+    from training.train import GradientReversal
+    x = torch.ones(3, requires_grad=True)
+    y = GradientReversal.apply(x, 0.25)
+    assert torch.equal(y, x)
+    (2 * y).sum().backward()
+    assert torch.allclose(x.grad, torch.full((3,), -0.5))
 
 
 def test_distributed_training_with_two_cpu_processes(data_dir, small_corpus, tmp_path):

@@ -38,6 +38,10 @@ DEFAULTS = {
         'epochs': 60, 'batch_size': 64,
         'optimizer': 'adam', 'lr': 1e-3, 'betas': [0.93, 0.98], 'weight_decay': 0.0,
         'label_smoothing': 0.1,
+        'mixup': 0.0,                    # Beta(a, a) mixing of pairs of training windows and labels; 0 off
+        # Weight of a speaker classifier trained through gradient reversal on the embedding the emotion
+        # classifier reads (ramped up over training), so the embedding stops encoding who speaks; 0 off.
+        'speaker_adversarial': 0.0,
         'scheduler': 'plateau', 'plateau_factor': 0.25, 'plateau_patience': 5, 'min_lr': 1e-5,
         'early_stop_patience': 15,       # epochs without validation UAR gain; 0 disables
         'select': 'best_validation',     # best_validation | last_epoch (the paper protocol)

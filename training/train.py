@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from torch import nn
 from tqdm import tqdm
 
 from ser_models import FeatureConfig, build, save_artifact
@@ -143,15 +144,14 @@ def score(model, clip_set, indices, config, device) -> dict:
     return metrics
 
 
-def make_optimizer(model, t: dict):
+def make_optimizer(parameters, t: dict):
+    parameters = list(parameters)
     if t['optimizer'] == 'adam':
-        return torch.optim.Adam(model.parameters(), lr=t['lr'], betas=tuple(t['betas']),
-                                weight_decay=t['weight_decay'])
+        return torch.optim.Adam(parameters, lr=t['lr'], betas=tuple(t['betas']), weight_decay=t['weight_decay'])
     if t['optimizer'] == 'adamw':
-        return torch.optim.AdamW(model.parameters(), lr=t['lr'], betas=tuple(t['betas']),
-                                 weight_decay=t['weight_decay'])
+        return torch.optim.AdamW(parameters, lr=t['lr'], betas=tuple(t['betas']), weight_decay=t['weight_decay'])
     if t['optimizer'] == 'sgd':
-        return torch.optim.SGD(model.parameters(), lr=t['lr'], momentum=0.9, weight_decay=t['weight_decay'])
+        return torch.optim.SGD(parameters, lr=t['lr'], momentum=0.9, weight_decay=t['weight_decay'])
     raise ValueError(f"unknown optimizer {t['optimizer']!r}")
 
 
@@ -164,6 +164,36 @@ def make_scheduler(optimizer, t: dict, mode: str):
     if t['scheduler'] == 'none':
         return None
     raise ValueError(f"unknown scheduler {t['scheduler']!r}")
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by -scale (Ganin & Lempitsky, 2015)."""
+
+    @staticmethod
+    def forward(ctx, x, scale: float):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.scale * grad, None
+
+
+class SpeakerAdversary(nn.Module):
+    """A speaker classifier on the input of the model's emotion classifier, behind gradient reversal."""
+
+    def __init__(self, model: nn.Module, speakers: list[str]):
+        super().__init__()
+        self.index = {speaker: i for i, speaker in enumerate(speakers)}
+        self.head = nn.Linear(model.classifier.in_features, len(speakers))
+        self.embedding = None
+        model.classifier.register_forward_pre_hook(self._keep)
+
+    def _keep(self, module, inputs):
+        self.embedding = inputs[0]
+
+    def logits(self, scale: float) -> torch.Tensor:
+        return self.head(GradientReversal.apply(self.embedding, scale))
 
 
 class FoldTrainer:
@@ -180,7 +210,13 @@ class FoldTrainer:
         if dist.enabled:
             ids = [dist.local_rank] if device.startswith('cuda') else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = make_optimizer(self.model, self.t)
+        self.adversary = None
+        if self.t['speaker_adversarial'] > 0:
+            speakers = sorted({clip_set.clips[i].speaker_key for i in self.train_idx})
+            self.adversary = SpeakerAdversary(self.model, speakers).to(device)
+            self.speaker_targets = np.array([self.adversary.index.get(c.speaker_key, -1) for c in clip_set.clips])
+        parameters = list(self.model.parameters()) + (list(self.adversary.parameters()) if self.adversary else [])
+        self.optimizer = make_optimizer(parameters, self.t)
         if self.t['validate_on'] not in ('all', 'unseen_speakers'):
             raise ValueError(f"training.validate_on must be all or unseen_speakers, got {self.t['validate_on']!r}")
         self.selection_idx = self.val_idx
@@ -204,6 +240,7 @@ class FoldTrainer:
         if not self.dist.main:
             return
         state = {'epoch': epoch, 'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
+                 'adversary': self.adversary.state_dict() if self.adversary else {},
                  'scheduler': self.scheduler.state_dict() if self.scheduler else {},
                  'scaler': self.scaler.state_dict(), 'history': json.dumps(self.history),
                  'best_uar': self.best['uar'], 'best_epoch': self.best['epoch'],
@@ -217,6 +254,8 @@ class FoldTrainer:
             return False
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state['model'])
+        if self.adversary:
+            self.adversary.load_state_dict(state['adversary'])
         self.optimizer.load_state_dict(state['optimizer'])
         if self.scheduler and state['scheduler']:
             self.scheduler.load_state_dict(state['scheduler'])
@@ -244,15 +283,32 @@ class FoldTrainer:
         total, correct, seen = 0.0, 0, 0
         progress = tqdm(batches, desc=f'{self.fold_dir.name} epoch {epoch + 1}/{t["epochs"]}', leave=False,
                         disable=not self.dist.main or not sys.stderr.isatty())
+        # Speaker adversary strength ramps from 0 to its weight over training (DANN's schedule).
+        progress_fraction = epoch / max(1, t['epochs'] - 1)
+        reversal = 2.0 / (1.0 + np.exp(-10.0 * progress_fraction)) - 1.0
         for batch in progress:
             mfcc, targets = self.batcher.training_batch(self.clip_set, batch, worker_rng)
             mfcc = torch.from_numpy(mfcc).to(self.device)
             targets = torch.from_numpy(targets).to(self.device)
+            # Mixup: each window blended with another of the batch; both labels count by their share.
+            share, partner = 1.0, None
+            if t['mixup'] > 0:
+                share = float(worker_rng.beta(t['mixup'], t['mixup']))
+                partner = torch.from_numpy(worker_rng.permutation(len(batch))).to(self.device)
+                mfcc = share * mfcc + (1 - share) * mfcc[partner]
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast('cuda', enabled=self.amp):
                 logits = self.net(mfcc)
-                loss = self.loss_fn(logits.float(), targets)
+                loss = self.mixed_loss(logits.float(), targets, share, partner)
+                if self.adversary:
+                    speakers = torch.from_numpy(self.speaker_targets[np.asarray(batch)]).to(self.device)
+                    speaker_logits = self.adversary.logits(reversal).float()
+                    loss = loss + t['speaker_adversarial'] * self.mixed_loss(speaker_logits, speakers, share, partner)
             self.scaler.scale(loss).backward()
+            if self.adversary and self.dist.enabled:   # DDP syncs the model only; the head is averaged here
+                for parameter in self.adversary.parameters():
+                    torch.distributed.all_reduce(parameter.grad)
+                    parameter.grad /= self.dist.world
             self.scaler.step(self.optimizer)
             self.scaler.update()
             total += loss.item() * len(batch)
@@ -260,6 +316,12 @@ class FoldTrainer:
             seen += len(batch)
             progress.set_postfix(loss=f'{total / seen:.3f}')
         return {'loss': total / max(seen, 1), 'accuracy': correct / max(seen, 1)}
+
+    def mixed_loss(self, logits, targets, share: float, partner) -> torch.Tensor:
+        loss = self.loss_fn(logits, targets)
+        if partner is None:
+            return loss
+        return share * loss + (1 - share) * self.loss_fn(logits, targets[partner])
 
     def fit(self, resume: bool) -> None:
         if resume and self.load_checkpoint() and self.dist.main:
