@@ -41,23 +41,27 @@ np_include=$(python -c 'import numpy; print(numpy.get_include())')
     -e "s#/opt/python/cp311-cp311/include/python3.11#${py_include}#g" \
     -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#${np_include}#g"
 
-# Build the stand-in audio_common_msgs only where the released package is not installed.
+# Build the stand-ins (audio_common_msgs, hri_msgs) only where the released package is not installed.
 packages=(. msgs/ser_msgs)
-released_audio_msgs=""
+released_msgs=""
 IFS=: read -r -a prefixes <<< "${USER_AMENT_PREFIX_PATH}:$VENV"
-for prefix in "${prefixes[@]}"; do
-  if [ -n "$prefix" ] && [ "$prefix" != "$ROOT/install" ] && [ -f "$prefix/share/audio_common_msgs/package.xml" ]; then
-    released_audio_msgs="$prefix"
+for stand_in in audio_common_msgs hri_msgs; do
+  released=""
+  for prefix in "${prefixes[@]}"; do
+    if [ -n "$prefix" ] && [ "$prefix" != "$ROOT/install" ] && [ -f "$prefix/share/$stand_in/package.xml" ]; then
+      released="$prefix"
+    fi
+  done
+  if [ -n "$released" ]; then
+    say "using the installed $stand_in in $released"
+    released_msgs="$released_msgs $stand_in:$released"
+  else
+    packages+=("msgs/compat/$stand_in")
   fi
 done
-if [ -n "$released_audio_msgs" ]; then
-  say "using the installed audio_common_msgs in $released_audio_msgs"
-else
-  packages+=(msgs/compat/audio_common_msgs)
-fi
 
 build_stamp="$ROOT/install/.build.sha256"
-build_digest=$( { printf '%s\n' "${packages[@]}" "$released_audio_msgs";
+build_digest=$( { printf '%s\n' "${packages[@]}" "$released_msgs";
   find msgs resource launch config weights test/data -type f 2>/dev/null | sort;
   digest setup.py setup.cfg package.xml $(find msgs -type f | sort); } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$build_stamp" 2>/dev/null)" != "$build_digest" ]; then

@@ -29,11 +29,12 @@ from ser_msgs.msg import Emotion
 from threadpoolctl import threadpool_limits
 
 import ser_models
+from ser_models.affect import AFFECT, expression, valence_arousal
 from ser_models.pipeline import EmotionPipeline, PendingWindow, PipelineSettings, WindowResult, classify_streams
 from ser_models.stream import AudioFormatError, StreamFormat
 
 from .model_paths import MODELS, resolve_model_dir
-from .topics import sibling_topic
+from .topics import sibling_topic, voice_id
 
 # The audio_capture defaults: /audio/audio and /audio/audio_info (names relative to the namespace).
 DEFAULT_REMAPS = ['--ros-args', '-r', 'audio:=audio/audio', '-r', 'audio_info:=audio/audio_info']
@@ -56,7 +57,7 @@ def describe(text: str, read_only: bool = False, float_range=None) -> ParameterD
 class AudioInput:
     """One audio topic: its subscriptions, its pipeline, its Emotion publisher, queue and counters."""
 
-    def __init__(self, node: SerNode, topic: str, pipeline: EmotionPipeline, fmt: StreamFormat):
+    def __init__(self, node: SerNode, topic: str, pipeline: EmotionPipeline, fmt: StreamFormat, voice: str = ''):
         self.node = node
         self.pipeline = pipeline
         self.format = fmt
@@ -85,6 +86,11 @@ class AudioInput:
         self.publisher = node.create_publisher(Emotion, sibling_topic(topic, 'emotion'), 10,
                                                event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
         self.topic = self.subscription.topic_name
+        self.hri_publisher = None
+        if node.p['publish_hri']:
+            from hri_msgs.msg import Expression  # checked importable at start
+            self.voice = voice or voice_id(self.topic)
+            self.hri_publisher = node.create_publisher(Expression, f'/humans/voices/{self.voice}/expression', 10)
 
     def _on_data(self, msg: AudioData) -> None:
         self._ingest(msg.data, 0, '')
@@ -156,6 +162,8 @@ class AudioInput:
         published = [r for r in results if not r.error]
         for result in published:
             self.publisher.publish(emotion_message(result, frame_id))
+            if self.hri_publisher is not None and result.probabilities is not None:
+                self.hri_publisher.publish(expression_message(result, frame_id))
         failed = [r for r in results if r.error]
         if failed:
             self.node.get_logger().error(f'{self.topic}: {len(failed)} window(s) not classified: {failed[0].error}',
@@ -223,6 +231,10 @@ class SerNode(Node):
         'smoothing': (0.0, 'EMA factor on probabilities over time: 0 off, 0.9 heavy', False),
         'speaker_reset_silence': (30.0, 'models on speaker-normalised features: seconds without voice after '
                                         'which the stream starts its speaker statistics anew; 0 never', False),
+        'publish_hri': (False, 'also publish ROS4HRI hri_msgs/Expression per voice on '
+                               '/humans/voices/<id>/expression (voiced windows)', True),
+        'hri_voice_ids': (['auto'], 'ROS4HRI voice id of each audio topic, in order; auto: its namespace '
+                                    '(/front/audio -> front)', True),
         'diagnostics_period': (1.0, 'seconds between /diagnostics messages', True),
     }
 
@@ -242,13 +254,14 @@ class SerNode(Node):
         self.predictor, self.model_dir = self._load_predictor(self.p)
         topics = self._validate_stream_settings(self.p)
         fmt = StreamFormat(self.p['sample_rate'], self.p['channels'], self.p['sample_format'], self.p['coding_format'])
+        voices = self._voice_ids(self.p, topics)
         self.inputs: list[AudioInput] = []
-        for topic in topics:
+        for topic, voice in zip(topics, voices, strict=True):
             try:
                 pipeline = EmotionPipeline(self.predictor, fmt, self._pipeline_settings(self.p))
             except (ValueError, AudioFormatError) as error:
                 raise ConfigError(str(error)) from None
-            self.inputs.append(AudioInput(self, topic, pipeline, fmt))
+            self.inputs.append(AudioInput(self, topic, pipeline, fmt, voice))
         outputs = [stream.publisher.topic_name for stream in self.inputs]
         if len(set(outputs)) < len(outputs):
             raise ConfigError(f'audio_topics {topics} put two streams on one emotion topic ({outputs}); '
@@ -270,6 +283,20 @@ class SerNode(Node):
     def _pipeline_settings(p: dict) -> PipelineSettings:
         return PipelineSettings(**{name: p[name] for name in PipelineSettings.__dataclass_fields__})
 
+    @staticmethod
+    def _voice_ids(p: dict, topics: list[str]) -> list[str]:
+        """The ROS4HRI voice id of each stream ('' = from its topic), checked when publish_hri is on."""
+        ids = [str(v) for v in p['hri_voice_ids']]
+        if ids == ['auto']:
+            return [''] * len(topics)
+        if not p['publish_hri']:
+            return [''] * len(topics)
+        if len(ids) != len(topics) or len(set(ids)) < len(ids) or \
+                any(not v or not v.replace('_', 'a').isalnum() for v in ids):
+            raise ConfigError(f'hri_voice_ids must give one distinct id (letters, digits, _) per audio topic '
+                              f'{topics}, got {ids}')
+        return ids
+
     def _load_predictor(self, p: dict):
         if p['backend'] not in ser_models.BACKENDS:
             raise ConfigError(f"backend must be one of {ser_models.BACKENDS}, got {p['backend']!r}")
@@ -286,6 +313,10 @@ class SerNode(Node):
             predictor = ser_models.load(model_dir, backend=p['backend'], device=device, threads=p['threads'])
         except ser_models.ArtifactError as error:
             raise ConfigError(f'cannot load {model_dir}: {error}') from None
+        if p['publish_hri']:
+            unknown = sorted(set(predictor.labels) - set(AFFECT))
+            if unknown:
+                raise ConfigError(f'publish_hri: classes {unknown} of {predictor.model_id} have no ROS4HRI expression')
         return predictor, model_dir
 
     def _validate_stream_settings(self, p: dict) -> list[str]:
@@ -296,6 +327,12 @@ class SerNode(Node):
             raise ConfigError(f"qos_reliability must be best_effort or reliable, got {p['qos_reliability']!r}")
         if p['qos_depth'] < 1 or p['queue_size'] < 1:
             raise ConfigError('qos_depth and queue_size must be at least 1')
+        if p['publish_hri']:
+            try:
+                import hri_msgs.msg  # noqa: F401
+            except ImportError:
+                raise ConfigError('publish_hri needs hri_msgs (ROS4HRI): install ros-$ROS_DISTRO-hri-msgs, or build '
+                                  'the stand-in with scripts/setup.sh') from None
         topics = [str(topic) for topic in p['audio_topics']]
         if not topics or any(not topic.strip() for topic in topics) or len(set(topics)) < len(topics):
             raise ConfigError(f'audio_topics must list distinct, non-empty topic names, got {topics}')
@@ -399,6 +436,18 @@ def emotion_message(result: WindowResult, frame_id: str) -> Emotion:
         msg.label = result.label
         msg.confidence = result.confidence
         msg.inference_time = float(result.inference_time)
+    return msg
+
+
+def expression_message(result: WindowResult, frame_id: str):
+    """hri_msgs/Expression of a classified window: its class, circumplex position and confidence."""
+    from hri_msgs.msg import Expression
+    msg = Expression()
+    msg.header.stamp = to_time(result.end_ns)
+    msg.header.frame_id = frame_id
+    msg.expression = expression(result.label)
+    msg.valence, msg.arousal = valence_arousal(result.labels, result.probabilities)
+    msg.confidence = float(result.confidence)
     return msg
 
 

@@ -16,6 +16,18 @@ RELEASED_AUDIO_COMMON_MSGS = {
 }
 
 
+# ROS4HRI's hri_msgs/Expression (ros4hri/hri_msgs, ROS 2 releases): its fields and expression constants.
+RELEASED_HRI_EXPRESSION = ('std_msgs/Header header\nstring expression\nfloat32 valence\nfloat32 arousal\n'
+                           'float32 confidence\n')
+RELEASED_HRI_CONSTANTS = {
+    'NEUTRAL': 'neutral', 'ANGRY': 'angry', 'SAD': 'sad', 'HAPPY': 'happy', 'SURPRISED': 'surprised',
+    'DISGUSTED': 'disgusted', 'SCARED': 'scared', 'PLEADING': 'pleading', 'VULNERABLE': 'vulnerable',
+    'DESPAIRED': 'despaired', 'GUILTY': 'guilty', 'DISAPPOINTED': 'disappointed', 'EMBARRASSED': 'embarrassed',
+    'HORRIFIED': 'horrified', 'SKEPTICAL': 'skeptical', 'ANNOYED': 'annoyed', 'FURIOUS': 'furious',
+    'SUSPICIOUS': 'suspicious', 'REJECTED': 'rejected', 'BORED': 'bored', 'TIRED': 'tired', 'ASLEEP': 'asleep',
+    'CONFUSED': 'confused', 'AMAZED': 'amazed', 'EXCITED': 'excited'}
+
+
 def share_dir(package):
     from ament_index_python.packages import get_package_share_directory
     return Path(get_package_share_directory(package))
@@ -39,6 +51,29 @@ def released_typestore():
 @pytest.mark.parametrize('type_name', sorted(RELEASED_AUDIO_COMMON_MSGS))
 def test_audio_common_type_hash_matches_released_package(type_name):
     assert built_type_hash(type_name) == released_typestore().hash_rihs01(type_name)
+
+
+def test_hri_expression_matches_the_released_message():
+    from hri_msgs.msg import Expression
+    store = released_typestore()
+    from rosbags.typesys import get_types_from_msg
+    store.register(get_types_from_msg(RELEASED_HRI_EXPRESSION, 'hri_msgs/msg/Expression'))
+    assert built_type_hash('hri_msgs/msg/Expression') == store.hash_rihs01('hri_msgs/msg/Expression')
+    assert {name: getattr(Expression, name) for name in RELEASED_HRI_CONSTANTS} == RELEASED_HRI_CONSTANTS
+
+
+def test_every_class_maps_to_a_released_expression_and_a_circumplex_point():
+    from ser_models.affect import AFFECT, expression, valence_arousal
+    assert {expression(label) for label in AFFECT} <= set(RELEASED_HRI_CONSTANTS.values())
+    labels = list(AFFECT)
+    for index, label in enumerate(labels):
+        certain = [1.0 if i == index else 0.0 for i in range(len(labels))]
+        assert valence_arousal(labels, certain) == AFFECT[label][1:]
+    assert valence_arousal(labels, [1 / len(labels)] * len(labels)) == pytest.approx(
+        tuple(sum(AFFECT[label][k] for label in labels) / len(labels) for k in (1, 2)))
+    assert valence_arousal(['happy', 'sad'], [0.5, 0.5]) == pytest.approx((0.05, 0.05))
+    with pytest.raises(ValueError, match='no ROS4HRI expression'):
+        expression('bored')
 
 
 def test_emotion_message_fields_and_hash():

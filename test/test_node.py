@@ -183,6 +183,39 @@ def test_mp3_from_audio_capture_is_decoded_and_matches_the_same_speech_as_pcm(ro
     assert ('the bytes are MP3' in node.log()) != declared
 
 
+def test_ros4hri_expression_per_voice_follows_each_emotion(ros_node, node_factory, speech):
+    from audio_common_msgs.msg import AudioData
+    from hri_msgs.msg import Expression
+
+    from ser_models.affect import AFFECT, valence_arousal
+    voice = f'speaker_{os.getpid()}'
+    node = node_factory({'publish_hri': True, 'hri_voice_ids': f'[{voice}]'})
+    expressions = []
+    ros_node.create_subscription(Expression, f'/humans/voices/{voice}/expression', expressions.append, 100)
+    received = collect(ros_node, node.namespace)
+    publisher = audio_publisher(ros_node, node.namespace)
+    wait_for_subscriber(ros_node, publisher)
+    publish_paced(ros_node, publisher, pcm_chunks(speech, 'S16LE', 1024), lambda c: AudioData(data=c), 1024 / 16000)
+    voiced = expected_windows(len(speech), 48000, 8000)
+    assert spin_until(ros_node, lambda: len(received) >= voiced and len(expressions) >= sum(
+        m.voiced for m in received), timeout=30), (len(received), len(expressions), node.log())
+    by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in received if m.voiced}
+    assert len(expressions) == len(by_stamp)
+    for msg in expressions:
+        emotion = by_stamp[(msg.header.stamp.sec, msg.header.stamp.nanosec)]
+        assert msg.expression == AFFECT[emotion.label][0]
+        assert msg.confidence == pytest.approx(emotion.confidence)
+        assert (msg.valence, msg.arousal) == pytest.approx(valence_arousal(list(emotion.labels),
+                                                                           emotion.probabilities), abs=1e-6)
+        assert -1 <= msg.valence <= 1 and -1 <= msg.arousal <= 1
+
+
+def test_ros4hri_settings_that_cannot_work_stop_the_node_with_the_reason(node_factory):
+    node = node_factory({'publish_hri': True, 'hri_voice_ids': '[a, b]'})
+    assert node.process.wait(timeout=30) != 0
+    assert 'hri_voice_ids must give one distinct id' in node.log()
+
+
 def diagnostics_values(ros_node, namespace, predicate, timeout=10.0):
     from diagnostic_msgs.msg import DiagnosticArray
     latest = {}
