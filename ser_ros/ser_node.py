@@ -16,7 +16,7 @@ from collections import deque
 
 import numpy as np
 import rclpy
-from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
+from audio_common_msgs import msg as audio_msgs
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
@@ -33,6 +33,7 @@ from ser_models.affect import AFFECT, expression, valence_arousal
 from ser_models.pipeline import EmotionPipeline, PendingWindow, PipelineSettings, WindowResult, classify_streams
 from ser_models.stream import AudioFormatError, StreamFormat
 
+from . import audio_flavour
 from .model_paths import MODELS, resolve_model_dir
 from .topics import sibling_topic, voice_id
 
@@ -71,16 +72,23 @@ class AudioInput:
         p = node.p
         audio_qos = QoSProfile(depth=p['qos_depth'], reliability=(
             ReliabilityPolicy.RELIABLE if p['qos_reliability'] == 'reliable' else ReliabilityPolicy.BEST_EFFORT))
-        if p['input_type'] == 'stamped':
-            self.subscription = node.create_subscription(AudioDataStamped, topic, self._on_stamped, audio_qos)
+        if node.flavour == audio_flavour.MGONZS13:
+            # mgonzs13/audio_common: format inline in every message (best effort takes its SensorDataQoS).
+            self.subscription = node.create_subscription(audio_msgs.AudioStamped, topic, self._on_audio_stamped,
+                                                         audio_qos)
+        elif p['input_type'] == 'stamped':
+            self.subscription = node.create_subscription(audio_msgs.AudioDataStamped, topic, self._on_stamped,
+                                                         audio_qos)
         else:
-            self.subscription = node.create_subscription(AudioData, topic, self._on_data, audio_qos)
+            self.subscription = node.create_subscription(audio_msgs.AudioData, topic, self._on_data, audio_qos)
         # Latched AudioInfo from recent audio_capture, and volatile AudioInfo from older drivers.
         for durability, reliability in ((DurabilityPolicy.TRANSIENT_LOCAL, ReliabilityPolicy.RELIABLE),
                                         (DurabilityPolicy.VOLATILE, ReliabilityPolicy.BEST_EFFORT)):
+            if node.flavour != audio_flavour.ROS_DRIVERS:
+                break
             # No QoS event handlers: one of the pair is always "incompatible", and each handler is one
             # more entity in every executor wait (py-spy, 60 streams: handlers took 12 % of the node's CPU).
-            node.create_subscription(AudioInfo, sibling_topic(topic, 'audio_info'), self._on_info,
+            node.create_subscription(audio_msgs.AudioInfo, sibling_topic(topic, 'audio_info'), self._on_info,
                                      QoSProfile(depth=1, durability=durability, reliability=reliability),
                                      event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False))
         self.publisher = node.create_publisher(Emotion, sibling_topic(topic, 'emotion'), 10,
@@ -92,12 +100,28 @@ class AudioInput:
             self.voice = voice or voice_id(self.topic)
             self.hri_publisher = node.create_publisher(Expression, f'/humans/voices/{self.voice}/expression', 10)
 
-    def _on_data(self, msg: AudioData) -> None:
+    def _on_data(self, msg) -> None:
         self._ingest(msg.data, 0, '')
 
-    def _on_stamped(self, msg: AudioDataStamped) -> None:
+    def _on_stamped(self, msg) -> None:
         stamp = msg.header.stamp
         self._ingest(msg.audio.data, stamp.sec * 1_000_000_000 + stamp.nanosec, msg.header.frame_id)
+
+    def _on_audio_stamped(self, msg) -> None:
+        """mgonzs13 AudioStamped: the typed array its info.format names, in the format it states."""
+        try:
+            fmt = audio_flavour.stamped_format(msg.audio.info, self.format.coding_format)
+        except AudioFormatError as error:
+            with self.node.lock:
+                self.counters['messages'] += 1
+                return self._reject(str(error))
+        if fmt != self.format:
+            self._use_format(fmt, 'the stream says')
+            if fmt != self.format:
+                return
+        stamp = msg.header.stamp
+        self._ingest(audio_flavour.stamped_samples(msg.audio), stamp.sec * 1_000_000_000 + stamp.nanosec,
+                     msg.header.frame_id)
 
     def _reject(self, reason: str) -> None:
         self.counters['rejected'] += 1
@@ -142,20 +166,22 @@ class AudioInput:
             self.last_rejection = problems[-1]
             self.node.get_logger().warning(f'{self.topic}: {problems[-1]}', throttle_duration_sec=5.0)
 
-    def _on_info(self, info: AudioInfo) -> None:
-        fmt = StreamFormat(int(info.sample_rate), int(info.channels), info.sample_format or 'S16LE',
-                           info.coding_format or 'wave')
+    def _on_info(self, info) -> None:
+        self._use_format(StreamFormat(int(info.sample_rate), int(info.channels), info.sample_format or 'S16LE',
+                                      info.coding_format or 'wave'), 'AudioInfo says')
+
+    def _use_format(self, fmt: StreamFormat, source: str) -> None:
         with self.node.lock:
             if fmt == self.format:
                 return
             try:
                 self.pipeline.set_format(fmt)
             except AudioFormatError as error:   # decoding goes on in the format it had, and says so
-                self._reject(f'AudioInfo describes an unusable stream: {error}')
+                self._reject(f'{source} the stream is unusable: {error}')
                 return
             self.format = fmt
             self.counters['format_changes'] += 1
-            self.node.get_logger().info(f'{self.topic}: AudioInfo says {self.pipeline.stream.describe}')
+            self.node.get_logger().info(f'{self.topic}: {source} {self.pipeline.stream.describe}')
 
     def publish(self, results: list[WindowResult], frame_id: str) -> None:
         """Publish one batch's results (called by the worker) and count them (caller holds no lock)."""
@@ -212,7 +238,8 @@ class SerNode(Node):
         'threads': (1, 'inference threads', True),
         'audio_topics': (['audio'], 'audio topics to classify, one stream each; a stream reads AudioInfo '
                                     'from audio_info and publishes on emotion, both beside its audio topic', True),
-        'input_type': ('data', 'data: audio_common_msgs/AudioData; stamped: AudioDataStamped', True),
+        'input_type': ('data', 'data: audio_common_msgs/AudioData; stamped: AudioDataStamped (ros-drivers '
+                               'audio_common; with mgonzs13 audio_common the input is always AudioStamped)', True),
         'sample_rate': (16000, 'stream rate in Hz until an AudioInfo arrives', True),
         'channels': (1, 'interleaved channels until an AudioInfo arrives', True),
         'sample_format': ('S16LE', 'S16LE, S24LE, S32LE, F32LE, U8 ... until an AudioInfo arrives', True),
@@ -246,6 +273,7 @@ class SerNode(Node):
         for name, (default, text, read_only) in self.PARAMETERS.items():
             self.declare_parameter(name, default, describe(text, read_only, ranges.get(name)))
         self.p = {name: self.get_parameter(name).value for name in self.PARAMETERS}
+        self.flavour = audio_flavour.detect()
         self.lock = threading.RLock()            # streams, queues, counters
         self.inference_lock = threading.Lock()   # held while a batch is classified; a model switch waits for it
         self.queue_ready = threading.Condition(self.lock)
@@ -274,7 +302,8 @@ class SerNode(Node):
         self._worker.start()
         streams = ', '.join(f'{s.topic} -> {s.publisher.topic_name}' for s in self.inputs)
         self.get_logger().info(
-            f'classifying {streams} with {self.predictor.model_id} ({self.predictor.backend}, '
+            f'audio_common_msgs: {self.flavour} flavour; classifying {streams} with {self.predictor.model_id} '
+            f'({self.predictor.backend}, '
             f'{self.predictor.device}) from {self.model_dir}; window {self.inputs[0].pipeline.window_seconds:.2f} s, '
             f'hop {self.p["hop"]:.2f} s')
 

@@ -106,7 +106,7 @@ def test_format_mismatch_silence_clipping_and_empty_messages(session, speech):
     rejected = s.counter('rejected')                             # an AudioInfo that cannot be decoded
     s.info_publisher.publish(s.AudioInfo(sample_rate=16000, channels=1, sample_format='S13LE', coding_format='wave'))
     s.wait_counter('rejected', rejected + 1)
-    assert 'AudioInfo describes an unusable stream' in s.diagnostics['last rejection']
+    assert 'AudioInfo says the stream is unusable' in s.diagnostics['last rejection']
     assert s.diagnostics['input format'].startswith('16000 Hz, 1 ch, S16LE'), s.diagnostics
     before = s.published()
     s.send(*chunks(pcm(speech), 2048))
