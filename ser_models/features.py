@@ -1,6 +1,6 @@
 """MFCC front end in numpy + scipy.fft: one implementation for training, the node and ONNX.
 
-Framing (chosen on purpose, see README): 16 kHz input, 50 ms Hann window (800 samples, the
+Framing (chosen on purpose, see docs/training.md): 16 kHz input, 50 ms Hann window (800 samples, the
 frame length of the TIM-Net paper), 25 ms hop (400 samples, close to the 23.2 ms hop of TIM-Net's
 code), centred frames with zero padding, 64 Slaney mel bands from 0 to 8 kHz, log power in dB with
 an 80 dB floor below the window's peak, DCT-II (ortho), 39 coefficients. A 3 s window gives 121

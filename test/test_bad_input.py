@@ -1,5 +1,5 @@
 """The bad-input catalogue on real DDS: each case is logged, counted in /diagnostics, and the node
-keeps classifying the good audio that follows. The README's reliability table lists the same cases."""
+keeps classifying the good audio that follows. docs/node.md's reliability table lists the same cases."""
 import os
 import time
 

@@ -53,7 +53,8 @@ def test_mgonzs13_audio_stamped_gives_the_windows_of_the_same_audio_as_pcm(ros_n
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
     node = subprocess.Popen(in_overlay(ser_node_command() + [
         '--ros-args', '-r', f'__ns:=/{namespace}', '-p', f'weights:={REPO / "weights" / "timnet"}',
-        '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=1000']), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=1000']),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         peer = subprocess.run(in_overlay([sys.executable, str(PEER), f'/{namespace}/audio/audio', str(data_dir / CLIP),
                                           str(code), str(channels), '512']),
