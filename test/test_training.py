@@ -297,3 +297,23 @@ def test_distributed_ranks_take_one_decision_on_validation_and_stopping():
     assert first['epochs'] == second['epochs'] == 6 and first['best'] == second['best'] == 4
     assert first['lr'] == second['lr']
     assert first['train_loss'] == second['train_loss'] == [1.5] * 6
+
+
+def test_ship_copies_a_run_with_its_speakers_and_the_recipes_benchmark_figures(data_dir, small_corpus, tmp_path):
+    import ser_models
+    from training import benchmark
+    from training.ship import ship
+    from training.train import run
+    run(train_config.resolve(overrides=tiny_overrides(data_dir, small_corpus, 1)), tmp_path / 'run')
+    target = ship(tmp_path / 'run' / 'fold0' / 'artifact', 'timnet', 'v9', 'timnet', out_root=tmp_path / 'weights')
+    meta = json.loads((target / 'model.json').read_text())
+    metrics = json.loads((target / 'metrics.json').read_text())
+    stored = json.loads((benchmark.RESULTS / 'timnet.json').read_text())['summary']
+    assert meta['model_id'] == metrics['model_id'] == 'timnet-ser-v9'
+    figures = meta['provenance']['benchmark']
+    assert figures == metrics['benchmark'] and figures['mean_of_corpora'] == stored['mean']
+    assert {d: v['uar_mean'] for d, v in figures['uar'].items()} == {d: stored[d]['uar_mean']
+                                                                      for d in benchmark.CORPORA}
+    assert metrics['train_speakers'] == meta['provenance']['data']['train_speakers'] and metrics['train_speakers']
+    assert len(metrics['history']) == 1 and (target / 'LICENSE-NOTE.md').is_file()
+    assert ser_models.load(target).model_id == 'timnet-ser-v9'

@@ -36,13 +36,19 @@ report results obtained with them.
 
 def benchmark_figures(row: str) -> dict:
     """The recipe's unseen-speaker scores from the benchmark: per corpus UAR mean, sd and folds."""
+    from .benchmark import CORPORA, ONLINE
     result = json.loads((REPO / 'docs' / 'benchmark' / f'{row}.json').read_text())
     summary = result['summary']
-    return {'row': row, 'command': result['command'], 'finished': result['finished'],
-            'protocol': 'speaker folds over every corpus (training.benchmark); the test speakers chose nothing',
-            'uar': {d: {k: summary[d][k] for k in ('uar_mean', 'uar_std', 'folds', 'n')}
-                    for d in summary if d not in ('mean', 'labels')},
-            'mean_of_corpora': summary['mean']}
+
+    def per_corpus(s: dict) -> dict:
+        return {d: {k: s[d][k] for k in ('uar_mean', 'uar_std', 'folds', 'n')} for d in CORPORA if d in s}
+    figures = {'row': row, 'command': result['command'], 'finished': result['finished'],
+               'protocol': 'speaker folds over every corpus (training.benchmark); the test speakers chose nothing',
+               'uar': per_corpus(summary), 'mean_of_corpora': summary['mean']}
+    if 'online' in summary:   # speaker-normalised: also as the node computes the statistics
+        figures['node_stream'] = {ONLINE[v]: {'uar': per_corpus(s), 'mean_of_corpora': s['mean']}
+                                  for v, s in summary['online'].items()}
+    return figures
 
 
 def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights') -> Path:
