@@ -9,7 +9,7 @@ Folds: speakers of all corpora split into FOLDS groups at once (training.splits.
 EMOVO and nEMO are leave-one-speaker-out, RAVDESS is tested five actors a fold and TESS one speaker in
 each of two folds. A network's validation set is carved from its training side; the test speakers
 choose nothing (no epoch, early stop, recipe or default). Clips are scored the node's way (3 s
-windows every 0.5 s, probabilities averaged; ser_models.windowing.predict_clip on the exported
+windows every 0.5 s, probabilities averaged; ser_models.windowing.predict_clips on the exported
 ONNX), and the argmax runs over the corpus's own classes (RAVDESS has no disgust here, so a network
 cannot lose a RAVDESS clip to a class that corpus lacks). Classical rows score whole-clip features
 with the same restricted argmax. Each row's per-fold, per-corpus UAR and confusion are kept in

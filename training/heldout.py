@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import ser_models
-from ser_models.windowing import predict_clip
+from ser_models.windowing import predict_clips, speaker_normalizers
 
 from . import config as config_module
 from .data import load_audio
@@ -41,8 +41,9 @@ def heldout_report(config: dict, model_dir) -> dict:
         speakers = sorted({c.speaker for c in group})
         whole = len({c.speaker for c in clips if c.dataset == dataset}) >= MIN_SPEAKERS_FOR_SPEAKER_VALIDATION
         truth = [predictor.labels.index(c.emotion) for c in group]
-        guess = [int(np.argmax(predict_clip(predictor, load_audio(c.path, predictor.sample_rate),
-                                            predictor.sample_rate))) for c in group]
+        audio = [load_audio(c.path, predictor.sample_rate) for c in group]
+        normalizers = speaker_normalizers(predictor, audio, [c.speaker_key for c in group])
+        guess = np.argmax(predict_clips(predictor, audio, predictor.sample_rate, normalizers=normalizers), axis=1)
         metrics = classification_metrics(truth, guess, predictor.labels)
         report['datasets'][dataset] = {'unseen_speakers': whole, 'speakers': speakers,
                                        **{k: metrics[k] for k in ('n', 'uar', 'war', 'f1_macro')}}
