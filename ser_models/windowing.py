@@ -87,11 +87,6 @@ def predict_clips_online(predictor, waveforms, speakers, order, hop_seconds: flo
     return (totals / np.bincount(owners, minlength=len(waveforms))[:, None]).astype(np.float32)
 
 
-def predict_clip(predictor, waveform: np.ndarray, sample_rate: int, hop_seconds: float = 0.5) -> np.ndarray:
-    """Probabilities for one clip of any length: the mean over its windows."""
-    return predict_clips(predictor, [waveform], sample_rate, hop_seconds)[0]
-
-
 def speaker_normalizers(predictor, waveforms, speakers, fit=None) -> list | None:
     """For a model on speaker-normalised features, each clip's SpeakerNormalizer, fitted on every clip of
     its speaker (waveforms at the model rate; no label used), or with `fit` (a boolean per clip) on the
