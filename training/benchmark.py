@@ -93,6 +93,8 @@ ROWS = {
     'cktim3_speakernorm': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, 12 epochs at most', 'network',
                               {'config': 'config/train/cktim.yaml',
                                'overrides': ['features.normalize=speaker', 'model.n_tab=3', 'training.epochs=12']}),
+    'timnet_long': Row(NETWORKS, 'TIM-Net, shipped recipe, 40 epochs at most', 'network',
+                       {'config': 'config/train/timnet.yaml', 'overrides': ['training.epochs=40']}),
     'timnet_mixup': Row(NETWORKS, 'TIM-Net, shipped recipe + mixup (Beta(0.4, 0.4))', 'network',
                         {'config': 'config/train/timnet.yaml', 'overrides': ['training.mixup=0.4']}),
     'timnet_speaker_adversary': Row(NETWORKS, 'TIM-Net, shipped recipe + gradient-reversal speaker adversary '
