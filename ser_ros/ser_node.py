@@ -117,7 +117,9 @@ class AudioInput:
                 return self._reject(str(error))
         if fmt != self.format:
             self._use_format(fmt, 'the stream says')
-            if fmt != self.format:
+            if fmt != self.format:   # refused (and counted as rejected): the message cannot be decoded
+                with self.node.lock:
+                    self.counters['messages'] += 1
                 return
         stamp = msg.header.stamp
         self._ingest(audio_flavour.stamped_samples(msg.audio), stamp.sec * 1_000_000_000 + stamp.nanosec,
