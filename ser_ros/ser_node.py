@@ -150,7 +150,9 @@ class AudioInput:
             self.frame_id = node.p['frame_id'] or frame_id or 'audio'
             for window in windows:
                 if len(self.queue) >= node.p['queue_size']:
-                    self.queue.popleft()
+                    dropped = self.queue.popleft()
+                    # A speaker restart rides on to the next window instead of being lost with this one.
+                    (self.queue[0] if self.queue else window).new_speaker |= dropped.new_speaker
                     self.counters['windows_dropped'] += 1
                     node.get_logger().warning(f'inference is falling behind on {self.topic}: dropped the oldest '
                                               'window', throttle_duration_sec=5.0)
