@@ -100,7 +100,7 @@ class Mp3Decoder:
         return (np.concatenate(out) if out else np.zeros(0, dtype=np.float32)), problems
 
     def flush(self) -> tuple[np.ndarray, list[str]]:
-        """The frame the parser still holds (it waits for the next frame's header to close one)."""
+        """Whatever the parser or decoder still holds (a partial frame is dropped by the decoder)."""
         problems: list[str] = []
         out = [self._decode_packet(packet, problems) for packet in self._codec.parse(None)]
         out.append(self._decode_packet(None, problems))

@@ -59,9 +59,14 @@ def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = 0
                 mfcc[rows] = normalizers[owner](mfcc[rows])
             probabilities.append(predictor.predict_features(mfcc))
         probabilities = np.concatenate(probabilities)
-    totals = np.zeros((len(waveforms), probabilities.shape[1]))
+    return mean_per_clip(probabilities, owners, len(waveforms))
+
+
+def mean_per_clip(probabilities: np.ndarray, owners: np.ndarray, clips: int) -> np.ndarray:
+    """(clips, n_classes): the mean of each clip's window probabilities (owners: the clip of each window)."""
+    totals = np.zeros((clips, probabilities.shape[1]))
     np.add.at(totals, owners, probabilities)
-    return (totals / np.bincount(owners, minlength=len(waveforms))[:, None]).astype(np.float32)
+    return (totals / np.bincount(owners, minlength=clips)[:, None]).astype(np.float32)
 
 
 def predict_clips_online(predictor, waveforms, speakers, order, hop_seconds: float = 0.5) -> np.ndarray:
@@ -74,7 +79,9 @@ def predict_clips_online(predictor, waveforms, speakers, order, hop_seconds: flo
     streams: dict = {}
     features, owners = [], []
     for index in order:
-        normalizer = streams.setdefault(speakers[index], predictor.stream_normalizer())
+        if speakers[index] not in streams:
+            streams[speakers[index]] = predictor.stream_normalizer()
+        normalizer = streams[speakers[index]]
         for mfcc in predictor.features(clip_windows(waveforms[index], predictor.window_samples, hop)):
             normalizer.update(mfcc, weight=weight)
             features.append(normalizer(mfcc))
@@ -82,9 +89,7 @@ def predict_clips_online(predictor, waveforms, speakers, order, hop_seconds: flo
     features, owners = np.stack(features), np.asarray(owners)
     probabilities = np.concatenate([predictor.predict_features(features[start:start + 256])
                                     for start in range(0, len(features), 256)])
-    totals = np.zeros((len(waveforms), probabilities.shape[1]))
-    np.add.at(totals, owners, probabilities)
-    return (totals / np.bincount(owners, minlength=len(waveforms))[:, None]).astype(np.float32)
+    return mean_per_clip(probabilities, owners, len(waveforms))
 
 
 def speaker_normalizers(predictor, waveforms, speakers, fit=None) -> list | None:

@@ -18,6 +18,7 @@ docs/benchmark/ROW.json, so the report is regenerated without retraining.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import subprocess
@@ -304,6 +305,7 @@ def save_result(name: str, folds: list[dict], labels: list[str]) -> dict:
               'summary': summarize(folds, labels)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f'{name}.json').write_text(json.dumps(result, indent=1) + '\n')
+    stored.cache_clear()
     return result
 
 
@@ -377,8 +379,7 @@ def skew_report() -> str:
              '| row | statistics from | EMOVO | RAVDESS | TESS | nEMO | mean of corpora |',
              '|---|---|---|---|---|---|---|']
     for name, row in ROWS.items():
-        path = RESULTS / f'{name}.json'
-        summary = json.loads(path.read_text())['summary'] if path.is_file() else {}
+        summary = stored(name) or {}
         if 'skewed' not in summary:
             continue
         sources = [('all clips', summary)] + [(f'{e} clips only', summary['skewed'][e]) for e in SKEWED]
@@ -395,7 +396,9 @@ def node_view(summary: dict) -> dict:
     return summary['online']['shuffled'] if 'online' in summary else summary
 
 
+@functools.cache
 def stored(name: str) -> dict | None:
+    """A row's stored summary (read once per process), None if the row has not been run."""
     path = RESULTS / f'{name}.json'
     return json.loads(path.read_text())['summary'] if path.is_file() else None
 
