@@ -54,11 +54,19 @@ class NodeProcess:
 
 
 def wait_for_subscriber(node, publisher, timeout=20.0, settle=1.0) -> None:
-    """Wait until ser_node's subscription matched ours, then let its side of discovery finish too:
-    a best-effort reader drops what arrives before it has matched the writer."""
+    """Wait until ser_node's subscription matched ours and our subscriptions in its namespace matched
+    its writers, then let discovery settle: a reader drops what arrives before it has matched."""
     assert spin_until(node, lambda: publisher.get_subscription_count() > 0, timeout), \
         'ser_node never subscribed to the audio topic'
+    namespace = publisher.topic_name.rsplit('/audio/', 1)[0]
+    wait_for_writers(node, [s for s in node.subscriptions if s.topic_name.startswith(namespace + '/')], timeout)
     spin_until(node, lambda: False, settle)
+
+
+def wait_for_writers(node, subscriptions, timeout=20.0) -> None:
+    """Wait until each of our subscriptions has matched a publisher."""
+    waiting = lambda: [s.topic_name for s in subscriptions if s.get_publisher_count() == 0]  # noqa: E731
+    assert spin_until(node, lambda: not waiting(), timeout), f'no publisher on {waiting()}'
 
 
 def pcm_chunks(samples: np.ndarray, sample_format: str, chunk_frames: int, channels: int = 1):

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from conftest import spin_until
+from node_harness import wait_for_writers
 
 from ser_models.stream import AudioFormatError
 from ser_ros.audio_flavour import PORTAUDIO_FORMATS, stamped_format, stamped_samples
@@ -49,13 +50,17 @@ def test_mgonzs13_audio_stamped_gives_the_windows_of_the_same_audio_as_pcm(ros_n
     from ser_ros.bag_eval import ser_node_command
     namespace = f'mgonzs13_{os.getpid()}_{code}'
     received = []
-    ros_node.create_subscription(Emotion, f'/{namespace}/emotion', received.append, 100)
+    emotions = ros_node.create_subscription(Emotion, f'/{namespace}/emotion', received.append, 100)
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
     node = subprocess.Popen(in_overlay(ser_node_command() + [
         '--ros-args', '-r', f'__ns:=/{namespace}', '-p', f'weights:={REPO / "weights" / "timnet"}',
         '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=1000']),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
+        # The peer waits for ser_node's audio subscription; this side must also have matched
+        # ser_node's /emotion writer, or the first windows are published to nobody.
+        wait_for_writers(ros_node, [emotions], timeout=60)
+        spin_until(ros_node, lambda: False, timeout=1.0)
         peer = subprocess.run(in_overlay([sys.executable, str(PEER), f'/{namespace}/audio/audio', str(data_dir / CLIP),
                                           str(code), str(channels), '512']),
                               env=env, capture_output=True, text=True, timeout=120)
