@@ -74,3 +74,21 @@ def test_the_documents_show_the_tables_the_stored_results_give():
     for path in benchmark.RESULTS.glob('*.json'):
         result = json.loads(path.read_text())
         assert result['row'] in benchmark.ROWS and len(result['folds']) == benchmark.FOLDS
+
+
+def test_the_shipped_recipe_runs_for_the_epochs_its_folds_chose(tmp_path, monkeypatch):
+    name = 'timnet_speakernorm_long'
+    fold_sets = [a for a in benchmark.network_command(name, 0) if '=' in a]
+    assert 'training.select=last_epoch' not in fold_sets and 'split.fold=0' in fold_sets
+    monkeypatch.setattr(benchmark, 'RUNS', tmp_path)
+    with pytest.raises(SystemExit, match='train its 4 folds first'):
+        benchmark.network_command(name, None)
+    for fold, epoch in enumerate([31, 36, 40, 36]):
+        (tmp_path / name / f'fold{fold}').mkdir(parents=True)
+        (tmp_path / name / f'fold{fold}' / 'summary.json').write_text(
+            json.dumps({'folds': [{'fold': f'fold{fold}', 'selected_epoch': epoch}]}))
+    sets = [a for a in benchmark.network_command(name, None) if '=' in a]
+    assert 'split.protocol=all_speakers' in sets and 'features.normalize=speaker' in sets
+    # Later --set wins: the fold median replaces the row's cap, and nothing stops it early.
+    assert [a for a in sets if a.startswith('training.epochs=')][-1] == 'training.epochs=36'
+    assert sets[-1] == 'training.select=last_epoch'

@@ -94,6 +94,9 @@ ROWS = {
     'cktim3_speakernorm': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, 12 epochs at most', 'network',
                               {'config': 'config/train/cktim.yaml',
                                'overrides': ['features.normalize=speaker', 'model.n_tab=3', 'training.epochs=12']}),
+    'lmu_small_speakernorm': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker', 'network',
+                                 {'config': 'config/train/lmu.yaml',
+                                  'overrides': ['features.normalize=speaker', 'model.order=32', 'model.hidden_size=96']}),
     'timnet_long': Row(NETWORKS, 'TIM-Net, shipped recipe, 40 epochs at most', 'network',
                        {'config': 'config/train/timnet.yaml', 'overrides': ['training.epochs=40']}),
     'timnet_mixup': Row(NETWORKS, 'TIM-Net, shipped recipe + mixup (Beta(0.4, 0.4))', 'network',
@@ -231,9 +234,22 @@ def network_command(name: str, fold: int | None) -> list[str]:
     overrides = [f'data.datasets=[{",".join(CORPORA)}]', *split, f'split.validation_fraction={VALIDATION_FRACTION}',
                  f'training.seed={SEED}', f'training.epochs={NETWORK_EPOCHS}', 'training.threads=1',
                  *row.settings.get('overrides', [])]
+    if fold is None:   # the epoch count the folds' validation speakers chose; no early stop
+        overrides += [f'training.epochs={final_epochs(name)}', 'training.select=last_epoch']
     for override in overrides:
         args += ['--set', override]
     return args
+
+
+def final_epochs(name: str) -> int:
+    """The median epoch the row's folds selected on their validation speakers."""
+    chosen = [result['selected_epoch'] for fold in range(FOLDS)
+              for path in [RUNS / name / f'fold{fold}' / 'summary.json'] if path.is_file()
+              for result in json.loads(path.read_text())['folds']]
+    if len(chosen) < FOLDS:
+        raise SystemExit(f'{name}: train its {FOLDS} folds first (python -m training.benchmark run --only {name}); '
+                         'the shipped recipe runs for the epoch count they chose')
+    return int(np.ceil(np.median(chosen)))
 
 
 def fold_artifact(name: str, fold: int | None) -> Path:
