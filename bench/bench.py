@@ -101,6 +101,27 @@ def bench_models(repeats: int) -> list[dict]:
     return rows
 
 
+def model_quality(model: str) -> dict:
+    """Beside a model's latency: its unseen-speaker UAR from the benchmark (model.json, as the node
+    runs it), and the largest probability gap between onnxruntime and the torch model on real speech."""
+    import ser_models
+    from training.benchmark import ONLINE
+    path = weights_dir(model)
+    onnx, torch_model = ser_models.load(path), ser_models.load(path, backend='torch')
+    speech = np.frombuffer(speech_pcm(12.0), dtype='<i2').astype(np.float32) / 32768
+    windows = np.stack([speech[start:start + WINDOW] for start in range(0, len(speech) - WINDOW + 1, 8000)])
+    mfcc = onnx.features(windows)
+    figures = onnx.meta.get('provenance', {}).get('benchmark')
+    uar = None
+    if figures:
+        view = figures.get('node_stream', {}).get(ONLINE['shuffled'], figures)
+        uar = {'row': figures['row'], 'mean_of_corpora': view['mean_of_corpora'],
+               **{corpus: v['uar_mean'] for corpus, v in view['uar'].items()}}
+    gap = np.abs(onnx.predict_features(mfcc) - torch_model.predict_features(mfcc)).max()
+    return {'model': model, 'model_id': onnx.model_id, 'parity_max_abs_probability': float(gap),
+            'parity_windows': int(len(windows)), 'unseen_speaker_uar': uar}
+
+
 def bench_peer(repeats: int) -> list[dict]:
     import torch
     from transformers import Wav2Vec2Config, Wav2Vec2Model
@@ -424,6 +445,12 @@ def print_table(report: dict):
         params = f"{row['parameters']:,}" if row.get('parameters') else ''
         print(f"{row['what']:<44}{row['backend']:<13}{row['threads']:>4}{row['median_ms']:>11.3f}"
               f"{row['p95_ms']:>9.3f}{params:>11}")
+    for row in report.get('quality', []):
+        uar = row['unseen_speaker_uar']
+        shown = (f"unseen-speaker UAR {uar['mean_of_corpora']:.3f} (benchmark row {uar['row']})" if uar
+                 else 'unseen-speaker UAR: not on the benchmark')
+        print(f"{row['model_id']}: {shown}; onnxruntime vs torch max |dp| "
+              f"{row['parity_max_abs_probability']:.1e} over {row['parity_windows']} real-speech windows")
     for row in report.get('node', []):
         e2e = row.get('end_to_end', {})
         print(f"\nnode {row['model']} on {row['backend']}: end-to-end p50 {e2e.get('median_ms', 0):.2f} ms, "
@@ -467,6 +494,7 @@ def main(argv=None) -> int:
     report = {'date': time.strftime('%Y-%m-%d %H:%M %Z'), 'machine': machine(), 'latency': [], 'node': []}
     if 'models' in sections:
         report['latency'] += bench_front_end(repeats) + bench_models(repeats)
+        report['quality'] = [model_quality(m) for m in MODELS if (weights_dir(m) / 'model.json').is_file()]
     if 'peer' in sections:
         report['latency'] += bench_peer(repeats)
     if 'scale' in sections:

@@ -314,7 +314,8 @@ def test_console_script_with_params_file_picks_a_shipped_model(ros_node, speech)
         chunks = pcm_chunks(speech[:64000], 'S16LE', chunk_frames=1024)
         publish_paced(ros_node, publisher, chunks, lambda c: AudioData(data=c), 1024 / 16000)
         assert spin_until(ros_node, lambda: len(received) >= 3, timeout=30), node.log()
-        assert {m.model for m in received} == {'lmu-ser-v1'}
+        shipped = json.loads((REPO / 'weights' / 'lmu' / 'model.json').read_text())['model_id']
+        assert {m.model for m in received} == {shipped}
         assert 'share/ser_ros/weights/lmu' in node.log()
     finally:
         node.stop()

@@ -246,6 +246,22 @@ def test_scale_benchmark_serves_every_window_of_several_streams(tmp_path):
         assert row['windows_received'] == row['windows_expected'], row
 
 
+def test_benchmark_reports_parity_and_the_shipped_unseen_speaker_figures():
+    """bench/bench.py prints, beside each model's latency, onnxruntime-vs-torch parity and its benchmark UAR."""
+    sys.path.insert(0, str(REPO / 'bench'))
+    import bench
+    for model in bench.MODELS:
+        row = bench.model_quality(model)
+        assert row['parity_windows'] == 19 and row['parity_max_abs_probability'] < 1e-3, row
+        meta = json.loads((REPO / 'weights' / model / 'model.json').read_text())
+        figures = meta.get('provenance', {}).get('benchmark')
+        if figures:
+            assert row['unseen_speaker_uar']['row'] == figures['row']
+            assert 0 < row['unseen_speaker_uar']['mean_of_corpora'] < 1
+        else:
+            assert row['unseen_speaker_uar'] is None
+
+
 @pytest.mark.ros
 def test_realtime_soak_accounts_for_every_window_of_every_stream(tmp_path):
     """bench/soak.py --realtime runs 30 minutes and 8 streams by hand; CI runs one minute of two."""
