@@ -92,3 +92,16 @@ def test_the_shipped_recipe_runs_for_the_epochs_its_folds_chose(tmp_path, monkey
     # Later --set wins: the fold median replaces the row's cap, and nothing stops it early.
     assert [a for a in sets if a.startswith('training.epochs=')][-1] == 'training.epochs=36'
     assert sets[-1] == 'training.select=last_epoch'
+
+
+def test_a_fold_stopped_part_way_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(benchmark, 'RUNS', tmp_path)
+    monkeypatch.setattr(benchmark, 'network_command', lambda name, fold: ['train', name, str(fold)])
+    monkeypatch.setattr(benchmark.subprocess, 'run',
+                        lambda args, **kwargs: calls.append(args) or type('Done', (), {'returncode': 0})())
+    assert benchmark.train_network_fold('timnet', 0) == 0
+    (tmp_path / 'timnet' / 'fold1' / 'fold1').mkdir(parents=True)
+    (tmp_path / 'timnet' / 'fold1' / 'fold1' / 'checkpoint.pt').write_bytes(b'')
+    assert benchmark.train_network_fold('timnet', 1) == 0
+    assert calls == [['train', 'timnet', '0'], ['train', 'timnet', '1', '--resume']]

@@ -264,8 +264,11 @@ def train_network_fold(name: str, fold: int | None) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     args = network_command(name, fold)
+    stopped = any(out.glob('*/checkpoint.pt'))    # a run stopped part-way continues from its last epoch
+    if stopped:
+        args.append('--resume')
     started = time.time()
-    with open(out / 'log.txt', 'w') as log:
+    with open(out / 'log.txt', 'a' if stopped else 'w') as log:
         code = subprocess.run(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
     print(f'[benchmark] {name} {out.name}: training exit {code} after {time.time() - started:.0f} s', flush=True)
     return code
