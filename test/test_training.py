@@ -252,6 +252,32 @@ def test_evaluate_command_reports_per_corpus_and_counts_unknown_labels(data_dir,
         assert 0 <= entry['uar'] <= 1 and 0 <= entry['war'] <= 1
 
 
+def test_evaluate_scores_a_speaker_normalised_model_as_the_node_runs_it(data_dir, tmp_path):
+    import ser_models
+    from ser_models.windowing import predict_clips_online
+    from training.data import load_audio
+    from training.evaluate import evaluate
+    rows = [r for r in csv.DictReader(open(data_dir / 'manifest.csv')) if r['speaker'] == 'f1'][:12]
+    manifest = tmp_path / 'f1.csv'
+    with open(manifest, 'w', newline='') as stream:
+        writer = csv.DictWriter(stream, fieldnames=['path', 'dataset', 'speaker', 'emotion'], extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows)
+    weights = REPO / 'weights' / 'timnet'
+    predictor = ser_models.load(weights)
+    assert predictor.features.config.normalize == 'speaker'
+    online = evaluate(weights, data_dir, manifest, statistics='stream')
+    offline = evaluate(weights, data_dir, manifest)
+    assert online['statistics'] == 'stream' and online['overall']['n'] == offline['overall']['n'] == len(rows)
+    audio = [load_audio(data_dir / r['path'], predictor.sample_rate) for r in rows]
+    order = np.random.default_rng(0).permutation(len(rows))
+    direct = predict_clips_online(predictor, audio, ['emovo:f1'] * len(rows), order).argmax(axis=1)
+    truth = [predictor.labels.index(r['emotion']) for r in rows]
+    confusion = np.zeros((len(predictor.labels),) * 2, dtype=int)
+    np.add.at(confusion, (truth, direct), 1)
+    assert online['overall']['confusion'] == confusion.tolist()
+
+
 def test_heldout_report_rebuilds_the_validation_speakers_of_a_run(data_dir):
     from training.heldout import heldout_report
     config = train_config.resolve(REPO / 'config' / 'train' / 'timnet.yaml',

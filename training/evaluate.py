@@ -1,11 +1,13 @@
 """Evaluate any artifact on any folder laid out like ../shared/data.
 
     python -m training.evaluate --model ARTIFACT_DIR --data ROOT [--manifest CSV] [--json OUT.json]
-        [--backend onnxruntime|torch] [--hop 0.5] [--datasets emovo ravdess]
+        [--backend onnxruntime|torch] [--hop 0.5] [--datasets emovo ravdess] [--statistics speaker|stream]
 
 Each clip is cut into the node's windows (window from model.json, hop 0.5 s) and the window
 probabilities are averaged. A model on speaker-normalised features gets each speaker's statistics
-from all of that speaker's clips in the data (no label used), as a stream converges to its voice.
+from all of that speaker's clips in the data (no label used), as a stream converges to its voice;
+with --statistics stream, from the node's running stream statistics instead, each speaker's clips
+played in a fixed random order (the benchmark's node view).
 Prints n, UAR, WAR and macro F1 per corpus and overall; the JSON holds the same (as fractions in
 0..1) with confusion matrices, under 'overall' and 'datasets'. Clips whose
 label the model does not know are counted under 'unknown_label', never scored.
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import ser_models
-from ser_models.windowing import predict_clips, speaker_normalizers
+from ser_models.windowing import predict_clips, predict_clips_online, speaker_normalizers
 
 from .data import load_audio
 from .datasets import load_clips
@@ -30,7 +32,8 @@ from .metrics import classification_metrics
 SUMMARY_KEYS = ('n', 'uar', 'war', 'f1_macro')
 
 
-def evaluate(model_dir, data_root, manifest=None, backend='onnxruntime', hop_seconds=0.5, datasets=None) -> dict:
+def evaluate(model_dir, data_root, manifest=None, backend='onnxruntime', hop_seconds=0.5, datasets=None,
+             statistics='speaker') -> dict:
     predictor = ser_models.load(model_dir, backend=backend)
     labels = predictor.labels
     clips = load_clips(data_root, manifest, datasets)
@@ -48,15 +51,19 @@ def evaluate(model_dir, data_root, manifest=None, backend='onnxruntime', hop_sec
     truth, guess, groups = [], [], defaultdict(list)
     for speaker, group in by_speaker.items():   # one speaker at a time: their statistics, bounded memory
         audio = [load_audio(clip.path, predictor.sample_rate) for clip in group]
-        probabilities = predict_clips(predictor, audio, predictor.sample_rate, hop_seconds,
-                                      normalizers=speaker_normalizers(predictor, audio, [speaker] * len(group)))
+        if statistics == 'stream' and predictor.features.config.normalize == 'speaker':
+            order = np.random.default_rng(0).permutation(len(audio))
+            probabilities = predict_clips_online(predictor, audio, [speaker] * len(group), order, hop_seconds)
+        else:
+            probabilities = predict_clips(predictor, audio, predictor.sample_rate, hop_seconds,
+                                          normalizers=speaker_normalizers(predictor, audio, [speaker] * len(group)))
         for clip, row in zip(group, probabilities, strict=True):
             groups[clip.dataset].append(len(truth))
             truth.append(labels.index(clip.emotion))
             guess.append(int(np.argmax(row)))
     truth, guess = np.array(truth), np.array(guess)
     result = {
-        'model': predictor.model_id, 'backend': predictor.backend, 'data': str(data_root),
+        'model': predictor.model_id, 'backend': predictor.backend, 'data': str(data_root), 'statistics': statistics,
         'overall': classification_metrics(truth, guess, labels),
         'datasets': {name: classification_metrics(truth[idx], guess[idx], labels)
                      for name, idx in sorted(groups.items())},
@@ -84,8 +91,11 @@ def main(argv=None) -> int:
     parser.add_argument('--backend', default='onnxruntime', choices=ser_models.BACKENDS)
     parser.add_argument('--hop', type=float, default=0.5, help='seconds between windows of a clip')
     parser.add_argument('--datasets', nargs='*', help='only these corpora')
+    parser.add_argument('--statistics', default='speaker', choices=['speaker', 'stream'],
+                        help="speaker-normalised models: each speaker's statistics over all their clips, or "
+                             "the node's running stream statistics")
     args = parser.parse_args(argv)
-    result = evaluate(args.model, args.data, args.manifest, args.backend, args.hop, args.datasets)
+    result = evaluate(args.model, args.data, args.manifest, args.backend, args.hop, args.datasets, args.statistics)
     print_table(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + '\n')
