@@ -98,6 +98,8 @@ export AMENT_PREFIX_PATH="${USER_AMENT_PREFIX_PATH:+$USER_AMENT_PREFIX_PATH:}$VE
 . "$ROOT/install/setup.bash"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_HOME="$ROOT/.ros"
+# Folded onnxruntime graphs (ser_models.folding), kept inside the checkout like ROS_HOME.
+export SER_MODELS_CACHE="$ROOT/.ros/ser_models"
 export RMW_IMPLEMENTATION=\${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 # ser_node, ser-demo, ser-replay, ser-bag-eval without the ros2 CLI
 export PATH="$ROOT/install/lib/ser_ros:\$PATH"

@@ -7,6 +7,7 @@ import numpy as np
 
 from .artifact import ArtifactError, checked_file, read_model_json, window_samples
 from .features import FeatureConfig, MfccExtractor, SpeakerNormalizer
+from .folding import folded_model
 
 BACKENDS = ('onnxruntime', 'torch')
 
@@ -30,8 +31,8 @@ def fit_to_length(waveform: np.ndarray, length: int) -> np.ndarray:
 def release_freed_heap() -> None:
     """Hand heap memory freed so far back to the OS (glibc only; elsewhere nothing happens).
 
-    Folding CkTIM's kernel generators at session load frees about 330 MB of temporaries that
-    glibc would otherwise keep mapped: measured RSS 449 MB after load, 116 MB after this.
+    Folding CkTIM's kernel generators at session load (where the folded copy in ser_models.folding
+    could not be made) frees temporaries that glibc would otherwise keep mapped.
     """
     try:
         import ctypes
@@ -119,6 +120,7 @@ class OnnxPredictor(Predictor):
         import onnxruntime as ort
         path = checked_file(meta, 'onnx')
         checked_file(meta, 'weights')  # the graph reads its weights from model.safetensors
+        folded, self.folding_problem = folded_model(path, meta['onnx']['sha256'], meta['weights']['sha256'])
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -126,7 +128,7 @@ class OnnxPredictor(Predictor):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = ['CUDAExecutionProvider', 'CPUExecutionProvider'] if device == 'cuda' else ['CPUExecutionProvider']
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = ort.InferenceSession(str(folded or path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types
             raise ArtifactError(f'{path}: onnxruntime cannot load it: {error}') from None
         self.device = 'cuda' if self.session.get_providers()[0] == 'CUDAExecutionProvider' else 'cpu'

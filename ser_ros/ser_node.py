@@ -346,6 +346,9 @@ class SerNode(Node):
             predictor = ser_models.load(model_dir, backend=p['backend'], device=device, threads=p['threads'])
         except ser_models.ArtifactError as error:
             raise ConfigError(f'cannot load {model_dir}: {error}') from None
+        if getattr(predictor, 'folding_problem', ''):
+            self.get_logger().warning(f'{predictor.model_id}: no folded graph cached ({predictor.folding_problem}); '
+                                      'folded in this process instead, which raises its peak memory')
         if p['publish_hri']:
             unknown = sorted(set(predictor.labels) - set(AFFECT))
             if unknown:

@@ -180,3 +180,30 @@ def test_causal_pads_are_folded_into_the_convolutions(artifacts):
     ops = [node.op_type for node in graph.node]
     assert 'Pad' not in ops and ops.count('Conv') == 34
     assert any(list(a.ints) == [128, 0] for node in graph.node for a in node.attribute if a.name == 'pads')
+
+
+def test_the_graph_is_folded_once_in_a_child_and_read_from_the_cache_after(monkeypatch, tmp_path):
+    import onnxruntime as ort
+
+    import ser_models.folding as folding
+    monkeypatch.setenv('SER_MODELS_CACHE', str(tmp_path / 'cache'))
+    weights = Path(__file__).resolve().parents[1] / 'weights' / 'cktim'
+    first = load(weights)
+    assert first.folding_problem == ''
+    folded = list((tmp_path / 'cache' / 'folded').glob('*/model.onnx'))
+    assert len(folded) == 1 and (folded[0].parent / folding.INITIALIZERS_FILE).is_file()
+    mfcc = np.random.default_rng(0).standard_normal((3, 39, 121)).astype(np.float32)
+    original = ort.InferenceSession(str(weights / 'model.onnx'), providers=['CPUExecutionProvider'])
+    np.testing.assert_allclose(first._logits(mfcc), original.run(None, {'mfcc': mfcc})[0], atol=1e-5)
+    # A second load reads the cached copy: no child process runs.
+    monkeypatch.setattr(folding.subprocess, 'run', lambda *a, **k: pytest.fail('folded again'))
+    assert load(weights).folding_problem == ''
+
+
+def test_an_unusable_cache_falls_back_to_folding_in_process(monkeypatch, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a directory')
+    monkeypatch.setenv('SER_MODELS_CACHE', str(blocker))
+    predictor = load(Path(__file__).resolve().parents[1] / 'weights' / 'lmu')
+    assert 'cache not writable' in predictor.folding_problem
+    assert predictor.predict(np.zeros(48000, np.float32) + 0.01, 16000).shape == (len(predictor.labels),)

@@ -1,0 +1,81 @@
+"""Constant folding of an ONNX graph once per machine, in a child process, cached on disk.
+
+CkTIM's graphs generate their kernel spectra from the generator weights, and onnxruntime folds that
+subgraph at every session load: about 140 MB of temporaries on top of what the folded graph needs,
+in the loading process's peak RSS. Here a child process folds the graph once (optimisation level
+EXTENDED, which is portable across CPUs) and saves it with its initializers beside it; later loads
+read the folded copy, in this process and in every node after it.
+
+    python -m ser_models.folding SOURCE.onnx TARGET.onnx      (what the child runs)
+
+The cache key is the graph's and weights' sha256 and the onnxruntime version. The cache lives in
+$SER_MODELS_CACHE, else $XDG_CACHE_HOME/ser_ros, else ~/.cache/ser_ros. Where it cannot be
+written or the child fails, the caller loads the original graph and folds in process as before.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+FOLDED_FILE = 'model.onnx'
+INITIALIZERS_FILE = 'model.bin'
+
+
+def cache_root() -> Path:
+    explicit = os.environ.get('SER_MODELS_CACHE')
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'ser_ros'
+
+
+def folded_path(onnx_sha256: str, weights_sha256: str) -> Path:
+    import onnxruntime as ort
+    key = hashlib.sha256(f'{onnx_sha256}:{weights_sha256}:{ort.__version__}'.encode()).hexdigest()[:20]
+    return cache_root() / 'folded' / key / FOLDED_FILE
+
+
+def folded_model(source: Path, onnx_sha256: str, weights_sha256: str) -> tuple[Path | None, str]:
+    """The cached folded copy of source, made now if missing; (None, reason) where that fails."""
+    target = folded_path(onnx_sha256, weights_sha256)
+    if target.is_file() and (target.parent / INITIALIZERS_FILE).is_file():
+        return target, ''
+    try:
+        target.parent.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix='.staging-', dir=target.parent.parent))
+    except OSError as error:
+        return None, f'cache not writable: {error}'
+    try:
+        done = subprocess.run([sys.executable, '-m', 'ser_models.folding', str(source), str(staging / FOLDED_FILE)],
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            return None, f'folding failed: {done.stderr.strip()[-300:]}'
+        try:
+            os.rename(staging, target.parent)     # atomic; another process may have won the race
+        except OSError:
+            if not target.is_file():
+                raise
+        return target, ''
+    except (OSError, subprocess.SubprocessError) as error:
+        return None, f'folding failed: {error}'
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def fold(source: Path, target: Path) -> None:
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(target)
+    options.add_session_config_entry('session.optimized_model_external_initializers_file_name', INITIALIZERS_FILE)
+    options.add_session_config_entry('session.optimized_model_external_initializers_min_size_in_bytes', '1024')
+    ort.InferenceSession(str(source), options, providers=['CPUExecutionProvider'])
+
+
+if __name__ == '__main__':
+    fold(Path(sys.argv[1]), Path(sys.argv[2]))
