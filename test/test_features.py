@@ -1,4 +1,6 @@
 """The numpy MFCC front end matches librosa and behaves on batches, silence and edge cases."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,9 @@ from ser_models.features import FeatureConfig, MfccExtractor, SpeakerNormalizer,
 # Absolute tolerance in MFCC units (dB-scaled cepstra whose values span several hundred):
 # float32 FFT and matmul rounding stay below 1e-3 on real speech; 0.01 leaves margin.
 LIBROSA_ATOL = 0.01
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def real_speech(data_dir, names=('emovo/f1/rab-f1-b1.flac', 'ravdess/Actor_01/03-01-05-01-01-01-01.flac',
@@ -111,3 +116,30 @@ def test_speaker_statistics_offline_and_on_a_stream():
     stream.reset()
     assert stream.count == 100
     np.testing.assert_allclose(stream.mean, 0, atol=1e-9)
+
+
+def test_dct_matrix_is_scipys_orthonormal_dct_ii():
+    import scipy.fft
+
+    from ser_models.features import dct_matrix
+    np.testing.assert_allclose(dct_matrix(64, 39), scipy.fft.dct(np.eye(64), type=2, norm='ortho', axis=0)[:39],
+                               atol=1e-12)
+
+
+def test_the_nodes_pipeline_never_loads_scipy():
+    """The node's front end streams with numpy's FFT, so scipy (about 26 MB resident) stays out of it,
+    also for a short last window (fitted to length) and a model switch."""
+    import subprocess
+    import sys
+    probe = ('import sys, numpy as np, ser_models\n'
+             'from ser_models.pipeline import EmotionPipeline, PendingWindow\n'
+             'from ser_models.stream import StreamFormat\n'
+             'pipeline = EmotionPipeline(ser_models.load("weights/timnet"), StreamFormat())\n'
+             'audio = (np.sin(np.arange(16000 * 5) * 0.05) * 8000).astype("<i2")\n'
+             'results = pipeline.classify(pipeline.push(audio.tobytes()))\n'
+             'pipeline.update(predictor=ser_models.load("weights/cktim"))\n'
+             'pipeline.mfcc(PendingWindow(np.full(8000, 0.01, np.float32), True, -40.0, 0, 0, 0.5))\n'
+             'print(len(results), sorted(m for m in sys.modules if m.split(".")[0] == "scipy"))\n')
+    done = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(' ', 1)[1].strip() == '[]' and int(done.stdout.split()[0]) > 0
