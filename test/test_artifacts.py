@@ -207,3 +207,16 @@ def test_an_unusable_cache_falls_back_to_folding_in_process(monkeypatch, tmp_pat
     predictor = load(Path(__file__).resolve().parents[1] / 'weights' / 'lmu')
     assert 'cache not writable' in predictor.folding_problem
     assert predictor.predict(np.zeros(48000, np.float32) + 0.01, 16000).shape == (len(predictor.labels),)
+
+
+def test_an_ensemble_averages_its_members_and_refuses_members_that_disagree():
+    from ser_models.ensemble import AveragedPredictor
+    members = [ser_models.load(REPO / 'weights' / name) for name in ('timnet', 'lmu')]
+    ensemble = AveragedPredictor(members)
+    windows = np.random.default_rng(0).normal(0, 0.1, (3, ensemble.window_samples)).astype(np.float32)
+    expected = np.mean([m.predict_windows(windows) for m in members], axis=0)
+    np.testing.assert_allclose(ensemble.predict_windows(windows), expected, atol=1e-6)
+    assert ensemble.model_id == '+'.join(m.model_id for m in members)
+    members[1].labels = members[1].labels[::-1]
+    with pytest.raises(ValueError, match='labels'):
+        AveragedPredictor(members)

@@ -46,6 +46,11 @@ def test_summary_is_mean_and_sd_over_the_folds_that_test_a_corpus():
     assert summary['emovo']['uar_mean'] == pytest.approx(0.5) and summary['emovo']['uar_std'] == pytest.approx(0.1)
     assert summary['tess']['folds'] == 1 and summary['emovo']['confusion'] == [[2, 0], [0, 2]]
     assert summary['mean'] == pytest.approx(0.75) and 'ravdess' not in summary
+    # Validation figures are summarised apart from the test figures, never mixed into them.
+    folds = [{**fold(test, True), 'validation': fold(validation, False)['corpora']}
+             for test, validation in ((0.4, 0.9), (0.6, 0.7))]
+    summary = benchmark.summarize(folds, ['a', 'b'])
+    assert summary['emovo']['uar_mean'] == pytest.approx(0.5) and summary['validation']['mean'] == pytest.approx(0.8)
 
 
 def test_classical_features_and_speaker_standardisation(data_dir):
@@ -68,7 +73,7 @@ def section(path, begin, end):
 def test_the_documents_show_the_tables_the_stored_results_give():
     """docs/results.md and README.md carry exactly what `python -m training.benchmark report` renders."""
     assert section(benchmark.REPO / 'docs' / 'results.md', benchmark.BEGIN, benchmark.END) == \
-        f'{benchmark.report()}\n\n{benchmark.confounds()}\n\n{benchmark.skew_report()}'
+        benchmark.results_section()
     assert section(benchmark.REPO / 'README.md', benchmark.HEADLINE_BEGIN, benchmark.HEADLINE_END) == \
         benchmark.headline()
     for path in benchmark.RESULTS.glob('*.json'):
@@ -105,3 +110,24 @@ def test_a_fold_stopped_part_way_resumes_from_its_checkpoint(tmp_path, monkeypat
     (tmp_path / 'timnet' / 'fold1' / 'fold1' / 'checkpoint.pt').write_bytes(b'')
     assert benchmark.train_network_fold('timnet', 1) == 0
     assert calls == [['train', 'timnet', '0'], ['train', 'timnet', '1', '--resume']]
+
+
+def test_a_longer_recipe_continues_the_shorter_runs_checkpoint_only_when_that_run_went_its_full_length(
+        tmp_path, monkeypatch):
+    torch = pytest.importorskip('torch')
+    calls = []
+    monkeypatch.setattr(benchmark, 'RUNS', tmp_path)
+    monkeypatch.setattr(benchmark, 'network_command', lambda name, fold: ['train', name, str(fold)])
+    monkeypatch.setattr(benchmark.subprocess, 'run',
+                        lambda args, **kwargs: calls.append(args) or type('Done', (), {'returncode': 0})())
+    source = benchmark.ROWS['timnet_speakernorm_80'].settings['continues']
+    full = benchmark.epochs_of(source)
+    for fold, ran in ((0, full), (1, full - 3)):     # fold 1 stopped early
+        checkpoint = tmp_path / source / f'fold{fold}' / f'fold{fold}' / 'checkpoint.pt'
+        checkpoint.parent.mkdir(parents=True)
+        torch.save({'epoch': ran - 1, 'history': json.dumps([{'epoch': e + 1} for e in range(ran)])}, checkpoint)
+    assert benchmark.train_network_fold('timnet_speakernorm_80', 0) == 0
+    assert benchmark.train_network_fold('timnet_speakernorm_80', 1) == 0
+    assert (tmp_path / 'timnet_speakernorm_80' / 'fold0' / 'fold0' / 'checkpoint.pt').is_file()
+    assert not (tmp_path / 'timnet_speakernorm_80' / 'fold1' / 'fold1').exists()
+    assert calls == [['train', 'timnet_speakernorm_80', '0', '--resume'], ['train', 'timnet_speakernorm_80', '1']]

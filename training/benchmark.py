@@ -4,6 +4,7 @@
     python -m training.benchmark report [--write]   # the tables (docs/results.md, README.md) from docs/benchmark/
     python -m training.benchmark commands [--only ROW ...]          # the exact command behind each row
     python -m training.benchmark final --only ROW                   # a network row's recipe on every speaker
+    python -m training.benchmark validate [--only ROW ...]          # add validation figures to stored rows
 
 Folds: speakers of all corpora split into FOLDS groups at once (training.splits.speaker_folds), so
 EMOVO and nEMO are leave-one-speaker-out, RAVDESS is tested five actors a fold and TESS one speaker in
@@ -21,6 +22,7 @@ import argparse
 import functools
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -61,7 +63,7 @@ ONLINE = {'prior': 'training prior only', 'shuffled': 'node stream, clips in ran
 class Row:
     group: str
     description: str
-    kind: str                                  # 'classical' or 'network'
+    kind: str                                  # 'classical', 'network' or 'ensemble' (of network rows)
     settings: dict = field(default_factory=dict)
 
 
@@ -109,7 +111,15 @@ ROWS = {
     'timnet_speakernorm_long': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker, 40 epochs at most', 'network',
                                    {'config': 'config/train/timnet.yaml',
                                     'overrides': ['features.normalize=speaker', 'training.epochs=40']}),
+    'timnet_speakernorm_80': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker, 80 epochs at most', 'network',
+                                 {'config': 'config/train/timnet.yaml',
+                                  'overrides': ['features.normalize=speaker', 'training.epochs=80'],
+                                  'continues': 'timnet_speakernorm_long'}),
+    'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
+                               'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
+                               {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
 }
+SCORED = ('network', 'ensemble')   # rows scored through the node's windowing
 
 
 # ---------------------------------------------------------------------------------------- folds
@@ -166,6 +176,8 @@ def summarize(folds: list[dict], labels: list[str]) -> dict:
                             'confusion': np.sum([e['confusion'] for e in entries], axis=0).tolist()}
     summary['mean'] = float(np.mean([summary[d]['uar_mean'] for d in CORPORA if d in summary]))
     summary['labels'] = labels
+    if all('validation' in f for f in folds):
+        summary['validation'] = summarize([{'corpora': f['validation']} for f in folds], labels)
     for key, variants in (('skewed', SKEWED), ('online', ONLINE)):
         if all(key in f for f in folds):
             summary[key] = {v: summarize([{'corpora': f[key][v]} for f in folds], labels) for v in variants}
@@ -259,11 +271,45 @@ def fold_artifact(name: str, fold: int | None) -> Path:
     return RUNS / name / f'fold{fold}' / f'fold{fold}' / 'artifact'
 
 
+def continue_shorter_run(name: str, fold: int | None, out: Path) -> bool:
+    """Start a row's fold (or final) from the last checkpoint of `continues`, the same recipe with fewer
+    epochs, when that run went its full length. Resume is exact (per-epoch seeds, optimiser, scheduler and
+    best-epoch state are checkpointed), so this equals training the longer recipe from scratch."""
+    source_row = ROWS[name].settings.get('continues')
+    if not source_row:
+        return False
+    source = (RUNS / source_row / f'fold{fold}' if fold is not None else FINAL / source_row)
+    checkpoints = sorted(source.glob('*/checkpoint.pt'))
+    if len(checkpoints) != 1:
+        return False
+    import torch
+    state = torch.load(checkpoints[0], map_location='cpu', weights_only=True)
+    ran = len(json.loads(state['history']))
+    if fold is not None and ran < epochs_of(source_row):
+        return False    # it stopped early: the longer run would have stopped there too
+    if fold is None and ran > final_epochs(name):
+        return False    # it already went past the epoch count this row ships
+    target = out / checkpoints[0].parent.name / 'checkpoint.pt'
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoints[0], target)
+    print(f'[benchmark] {name} {out.name}: continues {source_row} after its epoch {ran}', flush=True)
+    return True
+
+
+def epochs_of(name: str) -> int:
+    """The epoch limit a row's folds train with (its own override, else the benchmark's)."""
+    limits = [int(o.split('=', 1)[1]) for o in ROWS[name].settings.get('overrides', [])
+              if o.startswith('training.epochs=')]
+    return limits[-1] if limits else NETWORK_EPOCHS
+
+
 def train_network_fold(name: str, fold: int | None) -> int:
     out = RUNS / name / f'fold{fold}' if fold is not None else FINAL / name
     if (fold_artifact(name, fold) / 'model.json').is_file():
         return 0
     out.mkdir(parents=True, exist_ok=True)
+    if not any(out.glob('*/checkpoint.pt')):
+        continue_shorter_run(name, fold, out)
     args = network_command(name, fold)
     stopped = any(out.glob('*/checkpoint.pt'))    # a run stopped part-way continues from its last epoch
     if stopped:
@@ -275,25 +321,54 @@ def train_network_fold(name: str, fold: int | None) -> int:
     return code
 
 
-def score_network(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:
+def fold_predictor(name: str, number: int, split: Split):
+    """A network row's fold model, or an ensemble row's fold models averaged, checked to have held out
+    exactly the fold's test speakers."""
     import ser_models
+    from ser_models.ensemble import AveragedPredictor
+    row = ROWS[name]
+    networks = row.settings['members'] if row.kind == 'ensemble' else [name]
+    predictors = []
+    for network in networks:
+        if not (fold_artifact(network, number) / 'model.json').is_file():
+            raise SystemExit(f'{name}: {network} fold {number} is not trained ({row_command(network)})')
+        held_out = set(json.loads((fold_artifact(network, number) / 'model.json').read_text())
+                       ['provenance']['data']['test_speakers'])
+        if held_out != {c.speaker_key for c in split.test}:
+            raise SystemExit(f'{network} fold {number}: the run held out other speakers than the benchmark fold')
+        predictors.append(ser_models.load(fold_artifact(network, number)))
+    return AveragedPredictor(predictors) if row.kind == 'ensemble' else predictors[0]
+
+
+def validation_scores(predictor, split: Split, allowed: dict[str, set[str]]) -> dict:
+    """Per-corpus scores on the fold's validation clips, the figures that may choose between recipes
+    (RAVDESS's are whole unseen actors; the other corpora's are clips of training speakers)."""
+    from ser_models.windowing import predict_clips, speaker_normalizers
+
+    from .data import load_audio
+    audio = [load_audio(c.path, predictor.sample_rate) for c in split.validation]
+    speakers = [c.speaker_key for c in split.validation]
+    scores = predict_clips(predictor, audio, predictor.sample_rate,
+                           normalizers=speaker_normalizers(predictor, audio, speakers))
+    return score_fold(split.validation, scores, predictor.labels, allowed)
+
+
+def score_network(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:
     from ser_models.windowing import predict_clips, predict_clips_online, speaker_normalizers
 
     from .data import load_audio
     allowed = corpus_labels(clips)
     folds = []
     for number, split in enumerate(splits):
-        predictor = ser_models.load(fold_artifact(name, number))
-        trained_on = set(json.loads((fold_artifact(name, number) / 'model.json').read_text())
-                         ['provenance']['data']['test_speakers'])
-        if trained_on != {c.speaker_key for c in split.test}:
-            raise SystemExit(f'{name} fold {number}: the run held out other speakers than the benchmark fold')
+        predictor = fold_predictor(name, number, split)
+        trained_on = {c.speaker_key for c in split.test}
         audio = [load_audio(c.path, predictor.sample_rate) for c in split.test]
         speakers = [c.speaker_key for c in split.test]
         scores = predict_clips(predictor, audio, predictor.sample_rate,
                                normalizers=speaker_normalizers(predictor, audio, speakers))
         folds.append({'fold': number, 'test_speakers': sorted(trained_on),
-                      'corpora': score_fold(split.test, scores, predictor.labels, allowed)})
+                      'corpora': score_fold(split.test, scores, predictor.labels, allowed),
+                      'validation': validation_scores(predictor, split, allowed)})
         if predictor.features.config.normalize == 'speaker':
             folds[-1]['skewed'] = {emotion: score_fold(split.test, predict_clips(
                 predictor, audio, predictor.sample_rate,
@@ -338,15 +413,35 @@ def run(names: list[str], jobs: int) -> int:
     if any(codes):
         return 1
     for name in names:
-        if ROWS[name].kind == 'network':
+        if ROWS[name].kind in SCORED:
             folds = score_network(name, clips, splits)
-            labels = json.loads((fold_artifact(name, 0) / 'model.json').read_text())['labels']
+            labels = fold_predictor(name, 0, splits[0]).labels
         else:
             folds = run_classical(name, ROWS[name], clips, splits)
             labels = labels_present(clips)
         summary = save_result(name, folds, labels)['summary']
         print(f'[benchmark] {name}: ' + ', '.join(f"{d} {summary[d]['uar_mean']:.3f}" for d in CORPORA
                                                    if d in summary) + f", mean {summary['mean']:.3f}", flush=True)
+    return 0
+
+
+def validate(names: list[str]) -> int:
+    """Score stored network and ensemble rows on their folds' validation clips (rows run before those
+    figures were kept), leaving their test figures as they are."""
+    clips = benchmark_clips()
+    splits = benchmark_splits(clips)
+    allowed = corpus_labels(clips)
+    for name in names:
+        path = RESULTS / f'{name}.json'
+        if ROWS[name].kind not in SCORED or not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        for fold, split in zip(result['folds'], splits, strict=True):
+            fold['validation'] = validation_scores(fold_predictor(name, fold['fold'], split), split, allowed)
+        result['summary'] = summarize(result['folds'], result['summary']['labels'])
+        path.write_text(json.dumps(result, indent=1) + '\n')
+        stored.cache_clear()
+        print(f"[benchmark] {name}: validation mean {result['summary']['validation']['mean']:.3f}", flush=True)
     return 0
 
 
@@ -380,7 +475,7 @@ def confounds() -> str:
              'which only the Italian EMOVO has):', '', '| row | RAVDESS | TESS | nEMO |', '|---|---|---|---|']
     for name, row in ROWS.items():
         path = RESULTS / f'{name}.json'
-        if row.kind != 'network' or not path.is_file():
+        if row.kind not in SCORED or not path.is_file():
             continue
         s = json.loads(path.read_text())['summary']
         lines.append(f'| {row.description} | ' + ' | '.join(
@@ -407,6 +502,21 @@ def skew_report() -> str:
         for source, s in sources:
             lines.append(f'| {row.description} | {source} | ' + ' | '.join(
                 f"{s[d]['uar_mean']:.3f}" if d in s else '–' for d in CORPORA) + f" | {s['mean']:.3f} |")
+    return '\n'.join(lines)
+
+
+def validation_report() -> str:
+    """The figures that choose the shipped recipe and the default: the rows' validation clips."""
+    lines = ['Validation clips of each fold, the figures that choose between recipes (the test speakers above '
+             "chose nothing): RAVDESS's are whole actors held out of training, the other corpora's are clips of "
+             'training speakers. UAR mean over folds; the highest mean is marked:', '',
+             '| row | EMOVO | RAVDESS | TESS | nEMO | mean of corpora |', '|---|---|---|---|---|---|']
+    scored = {n: stored(n)['validation'] for n in ROWS if 'validation' in (stored(n) or {})}
+    chosen = max(scored, key=lambda n: scored[n]['mean'], default=None)
+    for name, s in scored.items():
+        mark = ' **(chosen)**' if name == chosen else ''
+        lines.append(f'| {ROWS[name].description}{mark} | ' + ' | '.join(
+            f"{s[d]['uar_mean']:.3f}" if d in s else '–' for d in CORPORA) + f" | {s['mean']:.3f} |")
     return '\n'.join(lines)
 
 
@@ -438,8 +548,9 @@ def headline() -> str:
                       else f"`model:={name}`, {meta['model_id']}: not on the benchmark yet", row))
     families: dict[str, list[str]] = {}
     for name, row in ROWS.items():
-        if row.kind == 'network' and stored(name):
-            families.setdefault(Path(row.settings['config']).stem, []).append(name)
+        if row.kind in SCORED and stored(name):
+            family = Path(row.settings['config']).stem if row.kind == 'network' else 'ensemble'
+            families.setdefault(family, []).append(name)
     shipped_rows = {row for _, row in shown}
     for family, names in families.items():
         best = max(names, key=lambda n: node_view(stored(n))['mean'])
@@ -473,14 +584,19 @@ def replace_section(path: Path, begin: str, end: str, body: str) -> None:
     path.write_text(f'{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}')
 
 
+def results_section() -> str:
+    """Everything docs/results.md holds between its benchmark markers."""
+    return f'{report()}\n\n{validation_report()}\n\n{confounds()}\n\n{skew_report()}'
+
+
 def write_report(results_md: Path, readme: Path) -> None:
-    replace_section(results_md, BEGIN, END, f'{report()}\n\n{confounds()}\n\n{skew_report()}')
+    replace_section(results_md, BEGIN, END, results_section())
     replace_section(readme, HEADLINE_BEGIN, HEADLINE_END, headline())
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('action', choices=['run', 'final', 'report', 'commands'])
+    parser.add_argument('action', choices=['run', 'final', 'validate', 'report', 'commands'])
     parser.add_argument('--only', nargs='*', choices=sorted(ROWS), help='rows (default: all)')
     parser.add_argument('--jobs', type=int, default=2, help='network folds trained at once (one thread each)')
     parser.add_argument('--write', action='store_true',
@@ -489,6 +605,8 @@ def main(argv=None) -> int:
     names = args.only or list(ROWS)
     if args.action == 'run':
         return run(names, args.jobs)
+    if args.action == 'validate':
+        return validate(names)
     if args.action == 'final':   # a network row's recipe on every speaker, to ship with training.ship
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             codes = list(pool.map(lambda name: train_network_fold(name, None),
@@ -504,7 +622,7 @@ def main(argv=None) -> int:
     if args.write:
         write_report(REPO / 'docs' / 'results.md', REPO / 'README.md')
     else:
-        print(f'{report()}\n\n{confounds()}\n\n{skew_report()}\n\n{headline()}')
+        print(f'{results_section()}\n\n{headline()}')
     return 0
 
 
