@@ -17,7 +17,7 @@ from ser_ros.timeline import agreement, load_sidecar, plot_timeline
 REPO = Path(__file__).resolve().parents[1]
 BAG = REPO / 'test' / 'data' / 'demo_bag'
 WEIGHTS = REPO / 'weights' / 'timnet'
-# The shipped TIM-Net (timnet-ser-v2) labels 8 of the bag's 11 clips right (measured:
+# The shipped TIM-Net (timnet-ser-v3) labels 8 of the bag's 11 clips right (measured:
 # ser-bag-eval test/data/demo_bag --model timnet). Those clips come from its training corpora, so this
 # checks the wiring, not how well it generalises; 7 of 11 still catches a broken path.
 MIN_CLIP_ACCURACY = 7 / 11

@@ -115,6 +115,17 @@ ROWS = {
                                  {'config': 'config/train/timnet.yaml',
                                   'overrides': ['features.normalize=speaker', 'training.epochs=80'],
                                   'continues': 'timnet_speakernorm_long'}),
+    'timnet_speakernorm_speed': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker, 40 epochs at most, speed '
+                                    'perturbation on 80 % of windows (0.85-1.15) instead of 30 % (0.9-1.1)', 'network',
+                                    {'config': 'config/train/timnet.yaml',
+                                     'overrides': ['features.normalize=speaker', 'training.epochs=40',
+                                                   'augment.speed_prob=0.8', 'augment.speed_range=[0.85,1.15]']}),
+    'lmu_small_speakernorm_speed': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
+                                       'speed perturbation as the TIM-Net row above', 'network',
+                                       {'config': 'config/train/lmu.yaml',
+                                        'overrides': ['features.normalize=speaker', 'model.order=32',
+                                                      'model.hidden_size=96', 'augment.speed_prob=0.8',
+                                                      'augment.speed_range=[0.85,1.15]']}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
@@ -271,29 +282,28 @@ def fold_artifact(name: str, fold: int | None) -> Path:
     return RUNS / name / f'fold{fold}' / f'fold{fold}' / 'artifact'
 
 
-def continue_shorter_run(name: str, fold: int | None, out: Path) -> bool:
+def continue_shorter_run(name: str, fold: int | None, out: Path) -> None:
     """Start a row's fold (or final) from the last checkpoint of `continues`, the same recipe with fewer
     epochs, when that run went its full length. Resume is exact (per-epoch seeds, optimiser, scheduler and
     best-epoch state are checkpointed), so this equals training the longer recipe from scratch."""
     source_row = ROWS[name].settings.get('continues')
     if not source_row:
-        return False
-    source = (RUNS / source_row / f'fold{fold}' if fold is not None else FINAL / source_row)
+        return
+    source = RUNS / source_row / f'fold{fold}' if fold is not None else FINAL / source_row
     checkpoints = sorted(source.glob('*/checkpoint.pt'))
     if len(checkpoints) != 1:
-        return False
+        return
     import torch
     state = torch.load(checkpoints[0], map_location='cpu', weights_only=True)
     ran = len(json.loads(state['history']))
     if fold is not None and ran < epochs_of(source_row):
-        return False    # it stopped early: the longer run would have stopped there too
+        return    # it stopped early: the longer run would have stopped there too
     if fold is None and ran > final_epochs(name):
-        return False    # it already went past the epoch count this row ships
+        return    # it already went past the epoch count this row ships
     target = out / checkpoints[0].parent.name / 'checkpoint.pt'
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoints[0], target)
     print(f'[benchmark] {name} {out.name}: continues {source_row} after its epoch {ran}', flush=True)
-    return True
 
 
 def epochs_of(name: str) -> int:
