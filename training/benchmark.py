@@ -126,6 +126,11 @@ ROWS = {
                                         'overrides': ['features.normalize=speaker', 'model.order=32',
                                                       'model.hidden_size=96', 'augment.speed_prob=0.8',
                                                       'augment.speed_range=[0.85,1.15]']}),
+    'cktim3_speakernorm_speed': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, 12 epochs at most, '
+                                    'speed perturbation as the TIM-Net row above', 'network',
+                                    {'config': 'config/train/cktim.yaml',
+                                     'overrides': ['features.normalize=speaker', 'model.n_tab=3', 'training.epochs=12',
+                                                   'augment.speed_prob=0.8', 'augment.speed_range=[0.85,1.15]']}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
