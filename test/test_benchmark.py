@@ -99,6 +99,20 @@ def test_the_shipped_recipe_runs_for_the_epochs_its_folds_chose(tmp_path, monkey
     assert sets[-1] == 'training.select=last_epoch'
 
 
+def test_without_run_folders_the_shipped_recipe_takes_the_epochs_stored_with_the_result(tmp_path, monkeypatch):
+    name = 'lmu_small_speakernorm_speed'
+    monkeypatch.setattr(benchmark, 'RUNS', tmp_path / 'runs')
+    monkeypatch.setattr(benchmark, 'RESULTS', tmp_path / 'results')
+    (tmp_path / 'results').mkdir()
+    folds = [{'fold': fold, 'selected_epoch': epoch} for fold, epoch in enumerate([16, 18, 14, 12])]
+    (tmp_path / 'results' / f'{name}.json').write_text(json.dumps({'folds': folds}))
+    assert benchmark.final_epochs(name) == 15
+    folds[2]['selected_epoch'] = None       # a result stored before the epochs were kept
+    (tmp_path / 'results' / f'{name}.json').write_text(json.dumps({'folds': folds}))
+    with pytest.raises(SystemExit, match='train its 4 folds first'):
+        benchmark.final_epochs(name)
+
+
 def test_a_fold_stopped_part_way_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(benchmark, 'RUNS', tmp_path)

@@ -270,12 +270,20 @@ def network_command(name: str, fold: int | None) -> list[str]:
     return args
 
 
+def fold_selected_epoch(name: str, fold: int) -> int | None:
+    """The epoch a fold's training selected on its validation clips, from its run folder."""
+    path = RUNS / name / f'fold{fold}' / 'summary.json'
+    return json.loads(path.read_text())['folds'][0]['selected_epoch'] if path.is_file() else None
+
+
 def final_epochs(name: str) -> int:
-    """The median epoch the row's folds selected on their validation speakers."""
-    chosen = [result['selected_epoch'] for fold in range(FOLDS)
-              for path in [RUNS / name / f'fold{fold}' / 'summary.json'] if path.is_file()
-              for result in json.loads(path.read_text())['folds']]
-    if len(chosen) < FOLDS:
+    """The median epoch the row's folds selected on their validation speakers (from the run folders,
+    else from the stored result)."""
+    chosen = [fold_selected_epoch(name, fold) for fold in range(FOLDS)]
+    result = RESULTS / f'{name}.json'
+    if None in chosen and result.is_file():
+        chosen = [fold.get('selected_epoch') for fold in json.loads(result.read_text())['folds']]
+    if len(chosen) < FOLDS or None in chosen:
         raise SystemExit(f'{name}: train its {FOLDS} folds first (python -m training.benchmark run --only {name}); '
                          'the shipped recipe runs for the epoch count they chose')
     return int(np.ceil(np.median(chosen)))
@@ -376,12 +384,12 @@ def score_network(name: str, clips: list[Clip], splits: list[Split]) -> list[dic
     folds = []
     for number, split in enumerate(splits):
         predictor = fold_predictor(name, number, split)
-        trained_on = {c.speaker_key for c in split.test}
         audio = [load_audio(c.path, predictor.sample_rate) for c in split.test]
         speakers = [c.speaker_key for c in split.test]
         scores = predict_clips(predictor, audio, predictor.sample_rate,
                                normalizers=speaker_normalizers(predictor, audio, speakers))
-        folds.append({'fold': number, 'test_speakers': sorted(trained_on),
+        folds.append({'fold': number, 'test_speakers': sorted(set(speakers)),
+                      'selected_epoch': fold_selected_epoch(name, number),
                       'corpora': score_fold(split.test, scores, predictor.labels, allowed),
                       'validation': validation_scores(predictor, split, allowed)})
         if predictor.features.config.normalize == 'speaker':
