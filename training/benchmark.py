@@ -138,6 +138,13 @@ ROWS = {
                                                       'training.epochs=24', 'augment.speed_prob=0.8',
                                                       'augment.speed_range=[0.85,1.15]'],
                                         'continues': 'cktim3_speakernorm_speed'}),
+    'cktim3_speakernorm_speed_36': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, speed perturbation, '
+                                       '36 epochs at most', 'network',
+                                       {'config': 'config/train/cktim.yaml',
+                                        'overrides': ['features.normalize=speaker', 'model.n_tab=3',
+                                                      'training.epochs=36', 'augment.speed_prob=0.8',
+                                                      'augment.speed_range=[0.85,1.15]'],
+                                        'continues': 'cktim3_speakernorm_speed_24'}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
