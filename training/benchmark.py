@@ -69,6 +69,9 @@ class Row:
 
 CLASSICAL = 'Classical baselines (whole-clip features)'
 NETWORKS = 'Networks (node windowing, ONNX)'
+# Speed perturbation on 80 % of training windows over 0.85-1.15 (the default is 30 % over 0.9-1.1).
+STRONG_SPEED = ['augment.speed_prob=0.8', 'augment.speed_range=[0.85,1.15]']
+CKTIM3_SPEAKERNORM = ['features.normalize=speaker', 'model.n_tab=3']
 ROWS = {
     'svm_mfcc': Row(CLASSICAL, '39 MFCC + deltas, mean/std per clip, RBF SVM (C=10)', 'classical',
                     {'features': 'mfcc_stats', 'classifier': 'svm'}),
@@ -95,7 +98,7 @@ ROWS = {
                            {'config': 'config/train/lmu.yaml', 'overrides': ['features.normalize=speaker']}),
     'cktim3_speakernorm': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, 12 epochs at most', 'network',
                               {'config': 'config/train/cktim.yaml',
-                               'overrides': ['features.normalize=speaker', 'model.n_tab=3', 'training.epochs=12']}),
+                               'overrides': [*CKTIM3_SPEAKERNORM, 'training.epochs=12']}),
     'lmu_small_speakernorm': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker', 'network',
                                  {'config': 'config/train/lmu.yaml',
                                   'overrides': ['features.normalize=speaker', 'model.order=32',
@@ -118,32 +121,25 @@ ROWS = {
     'timnet_speakernorm_speed': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker, 40 epochs at most, speed '
                                     'perturbation on 80 % of windows (0.85-1.15) instead of 30 % (0.9-1.1)', 'network',
                                     {'config': 'config/train/timnet.yaml',
-                                     'overrides': ['features.normalize=speaker', 'training.epochs=40',
-                                                   'augment.speed_prob=0.8', 'augment.speed_range=[0.85,1.15]']}),
+                                     'overrides': ['features.normalize=speaker', 'training.epochs=40', *STRONG_SPEED]}),
     'lmu_small_speakernorm_speed': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
                                        'speed perturbation as the TIM-Net row above', 'network',
                                        {'config': 'config/train/lmu.yaml',
                                         'overrides': ['features.normalize=speaker', 'model.order=32',
-                                                      'model.hidden_size=96', 'augment.speed_prob=0.8',
-                                                      'augment.speed_range=[0.85,1.15]']}),
+                                                      'model.hidden_size=96', *STRONG_SPEED]}),
     'cktim3_speakernorm_speed': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, 12 epochs at most, '
                                     'speed perturbation as the TIM-Net row above', 'network',
                                     {'config': 'config/train/cktim.yaml',
-                                     'overrides': ['features.normalize=speaker', 'model.n_tab=3', 'training.epochs=12',
-                                                   'augment.speed_prob=0.8', 'augment.speed_range=[0.85,1.15]']}),
+                                     'overrides': [*CKTIM3_SPEAKERNORM, 'training.epochs=12', *STRONG_SPEED]}),
     'cktim3_speakernorm_speed_24': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, speed perturbation, '
                                        '24 epochs at most', 'network',
                                        {'config': 'config/train/cktim.yaml',
-                                        'overrides': ['features.normalize=speaker', 'model.n_tab=3',
-                                                      'training.epochs=24', 'augment.speed_prob=0.8',
-                                                      'augment.speed_range=[0.85,1.15]'],
+                                        'overrides': [*CKTIM3_SPEAKERNORM, 'training.epochs=24', *STRONG_SPEED],
                                         'continues': 'cktim3_speakernorm_speed'}),
     'cktim3_speakernorm_speed_36': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, speed perturbation, '
                                        '36 epochs at most', 'network',
                                        {'config': 'config/train/cktim.yaml',
-                                        'overrides': ['features.normalize=speaker', 'model.n_tab=3',
-                                                      'training.epochs=36', 'augment.speed_prob=0.8',
-                                                      'augment.speed_range=[0.85,1.15]'],
+                                        'overrides': [*CKTIM3_SPEAKERNORM, 'training.epochs=36', *STRONG_SPEED],
                                         'continues': 'cktim3_speakernorm_speed_24'}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
