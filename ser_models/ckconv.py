@@ -113,7 +113,9 @@ def dft_matrices(length: int, n_fft: int):
     angle = 2 * math.pi * torch.outer(torch.arange(length, dtype=torch.float64),
                                       torch.arange(n_freq, dtype=torch.float64)) / n_fft
     fold = torch.full((n_freq, 1), 2.0, dtype=torch.float64)
-    fold[0] = fold[-1] = 1.0                       # DC and Nyquist appear once in a real signal
+    fold[0] = 1.0                                  # DC (and Nyquist, if n_fft is even) appear once
+    if n_fft % 2 == 0:
+        fold[-1] = 1.0
     return (torch.cos(angle).float(), (-torch.sin(angle)).float(),
             (torch.cos(angle).t() * fold / n_fft).float(), (-torch.sin(angle).t() * fold / n_fft).float())
 
@@ -145,6 +147,15 @@ class CKConv(nn.Module):
     @staticmethod
     def fft_size(length: int) -> int:
         return 1 << (2 * length - 1 - 1).bit_length()
+
+    @staticmethod
+    def dft_size(length: int) -> int:
+        """Shortest DFT for an exact causal convolution of length samples with a length-tap kernel.
+
+        The exported DFT matmuls need no power of two: this odd size has no Nyquist bin, so 121
+        frequencies at 3 s against the FFT path's 129.
+        """
+        return 2 * length - 1
 
     def kernel_spectrum(self, length: int) -> torch.Tensor:
         """Real and imaginary parts of the kernel's rfft, (2, F, I, O); cached in eval mode."""
@@ -179,7 +190,7 @@ class CKConv(nn.Module):
     def _dft_matmul_conv(self, x: torch.Tensor) -> torch.Tensor:
         """causal_fft_conv with the FFTs written as real DFT matmuls (exportable to ONNX)."""
         length = int(x.shape[-1])
-        forward_cos, forward_sin, inverse_cos, inverse_sin = dft_matrices(length, self.fft_size(length))
+        forward_cos, forward_sin, inverse_cos, inverse_sin = dft_matrices(length, self.dft_size(length))
         # The kernel is generated inside the graph from the generator's weights, so the ONNX file
         # stays as small as the weights; onnxruntime folds this constant subgraph once at load.
         kernel = self.kernel(length).flip(-1)                             # (O, I, L)

@@ -34,7 +34,7 @@ def export_onnx(model: torch.nn.Module, path: Path, n_mfcc: int, frames: int) ->
     ckconvs = [m for m in model.modules() if isinstance(m, CKConv)]
     for conv in ckconvs:
         conv.use_dft_matmul = True
-    tables = dft_matrices(frames, CKConv.fft_size(frames)) if ckconvs else ()
+    tables = dft_matrices(frames, CKConv.dft_size(frames)) if ckconvs else ()
     try:
         example = torch.zeros(1, n_mfcc, frames)
         with torch.no_grad(), warnings.catch_warnings():
