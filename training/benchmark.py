@@ -141,6 +141,11 @@ ROWS = {
                                        {'config': 'config/train/cktim.yaml',
                                         'overrides': [*CKTIM3_SPEAKERNORM, 'training.epochs=36', *STRONG_SPEED],
                                         'continues': 'cktim3_speakernorm_speed_24'}),
+    'cktim3_w32_speakernorm_speed': Row(NETWORKS, 'CkTIM, 3 TABs, 32 channels (39 above), MFCCs standardised per '
+                                        'speaker, speed perturbation, 36 epochs at most', 'network',
+                                        {'config': 'config/train/cktim.yaml',
+                                         'overrides': [*CKTIM3_SPEAKERNORM, 'model.filters=32', 'training.epochs=36',
+                                                       *STRONG_SPEED]}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
