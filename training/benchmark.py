@@ -127,6 +127,12 @@ ROWS = {
                                        {'config': 'config/train/lmu.yaml',
                                         'overrides': ['features.normalize=speaker', 'model.order=32',
                                                       'model.hidden_size=96', *STRONG_SPEED]}),
+    'lmu_small_speakernorm_speed_wide': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
+                                            'speed perturbation on 80 % of windows over 0.8-1.2', 'network',
+                                            {'config': 'config/train/lmu.yaml',
+                                             'overrides': ['features.normalize=speaker', 'model.order=32',
+                                                           'model.hidden_size=96', 'augment.speed_prob=0.8',
+                                                           'augment.speed_range=[0.8,1.2]']}),
     'cktim3_speakernorm_speed': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, 12 epochs at most, '
                                     'speed perturbation as the TIM-Net row above', 'network',
                                     {'config': 'config/train/cktim.yaml',
