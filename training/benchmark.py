@@ -72,6 +72,7 @@ NETWORKS = 'Networks (node windowing, ONNX)'
 # Speed perturbation on 80 % of training windows over 0.85-1.15 (the default is 30 % over 0.9-1.1).
 STRONG_SPEED = ['augment.speed_prob=0.8', 'augment.speed_range=[0.85,1.15]']
 CKTIM3_SPEAKERNORM = ['features.normalize=speaker', 'model.n_tab=3']
+LMU_SMALL_SPEAKERNORM = ['features.normalize=speaker', 'model.order=32', 'model.hidden_size=96']
 ROWS = {
     'svm_mfcc': Row(CLASSICAL, '39 MFCC + deltas, mean/std per clip, RBF SVM (C=10)', 'classical',
                     {'features': 'mfcc_stats', 'classifier': 'svm'}),
@@ -101,8 +102,7 @@ ROWS = {
                                'overrides': [*CKTIM3_SPEAKERNORM, 'training.epochs=12']}),
     'lmu_small_speakernorm': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker', 'network',
                                  {'config': 'config/train/lmu.yaml',
-                                  'overrides': ['features.normalize=speaker', 'model.order=32',
-                                                'model.hidden_size=96']}),
+                                  'overrides': [*LMU_SMALL_SPEAKERNORM]}),
     'timnet_long': Row(NETWORKS, 'TIM-Net, v1 recipe, 40 epochs at most', 'network',
                        {'config': 'config/train/timnet.yaml', 'overrides': ['training.epochs=40']}),
     'timnet_mixup': Row(NETWORKS, 'TIM-Net, v1 recipe + mixup (Beta(0.4, 0.4))', 'network',
@@ -125,13 +125,11 @@ ROWS = {
     'lmu_small_speakernorm_speed': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
                                        'speed perturbation as the TIM-Net row above', 'network',
                                        {'config': 'config/train/lmu.yaml',
-                                        'overrides': ['features.normalize=speaker', 'model.order=32',
-                                                      'model.hidden_size=96', *STRONG_SPEED]}),
+                                        'overrides': [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED]}),
     'lmu_small_speakernorm_speed_wide': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
                                             'speed perturbation on 80 % of windows over 0.8-1.2', 'network',
                                             {'config': 'config/train/lmu.yaml',
-                                             'overrides': ['features.normalize=speaker', 'model.order=32',
-                                                           'model.hidden_size=96', 'augment.speed_prob=0.8',
+                                             'overrides': [*LMU_SMALL_SPEAKERNORM, 'augment.speed_prob=0.8',
                                                            'augment.speed_range=[0.8,1.2]']}),
     'cktim3_speakernorm_speed': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, 12 epochs at most, '
                                     'speed perturbation as the TIM-Net row above', 'network',
