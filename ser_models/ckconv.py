@@ -145,10 +145,6 @@ class CKConv(nn.Module):
         return values.t().reshape(self.out_channels, self.in_channels, length)
 
     @staticmethod
-    def fft_size(length: int) -> int:
-        return 1 << (2 * length - 1 - 1).bit_length()
-
-    @staticmethod
     def dft_size(length: int) -> int:
         """Shortest DFT for an exact causal convolution of length samples with a length-tap kernel.
 
@@ -156,6 +152,11 @@ class CKConv(nn.Module):
         frequencies at 3 s against the FFT path's 129.
         """
         return 2 * length - 1
+
+    @classmethod
+    def fft_size(cls, length: int) -> int:
+        """The torch FFT path's size: the power of two at or above dft_size."""
+        return 1 << (cls.dft_size(length) - 1).bit_length()
 
     def kernel_spectrum(self, length: int) -> torch.Tensor:
         """Real and imaginary parts of the kernel's rfft, (2, F, I, O); cached in eval mode."""
