@@ -29,6 +29,7 @@ setup(
         (f'share/{PACKAGE}/data', ['test/data/demo_bag.json']),
         (f'share/{PACKAGE}/data/demo_bag', glob('test/data/demo_bag/*')),
     ] + shipped_weights(),
+    package_data={'ser_models.native': ['spectral_mix.c']},   # compiled on first use (ser_models.native)
     install_requires=['setuptools'],
     zip_safe=True,
     maintainer='ser_ros maintainers',

@@ -73,6 +73,18 @@ def bench_front_end(repeats: int) -> list[dict]:
     return rows
 
 
+def spectral_mixes(model: str) -> tuple:
+    """The onnxruntime spectral-mix settings worth timing for a model: all three for CkTIM (the
+    first is the node's default), only the default for models without CKConvs."""
+    import ser_models
+    return ser_models.SPECTRAL_MIX if model == 'cktim' else ser_models.SPECTRAL_MIX[:1]
+
+
+def model_name(model: str, predictor, spectral_mix: str) -> str:
+    suffix = f', {predictor.spectral_mix} mix' if model == 'cktim' and predictor.backend == 'onnxruntime' else ''
+    return f'{model} ({predictor.model_id}){suffix}'
+
+
 def bench_models(repeats: int) -> list[dict]:
     import ser_models
     rows = []
@@ -82,32 +94,35 @@ def bench_models(repeats: int) -> list[dict]:
         if not (path / 'model.json').is_file():
             rows.append({'what': model, 'skipped': f'no shipped weights at {path}'})
             continue
-        for backend in ('onnxruntime', 'torch'):
+        variants = [('onnxruntime', mix) for mix in spectral_mixes(model)] + [('torch', None)]
+        for backend, mix in variants:
             for threads in (1, 2):
-                predictor = ser_models.load(path, backend=backend, threads=threads)
+                options = {'spectral_mix': mix} if mix else {}
+                predictor = ser_models.load(path, backend=backend, threads=threads, **options)
                 mfcc = predictor.features(window)
                 n_params = None
                 if backend == 'torch':
                     n_params = sum(p.numel() for p in predictor.model.parameters())
-                rows.append({'what': f'{model} ({predictor.model_id})', 'backend': backend, 'threads': threads,
+                name = model_name(model, predictor, mix)
+                rows.append({'what': name, 'backend': backend, 'threads': threads, 'spectral_mix': mix,
                              'parameters': n_params, **time_calls(lambda p=predictor, m=mfcc: p._logits(m), repeats)})
                 if backend == 'onnxruntime' and threads == 1:
                     # What one call costs per window when the node batches several streams.
                     batch = np.repeat(mfcc, BATCH, axis=0)
                     per_call = time_calls(lambda p=predictor, m=batch: p._logits(m), max(10, repeats // 4))
-                    rows.append({'what': f'{model}, per window in a batch of {BATCH}', 'backend': backend,
-                                 'threads': threads, 'batch': BATCH,
+                    rows.append({'what': f'{name}, per window in a batch of {BATCH}', 'backend': backend,
+                                 'threads': threads, 'batch': BATCH, 'spectral_mix': mix,
                                  **{k: v / BATCH if k.endswith('_ms') else v for k, v in per_call.items()}})
     return rows
 
 
-def model_quality(model: str) -> dict:
+def model_quality(model: str, spectral_mix: str) -> dict:
     """Beside a model's latency: its unseen-speaker UAR from the benchmark (model.json, as the node
     runs it), and the largest probability gap between onnxruntime and the torch model on real speech."""
     import ser_models
     from training.benchmark import ONLINE
     path = weights_dir(model)
-    onnx, torch_model = ser_models.load(path), ser_models.load(path, backend='torch')
+    onnx, torch_model = ser_models.load(path, spectral_mix=spectral_mix), ser_models.load(path, backend='torch')
     speech = np.frombuffer(speech_pcm(12.0), dtype='<i2').astype(np.float32) / 32768
     windows = np.stack([speech[start:start + WINDOW] for start in range(0, len(speech) - WINDOW + 1, 8000)])
     mfcc = onnx.features(windows)
@@ -118,7 +133,8 @@ def model_quality(model: str) -> dict:
         uar = {'row': figures['row'], 'mean_of_corpora': view['mean_of_corpora'],
                **{corpus: v['uar_mean'] for corpus, v in view['uar'].items()}}
     gap = np.abs(onnx.predict_features(mfcc) - torch_model.predict_features(mfcc)).max()
-    return {'model': model, 'model_id': onnx.model_id, 'parity_max_abs_probability': float(gap),
+    return {'model': model, 'model_id': onnx.model_id, 'what': model_name(model, onnx, spectral_mix),
+            'spectral_mix': spectral_mix, 'parity_max_abs_probability': float(gap),
             'parity_windows': int(len(windows)), 'unseen_speaker_uar': uar}
 
 
@@ -437,19 +453,19 @@ def bench_scale(model: str, counts: list[int], seconds: float, phases: int, chun
 # ---------------------------------------------------------------------------------------------- output
 def print_table(report: dict):
     print(f"\nser_ros benchmark, {report['date']} on {report['machine']}")
-    print(f"{'what':<44}{'backend':<13}{'thr':>4}{'median ms':>11}{'p95 ms':>9}{'params':>11}")
+    print(f"{'what':<60}{'backend':<13}{'thr':>4}{'median ms':>11}{'p95 ms':>9}{'params':>11}")
     for row in report.get('latency', []):
         if 'skipped' in row:
-            print(f"{row['what']:<44}skipped: {row['skipped']}")
+            print(f"{row['what']:<60}skipped: {row['skipped']}")
             continue
         params = f"{row['parameters']:,}" if row.get('parameters') else ''
-        print(f"{row['what']:<44}{row['backend']:<13}{row['threads']:>4}{row['median_ms']:>11.3f}"
+        print(f"{row['what']:<60}{row['backend']:<13}{row['threads']:>4}{row['median_ms']:>11.3f}"
               f"{row['p95_ms']:>9.3f}{params:>11}")
     for row in report.get('quality', []):
         uar = row['unseen_speaker_uar']
         shown = (f"unseen-speaker UAR {uar['mean_of_corpora']:.3f} (benchmark row {uar['row']})" if uar
                  else 'unseen-speaker UAR: not on the benchmark')
-        print(f"{row['model_id']}: {shown}; onnxruntime vs torch max |dp| "
+        print(f"{row.get('what', row['model_id'])}: {shown}; onnxruntime vs torch max |dp| "
               f"{row['parity_max_abs_probability']:.1e} over {row['parity_windows']} real-speech windows")
     for row in report.get('node', []):
         e2e = row.get('end_to_end', {})
@@ -494,7 +510,8 @@ def main(argv=None) -> int:
     report = {'date': time.strftime('%Y-%m-%d %H:%M %Z'), 'machine': machine(), 'latency': [], 'node': []}
     if 'models' in sections:
         report['latency'] += bench_front_end(repeats) + bench_models(repeats)
-        report['quality'] = [model_quality(m) for m in MODELS if (weights_dir(m) / 'model.json').is_file()]
+        report['quality'] = [model_quality(m, mix) for m in MODELS if (weights_dir(m) / 'model.json').is_file()
+                             for mix in spectral_mixes(m)]
     if 'peer' in sections:
         report['latency'] += bench_peer(repeats)
     if 'scale' in sections:

@@ -104,4 +104,11 @@ export RMW_IMPLEMENTATION=\${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 # ser_node, ser-demo, ser-replay, ser-bag-eval without the ros2 CLI
 export PATH="$ROOT/install/lib/ser_ros:\$PATH"
 ENV
+# CkTIM's native spectral-mix kernel (ser_models.native): onnxruntime's C header from Debian's
+# libonnxruntime-dev where none is installed, compiled into the cache. Without it CkTIM runs the exact
+# graph operators, slower.
+if ! SER_MODELS_CACHE="$ROOT/.ros/ser_models" python -m ser_models.native build --fetch-headers \
+    > "$ROOT/log/setup-native.txt" 2>&1; then
+  say "warning: native spectral mix not built (see log/setup-native.txt); CkTIM will use the exact graph operators"
+fi
 say "done: source env.sh"

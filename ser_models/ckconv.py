@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from .kan import KANLayer
+from .native import DOMAIN as SPECTRAL_MIX_DOMAIN
 
 GENERATORS = ('conv', 'convKan')
 
@@ -77,27 +78,47 @@ class KernelGenerator(nn.Module):
         return self.head(self.body(positions))
 
 
-def mix_spectra(x_real: torch.Tensor, x_imag: torch.Tensor, kernel_parts: torch.Tensor):
+def mix_spectra(x_real: torch.Tensor, x_imag: torch.Tensor, kernel_real: torch.Tensor, kernel_imag: torch.Tensor):
     """Per-frequency channel mix Y = X K in real arithmetic (complex bmm is slow on CPU).
 
-    x_* (F, B, I); kernel_parts (2, F, I, O) holds K's real and imaginary parts. The real and
-    imaginary inputs share one matmul per kernel part, so each weight is read once: at batch 1
-    this step is bound by memory bandwidth, not arithmetic.
+    x_* (F, B, I); kernel_* (F, I, O), K's real and imaginary parts. The real and imaginary inputs
+    share one matmul per kernel part, so each weight is read once: at batch 1 this step is bound by
+    memory bandwidth, not arithmetic.
     """
     batch = x_real.shape[1]
     stacked = torch.cat([x_real, x_imag], dim=1)                    # (F, 2B, I)
-    by_real = torch.matmul(stacked, kernel_parts[0])                # [Xr Kr ; Xi Kr]
-    by_imag = torch.matmul(stacked, kernel_parts[1])                # [Xr Ki ; Xi Ki]
+    by_real = torch.matmul(stacked, kernel_real)                    # [Xr Kr ; Xi Kr]
+    by_imag = torch.matmul(stacked, kernel_imag)                    # [Xr Ki ; Xi Ki]
     y_real = by_real[:, :batch] - by_imag[:, batch:]
     y_imag = by_imag[:, :batch] + by_real[:, batch:]
     return y_real, y_imag
+
+
+class SpectralMixNode(torch.autograd.Function):
+    """mix_spectra, traced for ONNX as one node SPECTRAL_MIX_DOMAIN::SpectralMix.
+
+    The exporter adds the node's body as a model-local ONNX function (ser_models.export), which
+    onnxruntime inlines; with the native library registered (ser_models.native) its kernel runs instead.
+    """
+
+    @staticmethod
+    def forward(ctx, x_real, x_imag, kernel_real, kernel_imag):
+        return mix_spectra(x_real, x_imag, kernel_real, kernel_imag)
+
+    @staticmethod
+    def symbolic(g, x_real, x_imag, kernel_real, kernel_imag):
+        outputs = g.op(f'{SPECTRAL_MIX_DOMAIN}::SpectralMix', x_real, x_imag, kernel_real, kernel_imag, outputs=2)
+        frequencies, batch, _ = x_real.type().varyingSizes()
+        for output in outputs:   # (F, B, O), for the exporter's shape inference
+            output.setType(x_real.type().with_sizes([frequencies, batch, kernel_real.type().varyingSizes()[-1]]))
+        return outputs
 
 
 def causal_fft_conv(x: torch.Tensor, kernel_parts: torch.Tensor, n_fft: int) -> torch.Tensor:
     """Causal convolution of x (B, I, T) with a kernel given by its spectrum parts (2, F, I, O)."""
     length = x.shape[-1]
     x_spec = torch.fft.rfft(x, n=n_fft).permute(2, 0, 1)             # (F, B, I)
-    y_real, y_imag = mix_spectra(x_spec.real, x_spec.imag, kernel_parts)
+    y_real, y_imag = mix_spectra(x_spec.real, x_spec.imag, kernel_parts[0], kernel_parts[1])
     y_spec = torch.complex(y_real, y_imag).permute(1, 2, 0)         # (B, O, F)
     return torch.fft.irfft(y_spec, n=n_fft)[..., :length]
 
@@ -195,8 +216,9 @@ class CKConv(nn.Module):
         # The kernel is generated inside the graph from the generator's weights, so the ONNX file
         # stays as small as the weights; onnxruntime folds this constant subgraph once at load.
         kernel = self.kernel(length).flip(-1)                             # (O, I, L)
-        kernel_parts = torch.stack([kernel @ forward_cos, kernel @ forward_sin]).permute(0, 3, 2, 1)
+        kernel_real = (kernel @ forward_cos).permute(2, 1, 0)        # (F, I, O)
+        kernel_imag = (kernel @ forward_sin).permute(2, 1, 0)
         x_real = (x @ forward_cos).permute(2, 0, 1)                  # (F, B, I)
         x_imag = (x @ forward_sin).permute(2, 0, 1)
-        y_real, y_imag = mix_spectra(x_real, x_imag, kernel_parts)   # (F, B, O)
+        y_real, y_imag = SpectralMixNode.apply(x_real, x_imag, kernel_real, kernel_imag)   # (F, B, O)
         return y_real.permute(1, 2, 0) @ inverse_cos + y_imag.permute(1, 2, 0) @ inverse_sin

@@ -9,9 +9,9 @@ from safetensors.torch import save_file
 
 from .artifact import ONNX_FILE, WEIGHTS_FILE, sha256_of, write_model_json
 from .ckconv import CKConv, dft_matrices
+from .native import FUNCTION_OPSET as ONNX_OPSET
+from .native import define_spectral_mix
 from .registry import resolve_config
-
-ONNX_OPSET = 17
 
 
 class _SharedTables(torch.nn.Module):
@@ -50,6 +50,8 @@ def export_onnx(model: torch.nn.Module, path: Path, n_mfcc: int, frames: int) ->
         for conv in ckconvs:
             conv.use_dft_matmul = False
         model.train(was_training)
+    if ckconvs:
+        define_spectral_mix(path)
     fold_pads_into_convs(path)
 
 

@@ -8,7 +8,9 @@ read the folded copy, in this process and in every node after it.
 
     python -m ser_models.folding SOURCE.onnx TARGET.onnx      (what the child runs)
 
-The cache key is the graph's and weights' sha256 and the onnxruntime version. The cache lives in
+Where the native spectral-mix library (ser_models.native) is given, the child registers it, so the
+folded graph keeps its SpectralMix nodes (with their function body, for sessions without the library).
+The cache key is the graph's and weights' sha256, the onnxruntime version and whether it was. The cache lives in
 $SER_MODELS_CACHE, else $XDG_CACHE_HOME/ser_ros, else ~/.cache/ser_ros. Where it cannot be
 written or the child fails, the caller loads the original graph and folds in process as before.
 """
@@ -33,15 +35,17 @@ def cache_root() -> Path:
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'ser_ros'
 
 
-def folded_path(onnx_sha256: str, weights_sha256: str) -> Path:
+def folded_path(onnx_sha256: str, weights_sha256: str, spectral_mix_nodes: bool = False) -> Path:
     import onnxruntime as ort
-    key = hashlib.sha256(f'{onnx_sha256}:{weights_sha256}:{ort.__version__}'.encode()).hexdigest()[:20]
+    kept = ':spectral-mix-nodes' if spectral_mix_nodes else ''
+    key = hashlib.sha256(f'{onnx_sha256}:{weights_sha256}:{ort.__version__}{kept}'.encode()).hexdigest()[:20]
     return cache_root() / 'folded' / key / FOLDED_FILE
 
 
-def folded_model(source: Path, onnx_sha256: str, weights_sha256: str) -> tuple[Path | None, str]:
+def folded_model(source: Path, onnx_sha256: str, weights_sha256: str,
+                 native_library: Path | None = None) -> tuple[Path | None, str]:
     """The cached folded copy of source, made now if missing; (None, reason) where that fails."""
-    target = folded_path(onnx_sha256, weights_sha256)
+    target = folded_path(onnx_sha256, weights_sha256, native_library is not None)
     if target.is_file() and (target.parent / INITIALIZERS_FILE).is_file():
         return target, ''
     try:
@@ -50,7 +54,8 @@ def folded_model(source: Path, onnx_sha256: str, weights_sha256: str) -> tuple[P
     except OSError as error:
         return None, f'cache not writable: {error}'
     try:
-        done = subprocess.run([sys.executable, '-m', 'ser_models.folding', str(source), str(staging / FOLDED_FILE)],
+        command = [sys.executable, '-m', 'ser_models.folding', str(source), str(staging / FOLDED_FILE)]
+        done = subprocess.run(command + ([str(native_library)] if native_library else []),
                               capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             return None, f'folding failed: {done.stderr.strip()[-300:]}'
@@ -66,16 +71,21 @@ def folded_model(source: Path, onnx_sha256: str, weights_sha256: str) -> tuple[P
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def fold(source: Path, target: Path) -> None:
+def fold(source: Path, target: Path, native_library: Path | None = None) -> None:
     import onnxruntime as ort
     options = ort.SessionOptions()
+    if native_library:
+        options.register_custom_ops_library(str(native_library))
     options.intra_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(target)
     options.add_session_config_entry('session.optimized_model_external_initializers_file_name', INITIALIZERS_FILE)
     options.add_session_config_entry('session.optimized_model_external_initializers_min_size_in_bytes', '1024')
     ort.InferenceSession(str(source), options, providers=['CPUExecutionProvider'])
+    if native_library:   # onnxruntime saves no model-local functions: the body goes back in
+        from .native import define_spectral_mix
+        define_spectral_mix(target, only_if_used=True)
 
 
 if __name__ == '__main__':
-    fold(Path(sys.argv[1]), Path(sys.argv[2]))
+    fold(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) > 3 else None)

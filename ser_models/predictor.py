@@ -10,6 +10,9 @@ from .features import FeatureConfig, MfccExtractor, SpeakerNormalizer
 from .folding import folded_model
 
 BACKENDS = ('onnxruntime', 'torch')
+# CkTIM's spectral mix on onnxruntime: the native kernel with float16 or float32 kernel spectra, or
+# the graph's own exact float32 operators ('onnx'). Models without CKConvs ignore it.
+SPECTRAL_MIX = ('float16', 'float32', 'onnx')
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -115,13 +118,23 @@ class Predictor:
 class OnnxPredictor(Predictor):
     backend = 'onnxruntime'
 
-    def __init__(self, meta: dict, threads: int = 1, device: str = 'cpu'):
+    def __init__(self, meta: dict, threads: int = 1, device: str = 'cpu', spectral_mix: str = 'float16'):
         super().__init__(meta)
         import onnxruntime as ort
+
+        from . import native
+        if spectral_mix not in SPECTRAL_MIX:
+            raise ValueError(f'spectral_mix must be one of {", ".join(SPECTRAL_MIX)}, got {spectral_mix!r}')
         path = checked_file(meta, 'onnx')
         checked_file(meta, 'weights')  # the graph reads its weights from model.safetensors
-        folded, self.folding_problem = folded_model(path, meta['onnx']['sha256'], meta['weights']['sha256'])
+        library, self.native_problem = native.library() if spectral_mix != 'onnx' else (None, '')
+        # The spectral mix in effect: 'onnx' where the native library was asked for but is missing.
+        self.spectral_mix = spectral_mix if library or spectral_mix == 'onnx' else 'onnx'
+        folded, self.folding_problem = folded_model(path, meta['onnx']['sha256'], meta['weights']['sha256'], library)
         options = ort.SessionOptions()
+        if library:
+            options.add_session_config_entry(native.PRECISION_KEY, spectral_mix)
+            options.register_custom_ops_library(str(library))
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -208,13 +221,14 @@ def resolve_device(device: str, backend: str = 'torch') -> tuple[str, str | None
     return 'cpu', fallback
 
 
-def load(directory, backend: str = 'onnxruntime', device: str = 'cpu', threads: int = 1) -> Predictor:
+def load(directory, backend: str = 'onnxruntime', device: str = 'cpu', threads: int = 1,
+         spectral_mix: str = 'float16') -> Predictor:
     """Load an artifact directory as a predictor on `device` (any of DEVICES; see resolve_device).
-    Raises ArtifactError naming the bad file."""
+    spectral_mix (onnxruntime only): see SPECTRAL_MIX. Raises ArtifactError naming the bad file."""
     if backend not in BACKENDS:
         raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
     device, _ = resolve_device(device, backend)
     meta = read_model_json(directory)
     if backend == 'onnxruntime':
-        return OnnxPredictor(meta, threads=threads, device=device)
+        return OnnxPredictor(meta, threads=threads, device=device, spectral_mix=spectral_mix)
     return TorchPredictor(meta, threads=threads, device=device)

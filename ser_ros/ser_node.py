@@ -240,6 +240,9 @@ class SerNode(Node):
         'device': ('auto', 'auto, cpu, cuda or mps (a device the backend cannot use here falls back to cpu '
                            'with a warning)', False),
         'threads': (1, 'inference threads', True),
+        'spectral_mix': ('float16', 'CkTIM on onnxruntime: the native spectral-mix kernel with float16 or float32 '
+                                    'kernel spectra, or onnx (the exact graph operators; also where the native '
+                                    'library is missing, with a warning)', False),
         'audio_topics': (['audio'], 'audio topics to classify, one stream each; a stream reads AudioInfo '
                                     'from audio_info and publishes on emotion, both beside its audio topic', True),
         'input_type': ('data', 'data: audio_common_msgs/AudioData; stamped: AudioDataStamped (ros-drivers '
@@ -333,6 +336,8 @@ class SerNode(Node):
     def _load_predictor(self, p: dict):
         if p['backend'] not in ser_models.BACKENDS:
             raise ConfigError(f"backend must be one of {ser_models.BACKENDS}, got {p['backend']!r}")
+        if p['spectral_mix'] not in ser_models.SPECTRAL_MIX:
+            raise ConfigError(f"spectral_mix must be one of {ser_models.SPECTRAL_MIX}, got {p['spectral_mix']!r}")
         if not p['weights'] and p['model'] not in MODELS:
             raise ConfigError(f"model must be one of {MODELS}, got {p['model']!r}")
         try:
@@ -343,12 +348,16 @@ class SerNode(Node):
         if warning:
             self.get_logger().warning(warning)
         try:
-            predictor = ser_models.load(model_dir, backend=p['backend'], device=device, threads=p['threads'])
+            predictor = ser_models.load(model_dir, backend=p['backend'], device=device, threads=p['threads'],
+                                        spectral_mix=p['spectral_mix'])
         except ser_models.ArtifactError as error:
             raise ConfigError(f'cannot load {model_dir}: {error}') from None
         if getattr(predictor, 'folding_problem', ''):
             self.get_logger().warning(f'{predictor.model_id}: no folded graph cached ({predictor.folding_problem}); '
                                       'folded in this process instead, which raises its peak memory')
+        if getattr(predictor, 'native_problem', ''):
+            self.get_logger().warning(f'{predictor.model_id}: native spectral mix unavailable '
+                                      f'({predictor.native_problem}); CkTIM runs the exact graph operators, slower')
         if p['publish_hri']:
             unknown = sorted(set(predictor.labels) - set(AFFECT))
             if unknown:
@@ -381,7 +390,8 @@ class SerNode(Node):
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         changed = {param.name: param.value for param in parameters if param.name in self.PARAMETERS}
         proposed = {**self.p, **changed}
-        reload = any(proposed[name] != self.p[name] for name in ('model', 'weights', 'backend', 'device'))
+        reload = any(proposed[name] != self.p[name] for name in ('model', 'weights', 'backend', 'device',
+                                                                  'spectral_mix'))
         try:
             # Load outside the locks (CkTIM takes seconds): the streams go on meanwhile; swap under them.
             predictor, model_dir = self._load_predictor(proposed) if reload else (None, None)
@@ -440,6 +450,7 @@ class SerNode(Node):
                 'inference latency p50 (ms)': f'{np.percentile(latencies, 50) * 1e3:.2f}',
                 'inference latency p95 (ms)': f'{np.percentile(latencies, 95) * 1e3:.2f}',
                 'backend': self.predictor.backend, 'device': self.predictor.device,
+                'spectral mix': getattr(self.predictor, 'spectral_mix', 'torch'),
                 'model': self.predictor.model_id, 'weights': str(self.model_dir),
             }
             statuses = [stream.status(now, shared) for stream in self.inputs]

@@ -16,8 +16,16 @@ from ser_models import ArtifactError, FeatureConfig, build, load, save_artifact
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ['neutral', 'happy', 'sad', 'angry', 'fearful', 'surprised', 'disgust']
 WINDOW_SECONDS = 3.0
-# Probabilities from onnxruntime and torch agree to float32 rounding; the issue asks for 1e-4.
+# Probabilities from onnxruntime and torch agree to float32 rounding; the issue asks for 1e-4. CkTIM's
+# native spectral mix with float16 kernel spectra is held to 1e-3 (the speed issue's bound).
 PARITY_ATOL = 1e-4
+HALF_SPECTRA_ATOL = 1e-3
+# (model, spectral mix): CkTIM on each of its three onnxruntime paths, the others on the default.
+ONNX_PATHS = [('timnet', 'float16'), ('lmu', 'float16')] + [('cktim', mix) for mix in ser_models.SPECTRAL_MIX]
+
+
+def parity_atol(spectral_mix: str) -> float:
+    return HALF_SPECTRA_ATOL if spectral_mix == 'float16' else PARITY_ATOL
 
 
 def make_artifact(directory, name, **settings):
@@ -49,26 +57,28 @@ def speech_windows(data_dir):
     return [sf.read(data_dir / p, dtype='float32')[0] for p in paths]
 
 
-@pytest.mark.parametrize('name', ['timnet', 'cktim', 'lmu'])
-def test_torch_and_onnxruntime_agree_on_real_speech(artifacts, data_dir, name):
-    on_ort = load(artifacts[name], backend='onnxruntime')
+@pytest.mark.parametrize('name,spectral_mix', ONNX_PATHS)
+def test_torch_and_onnxruntime_agree_on_real_speech(artifacts, data_dir, name, spectral_mix):
+    on_ort = load(artifacts[name], backend='onnxruntime', spectral_mix=spectral_mix)
     on_torch = load(artifacts[name], backend='torch')
     assert on_ort.labels == on_torch.labels == LABELS
     for audio in speech_windows(data_dir):
         p_ort, p_torch = on_ort.predict(audio, 16000), on_torch.predict(audio, 16000)
         assert p_ort.shape == (7,) and abs(p_ort.sum() - 1) < 1e-5
-        np.testing.assert_allclose(p_ort, p_torch, atol=PARITY_ATOL)
+        np.testing.assert_allclose(p_ort, p_torch, atol=parity_atol(spectral_mix))
 
 
-@pytest.mark.parametrize('name', ['timnet', 'cktim', 'lmu'])
-def test_shipped_weights_agree_on_both_backends(data_dir, name):
-    """What ships is what was trained: the shipped ONNX graph (CkTIM's as DFT matmuls) against torch."""
+@pytest.mark.parametrize('name,spectral_mix', ONNX_PATHS)
+def test_shipped_weights_agree_on_both_backends(data_dir, name, spectral_mix):
+    """What ships is what was trained: the shipped ONNX graph (CkTIM's as DFT matmuls, its spectral mix on
+    each path) against torch."""
     directory = REPO / 'weights' / name
-    on_ort, on_torch = load(directory, backend='onnxruntime'), load(directory, backend='torch')
+    on_ort = load(directory, backend='onnxruntime', spectral_mix=spectral_mix)
+    on_torch = load(directory, backend='torch')
     for audio in speech_windows(data_dir):
         windows = ser_models.windowing.clip_windows(audio, on_ort.window_samples, 8000)
         np.testing.assert_allclose(on_ort.predict_windows(windows), on_torch.predict_windows(windows),
-                                   atol=PARITY_ATOL)
+                                   atol=parity_atol(spectral_mix))
 
 
 def test_round_trip_keeps_everything_model_json_promises(artifacts):

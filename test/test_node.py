@@ -325,6 +325,9 @@ def test_unknown_model_is_refused_and_missing_cuda_falls_back_to_cpu(node_factor
     refused = node_factory({'model': 'wav2vec2', 'weights': None})
     assert refused.process.wait(timeout=30) == 1
     assert 'model must be one of' in refused.log()
+    bad_mix = node_factory({'spectral_mix': 'int8'})
+    assert bad_mix.process.wait(timeout=30) == 1
+    assert 'spectral_mix must be one of' in bad_mix.log() and 'Traceback' not in bad_mix.log()
     out_of_range = node_factory({'hop': 100.0})
     assert out_of_range.process.wait(timeout=30) == 1
     assert 'cannot start' in out_of_range.log() and 'hop' in out_of_range.log()

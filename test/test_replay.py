@@ -250,9 +250,10 @@ def test_benchmark_reports_parity_and_the_shipped_unseen_speaker_figures():
     """bench/bench.py prints, beside each model's latency, onnxruntime-vs-torch parity and its benchmark UAR."""
     sys.path.insert(0, str(REPO / 'bench'))
     import bench
-    for model in bench.MODELS:
-        row = bench.model_quality(model)
+    for model, mix in ((m, mix) for m in bench.MODELS for mix in bench.spectral_mixes(m)):
+        row = bench.model_quality(model, mix)
         assert row['parity_windows'] == 19 and row['parity_max_abs_probability'] < 1e-3, row
+        assert row['spectral_mix'] == mix
         meta = json.loads((REPO / 'weights' / model / 'model.json').read_text())
         figures = meta.get('provenance', {}).get('benchmark')
         if figures:
