@@ -178,6 +178,18 @@ class MfccExtractor:
             mfcc = (mfcc - mean) / (std + 1e-5)
         return np.ascontiguousarray(np.swapaxes(mfcc, -1, -2), dtype=np.float32)
 
+    def warped(self, warp) -> MfccExtractor:
+        """A copy whose mel filters read the spectrum at warp(frequency in Hz) (training's VTLP)."""
+        c = self.config
+        bins = np.fft.rfftfreq(c.n_fft, 1.0 / c.sample_rate)
+        basis = self._mel_basis_pairs[::2]                            # (bins, n_mels)
+        positions = np.clip(warp(bins), 0.0, bins[-1])
+        warped_basis = np.stack([np.interp(positions, bins, band) for band in basis.T], axis=1)
+        copy = object.__new__(MfccExtractor)
+        copy.__dict__.update(self.__dict__)
+        copy._mel_basis_pairs = np.ascontiguousarray(np.repeat(warped_basis.astype(np.float32), 2, axis=0))
+        return copy
+
     def pad(self, x: np.ndarray) -> np.ndarray:
         pad = self.config.n_fft // 2
         return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)])

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from training import config as train_config
-from training.augment import WaveAugmenter, add_noise, spec_augment
+from training.augment import VtlpFeatures, WaveAugmenter, add_noise, spec_augment, vtlp_warp
 from training.datasets import UnknownLabelError, load_clips, parse_name, read_manifest, scan_folder
 from training.splits import make_splits, speaker_folds
 
@@ -114,6 +114,23 @@ def test_augmentation_changes_training_audio_as_configured():
     masked = spec_augment(features, dict(settings, spec_time_masks=1, spec_time_width=10, spec_freq_masks=1,
                                          spec_freq_width=4), np.random.default_rng(3))
     assert 0 < (masked == 0).mean() < 0.2
+
+
+def test_vtlp_warps_the_mel_filters_of_the_windows_it_draws():
+    from ser_models.features import MfccExtractor
+    extractor = MfccExtractor()
+    rng = np.random.default_rng(0)
+    windows = (rng.standard_normal((4, 48000)) * 0.1).astype(np.float32)
+    np.testing.assert_allclose(extractor.warped(lambda f: f)(windows), extractor(windows), rtol=1e-5, atol=1e-4)
+    warp = vtlp_warp(1.1, 8000.0)
+    frequencies = np.linspace(0, 8000, 200)
+    assert warp(np.array([0.0, 8000.0])) == pytest.approx([0.0, 8000.0])
+    assert np.all(np.diff(warp(frequencies)) > 0) and warp(np.array([1000.0]))[0] == pytest.approx(1100.0)
+    unchanged = VtlpFeatures(extractor, 0.0, [0.9, 1.1])(windows, rng)
+    np.testing.assert_array_equal(unchanged, extractor(windows))
+    warped = VtlpFeatures(extractor, 1.0, [0.9, 0.9])(windows, rng)
+    np.testing.assert_allclose(warped, extractor.warped(vtlp_warp(0.9, 8000.0))(windows), rtol=1e-5, atol=1e-4)
+    assert np.abs(warped - unchanged).mean() > 0.1
 
 
 def test_config_layers_presets_and_overrides(tmp_path):

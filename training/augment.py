@@ -21,6 +21,41 @@ def shift_pitch(wave: np.ndarray, semitones: float, sample_rate: int) -> np.ndar
     return librosa.effects.pitch_shift(wave, sr=sample_rate, n_steps=semitones).astype(np.float32)
 
 
+def vtlp_warp(alpha: float, nyquist: float, boundary: float = 4800.0):
+    """Vocal tract length perturbation (Jaitly and Hinton, 2013): frequencies scale by alpha up to a
+    boundary, then map linearly so that Nyquist stays put."""
+    cut = boundary * min(alpha, 1.0) / alpha
+
+    def warp(frequencies: np.ndarray) -> np.ndarray:
+        above = nyquist - (nyquist - alpha * cut) / (nyquist - cut) * (nyquist - frequencies)
+        return np.where(frequencies <= cut, frequencies * alpha, above)
+    return warp
+
+
+class VtlpFeatures:
+    """MFCC of training windows, some with their mel filters warped by a random alpha (VTLP).
+
+    Alphas are drawn on a 0.01 grid so that each warped filterbank is built once."""
+
+    def __init__(self, features, probability: float, alpha_range):
+        self.features = features
+        self.probability = probability
+        self.low, self.high = alpha_range
+        self._warped = {}
+
+    def __call__(self, windows: np.ndarray, rng) -> np.ndarray:
+        mfcc = self.features(windows)
+        warped = np.flatnonzero(rng.random(len(windows)) < self.probability)
+        alphas = np.round(rng.uniform(self.low, self.high, size=len(warped)), 2)
+        for alpha in np.unique(alphas):
+            if alpha not in self._warped:
+                nyquist = self.features.config.sample_rate / 2
+                self._warped[alpha] = self.features.warped(vtlp_warp(float(alpha), nyquist))
+            rows = warped[alphas == alpha]
+            mfcc[rows] = self._warped[alpha](windows[rows])
+        return mfcc
+
+
 class WaveAugmenter:
     def __init__(self, settings: dict, sample_rate: int):
         self.s = settings

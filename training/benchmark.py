@@ -131,6 +131,12 @@ ROWS = {
                                             {'config': 'config/train/lmu.yaml',
                                              'overrides': [*LMU_SMALL_SPEAKERNORM, 'augment.speed_prob=0.8',
                                                            'augment.speed_range=[0.8,1.2]']}),
+    'lmu_small_speakernorm_speed_vtlp': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
+                                            'speed perturbation as above, and VTLP (mel filters warped by '
+                                            '0.9-1.1) on half the windows', 'network',
+                                            {'config': 'config/train/lmu.yaml',
+                                             'overrides': [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED,
+                                                           'augment.vtlp_prob=0.5']}),
     'cktim3_speakernorm_speed': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, 12 epochs at most, '
                                     'speed perturbation as the TIM-Net row above', 'network',
                                     {'config': 'config/train/cktim.yaml',

@@ -29,6 +29,7 @@ DEFAULTS = {
         'shift_max_seconds': 0.3,
         'speed_prob': 0.3, 'speed_range': [0.9, 1.1],
         'pitch_prob': 0.0, 'pitch_semitones': 2.0,
+        'vtlp_prob': 0.0, 'vtlp_range': [0.9, 1.1],   # mel filters warped by alpha (VTLP)
         'reverse_prob': 0.0,
         'gain_db': [-6.0, 6.0],
         'spec_time_masks': 2, 'spec_time_width': 12,

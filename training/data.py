@@ -7,7 +7,7 @@ import soxr
 
 from ser_models.features import MfccExtractor, SpeakerNormalizer
 
-from .augment import WaveAugmenter, spec_augment
+from .augment import VtlpFeatures, WaveAugmenter, spec_augment
 from .datasets import Clip
 
 
@@ -67,6 +67,8 @@ class WindowBatcher:
             # Per-window CMVN removes any gain, so drawing one would only cost time.
             augment = {**augment, 'gain_db': [0.0, 0.0]}
         self.augmenter = WaveAugmenter(augment, self.sample_rate) if augment else None
+        self.vtlp = (VtlpFeatures(features, augment['vtlp_prob'], augment['vtlp_range'])
+                     if augment and augment.get('vtlp_prob') else None)
 
     def training_batch(self, clip_set: ClipSet, indices, rng) -> tuple[np.ndarray, np.ndarray]:
         windows = np.empty((len(indices), self.window), dtype=np.float32)
@@ -77,7 +79,7 @@ class WindowBatcher:
                 wave = self.augmenter(wave, rng)
                 shift = int(self.augmenter.shift_seconds(rng) * self.sample_rate)
             windows[row] = self._random_window(wave, shift, rng)
-        mfcc = self.features(windows)
+        mfcc = self.vtlp(windows, rng) if self.vtlp else self.features(windows)
         if clip_set.normalizers is not None:
             for row, index in enumerate(indices):
                 mfcc[row] = clip_set.normalizers[index](mfcc[row])
