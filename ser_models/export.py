@@ -151,6 +151,21 @@ def share_weights_with_safetensors(onnx_path: Path, safetensors_path: Path, pref
     return linked
 
 
+def export_from_weights(meta: dict, directory: Path) -> dict:
+    """Export directory's model.onnx afresh from its model.safetensors with the current exporter.
+    Returns meta with new weights and onnx entries; writing model.json is the caller's."""
+    from safetensors.torch import load_file
+
+    from .registry import build
+    directory = Path(directory)
+    model = build(meta['architecture'])
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    export_onnx(model, directory / ONNX_FILE, meta['architecture']['n_mfcc'], meta['architecture']['frames'])
+    share_weights_with_safetensors(directory / ONNX_FILE, directory / WEIGHTS_FILE)
+    return {**meta, 'weights': {'file': WEIGHTS_FILE, 'sha256': sha256_of(directory / WEIGHTS_FILE)},
+            'onnx': {'file': ONNX_FILE, 'sha256': sha256_of(directory / ONNX_FILE)}}
+
+
 def save_artifact(model: torch.nn.Module, directory, *, architecture: dict, labels: list[str], features,
                   window_seconds: float, model_id: str, provenance: dict | None = None,
                   speaker_normalization: dict | None = None, with_onnx: bool = True) -> Path:

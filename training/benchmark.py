@@ -5,6 +5,7 @@
     python -m training.benchmark commands [--only ROW ...]          # the exact command behind each row
     python -m training.benchmark final --only ROW                   # a network row's recipe on every speaker
     python -m training.benchmark validate [--only ROW ...]          # add validation figures to stored rows
+    python -m training.benchmark rescore --only ROW --spectral-mix float16   # re-export folds, score again
 
 Folds: speakers of all corpora split into FOLDS groups at once (training.splits.speaker_folds), so
 EMOVO and nEMO are leave-one-speaker-out, RAVDESS is tested five actors a fold and TESS one speaker in
@@ -369,9 +370,9 @@ def train_network_fold(name: str, fold: int | None) -> int:
     return code
 
 
-def fold_predictor(name: str, number: int, split: Split):
+def fold_predictor(name: str, number: int, split: Split, load=None):
     """A network row's fold model, or an ensemble row's fold models averaged, checked to have held out
-    exactly the fold's test speakers."""
+    exactly the fold's test speakers. load: artifact directory -> predictor (ser_models.load)."""
     import ser_models
     from ser_models.ensemble import AveragedPredictor
     row = ROWS[name]
@@ -384,7 +385,7 @@ def fold_predictor(name: str, number: int, split: Split):
                        ['provenance']['data']['test_speakers'])
         if held_out != {c.speaker_key for c in split.test}:
             raise SystemExit(f'{network} fold {number}: the run held out other speakers than the benchmark fold')
-        predictors.append(ser_models.load(fold_artifact(network, number)))
+        predictors.append((load or ser_models.load)(fold_artifact(network, number)))
     return AveragedPredictor(predictors) if row.kind == 'ensemble' else predictors[0]
 
 
@@ -401,14 +402,14 @@ def validation_scores(predictor, split: Split, allowed: dict[str, set[str]]) -> 
     return score_fold(split.validation, scores, predictor.labels, allowed)
 
 
-def score_network(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:
+def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) -> list[dict]:
     from ser_models.windowing import predict_clips, predict_clips_online, speaker_normalizers
 
     from .data import load_audio
     allowed = corpus_labels(clips)
     folds = []
     for number, split in enumerate(splits):
-        predictor = fold_predictor(name, number, split)
+        predictor = fold_predictor(name, number, split, load)
         audio = [load_audio(c.path, predictor.sample_rate) for c in split.test]
         speakers = [c.speaker_key for c in split.test]
         scores = predict_clips(predictor, audio, predictor.sample_rate,
@@ -470,6 +471,38 @@ def run(names: list[str], jobs: int) -> int:
         summary = save_result(name, folds, labels)['summary']
         print(f'[benchmark] {name}: ' + ', '.join(f"{d} {summary[d]['uar_mean']:.3f}" for d in CORPORA
                                                    if d in summary) + f", mean {summary['mean']:.3f}", flush=True)
+    return 0
+
+
+def rescore(names: list[str], spectral_mix: str) -> int:
+    """Network rows' test folds scored again, each fold model re-exported from its weights by the current
+    exporter (into a scratch folder) and run with this spectral mix, beside the stored figures. Checks
+    that an export or runtime change leaves the benchmark as it was; stores nothing."""
+    import tempfile
+
+    import ser_models
+    from ser_models.artifact import read_model_json, write_model_json
+    from ser_models.export import export_from_weights
+    clips = benchmark_clips()
+    splits = benchmark_splits(clips)
+    with tempfile.TemporaryDirectory() as scratch:
+        def reexported(source: Path):
+            copy = Path(scratch) / f'{source.parent.parent.name}-{source.parent.name}'
+            copy.mkdir()
+            meta = read_model_json(source)
+            shutil.copyfile(source / meta['weights']['file'], copy / meta['weights']['file'])
+            write_model_json(copy, export_from_weights(meta, copy))
+            return ser_models.load(copy, spectral_mix=spectral_mix)
+        for name in [n for n in names if ROWS[n].kind == 'network']:
+            before = stored(name)
+            summary = summarize(score_network(name, clips, splits, reexported), before['labels'])
+            views = [('offline', summary, before)] + [
+                (f'node stream ({variant})', summary['online'][variant], before['online'][variant])
+                for variant in ONLINE if 'online' in summary and 'online' in before]
+            for view, now, then in views:
+                print(f'[benchmark] {name}, {view}, spectral mix {spectral_mix}: ' + ', '.join(
+                    f"{d} {now[d]['uar_mean']:.3f} (stored {then[d]['uar_mean']:.3f})" for d in CORPORA if d in now)
+                    + f", mean {now['mean']:.3f} (stored {then['mean']:.3f})", flush=True)
     return 0
 
 
@@ -648,13 +681,16 @@ def write_report(results_md: Path, readme: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('action', choices=['run', 'final', 'validate', 'report', 'commands'])
+    parser.add_argument('action', choices=['run', 'final', 'validate', 'rescore', 'report', 'commands'])
     parser.add_argument('--only', nargs='*', choices=sorted(ROWS), help='rows (default: all)')
     parser.add_argument('--jobs', type=int, default=2, help='network folds trained at once (one thread each)')
     parser.add_argument('--write', action='store_true',
                         help='with report: rewrite the tables in docs/results.md and README.md')
+    parser.add_argument('--spectral-mix', default='float16', help='with rescore: ser_models.SPECTRAL_MIX')
     args = parser.parse_args(argv)
     names = args.only or list(ROWS)
+    if args.action == 'rescore':
+        return rescore(names, args.spectral_mix)
     if args.action == 'run':
         return run(names, args.jobs)
     if args.action == 'validate':

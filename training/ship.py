@@ -17,11 +17,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from safetensors.torch import load_file
-
-from ser_models import build
-from ser_models.artifact import ONNX_FILE, WEIGHTS_FILE, read_model_json, sha256_of, write_model_json
-from ser_models.export import export_onnx, share_weights_with_safetensors
+from ser_models.artifact import WEIGHTS_FILE, read_model_json, write_model_json
+from ser_models.export import export_from_weights
 
 REPO = Path(__file__).resolve().parents[1]
 LICENCE_NOTE = """# Licence of these weights
@@ -60,12 +57,7 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
     target.mkdir(parents=True)
     shutil.copyfile(artifact / meta['weights']['file'], target / WEIGHTS_FILE)
     # The ONNX graph is exported again from the weights with the current exporter.
-    model = build(meta['architecture'])
-    model.load_state_dict(load_file(str(target / WEIGHTS_FILE)))
-    export_onnx(model, target / ONNX_FILE, meta['architecture']['n_mfcc'], meta['architecture']['frames'])
-    share_weights_with_safetensors(target / ONNX_FILE, target / WEIGHTS_FILE)
-    meta['weights'] = {'file': WEIGHTS_FILE, 'sha256': sha256_of(target / WEIGHTS_FILE)}
-    meta['onnx'] = {'file': ONNX_FILE, 'sha256': sha256_of(target / ONNX_FILE)}
+    meta = export_from_weights(meta, target)
     meta['model_id'] = f'{name}-ser-{version}'
     meta['provenance'] = {**meta.get('provenance', {}), 'benchmark': figures}
     write_model_json(target, meta)
