@@ -130,7 +130,8 @@ class OnnxPredictor(Predictor):
         library, self.native_problem = native.library() if spectral_mix != 'onnx' else (None, '')
         # The spectral mix in effect: 'onnx' where the native library was asked for but is missing.
         self.spectral_mix = spectral_mix if library or spectral_mix == 'onnx' else 'onnx'
-        folded, self.folding_problem = folded_model(path, meta['onnx']['sha256'], meta['weights']['sha256'], library)
+        folded, self.folding_problem = folded_model(path, meta['onnx']['sha256'], meta['weights']['sha256'], library,
+                                                    spectral_mix)
         options = ort.SessionOptions()
         if library:
             options.add_session_config_entry(native.PRECISION_KEY, spectral_mix)

@@ -25,10 +25,10 @@ def library():
     return path
 
 
-def mix_graph(out_channels: int, constant_kernel: bool = True):
+def mix_graph(out_channels: int, constant_kernel: bool = True, kernel_dtype=np.float32):
     """x (F, B, I) -> SpectralMix(x, 2x - 1, kernel) -> (y_real, y_imag), the kernel an initializer or an input."""
     rng = np.random.default_rng(out_channels)
-    kernel = rng.standard_normal((2, FREQUENCIES, IN_CHANNELS, out_channels)).astype(np.float32)
+    kernel = rng.standard_normal((2, FREQUENCIES, IN_CHANNELS, out_channels)).astype(kernel_dtype)
     nodes = [helper.make_node('Mul', ['x', 'two'], ['doubled']),
              helper.make_node('Sub', ['doubled', 'one'], ['x_imag']),
              helper.make_node('SpectralMix', ['x', 'x_imag', 'kernel_real', 'kernel_imag'], ['y_real', 'y_imag'],
@@ -93,6 +93,31 @@ def test_wrong_shapes_and_settings_are_clear_errors(library):
     assert sess.run(None, {'x': np.zeros((FREQUENCIES, 1, IN_CHANNELS), np.float32)})[0].shape == (FREQUENCIES, 1, 11)
     with pytest.raises(Exception, match='float16 or float32'):
         session(model, library, precision='int8')
+
+
+def test_kernel_spectra_stored_in_float16_are_read_as_they_are(library):
+    model, kernel = mix_graph(11, kernel_dtype=np.float16)
+    x = np.random.default_rng(4).standard_normal((FREQUENCIES, 2, IN_CHANNELS)).astype(np.float32)
+    y_real, y_imag = session(model, library, 'float16').run(None, {'x': x})
+    want_real, want_imag = expected(x, kernel.astype(np.float64))
+    np.testing.assert_allclose(y_real, want_real, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y_imag, want_imag, rtol=1e-4, atol=1e-4)
+    with pytest.raises(Exception, match='need precision float16'):
+        session(model, library, 'float32')
+
+
+def test_the_float16_folded_graph_keeps_its_spectra_only_in_float16(library):
+    import onnx
+
+    from ser_models.folding import folded_path
+    predictor = ser_models.load(CKTIM, spectral_mix='float16')
+    assert predictor.spectral_mix == 'float16' and not predictor.folding_problem
+    meta = ser_models.read_model_json(CKTIM)
+    graph = onnx.load(str(folded_path(meta['onnx']['sha256'], meta['weights']['sha256'], 'float16')),
+                      load_external_data=False).graph
+    spectra = {name for node in graph.node if node.op_type == 'SpectralMix' for name in node.input[2:4]}
+    types = {tensor.name: tensor.data_type for tensor in graph.initializer}
+    assert len(spectra) == 2 * 14 and {types[name] for name in spectra} == {onnx.TensorProto.FLOAT16}
 
 
 def test_cktim_runs_each_spectral_mix_it_is_asked_for(library):

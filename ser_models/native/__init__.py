@@ -74,6 +74,29 @@ def define_spectral_mix(onnx_path: Path, only_if_used: bool = False) -> None:
     onnx.save(model, str(onnx_path))
 
 
+def store_spectra_as_half(onnx_path: Path, external_file: str) -> int:
+    """Store the constant kernel spectra of a graph's SpectralMix nodes as float16, the values the native
+    kernel rounds them to at float16 precision, so the session does not also hold them in float32.
+    For a folded graph that only runs with the library at that precision; returns tensors converted."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(str(onnx_path))
+    spectra = {name for node in model.graph.node if node.op_type == 'SpectralMix' and node.domain == DOMAIN
+               for name in node.input[2:4]}
+    converted = 0
+    for tensor in model.graph.initializer:
+        if tensor.name in spectra and tensor.data_type == onnx.TensorProto.FLOAT:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), tensor.name))
+            converted += 1
+    kept = [info for info in model.graph.value_info if info.name not in spectra]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    (onnx_path.parent / external_file).unlink(missing_ok=True)   # onnx.save appends to an existing file
+    onnx.save(model, str(onnx_path), save_as_external_data=True, location=external_file, size_threshold=1024)
+    return converted
+
+
 def header_directories() -> list[Path]:
     explicit = os.environ.get('SER_ORT_INCLUDE')
     return [Path(p) for p in ([explicit] if explicit else [])] + [Path('/usr/include/onnxruntime'),

@@ -3,8 +3,8 @@
  *   y_real[f, b, o] = sum_i x_real[f, b, i] K_real[f, i, o] - x_imag[f, b, i] K_imag[f, i, o]
  *   y_imag[f, b, o] = sum_i x_real[f, b, i] K_imag[f, i, o] + x_imag[f, b, i] K_real[f, i, o]
  *
- * Inputs x_real, x_imag (F, B, I) and kernel_real, kernel_imag (F, I, O), float32; outputs
- * y_real, y_imag (F, B, O). At batch 1 this is a matrix-vector product per frequency, bound by
+ * Inputs x_real, x_imag (F, B, I) float32 and kernel_real, kernel_imag (F, I, O), float32 or (where
+ * the folded graph stores them so, ser_models.folding) float16; outputs y_real, y_imag (F, B, O). At batch 1 this is a matrix-vector product per frequency, bound by
  * reading the kernel spectra: onnxruntime's MatMul repacks a 3-D constant right-hand side on every
  * call. Here the constant spectra are packed once, at kernel creation, per frequency as rows of
  * [real | imag] padded to 8 outputs, in float16 (session config "ser_ros.spectral_mix_precision" =
@@ -49,13 +49,15 @@ static int has_vector_unit(void) {
 
 static OrtStatus *fail(const char *message) { return g_api->CreateStatus(ORT_INVALID_ARGUMENT, message); }
 
-static OrtStatus *shape_of(const OrtValue *value, int64_t dims[3], const char *what) {
+static OrtStatus *shape_of(const OrtValue *value, int64_t dims[3], const char *what,
+                           ONNXTensorElementDataType *type) {
     OrtTensorTypeAndShapeInfo *info;
     size_t rank;
     char message[160];
     OrtStatus *status = g_api->GetTensorTypeAndShape(value, &info);
     if (status) return status;
-    status = g_api->GetDimensionsCount(info, &rank);
+    if (type) status = g_api->GetTensorElementType(info, type);
+    if (!status) status = g_api->GetDimensionsCount(info, &rank);
     if (!status && rank != 3) {
         snprintf(message, sizeof message, OP_NAME ": %s must be 3-D, got rank %zu", what, rank);
         status = fail(message);
@@ -75,20 +77,25 @@ __attribute__((target("avx2,fma,f16c"))) static void pack_row_half(uint16_t *row
     }
 }
 
-static void pack(const MixKernel *k, void *target, const float *real, const float *imag) {
+static void pack(const MixKernel *k, void *target, const void *real, const void *imag, int half_source) {
     for (int64_t f = 0; f < k->freqs; f++) {
         for (int64_t i = 0; i < k->in_ch; i++) {
             size_t row = (size_t)(f * k->in_ch + i) * 2 * k->padded;
             size_t source = (size_t)(f * k->in_ch + i) * k->out_ch;
-            if (k->half) {
+            if (half_source) { /* already float16: copy into padded rows */
                 uint16_t *out = (uint16_t *)target + row;
-                pack_row_half(out, real + source, k->out_ch, k->padded);
-                pack_row_half(out + k->padded, imag + source, k->out_ch, k->padded);
+                memset(out, 0, 2 * k->padded * sizeof(uint16_t));
+                memcpy(out, (const uint16_t *)real + source, k->out_ch * sizeof(uint16_t));
+                memcpy(out + k->padded, (const uint16_t *)imag + source, k->out_ch * sizeof(uint16_t));
+            } else if (k->half) {
+                uint16_t *out = (uint16_t *)target + row;
+                pack_row_half(out, (const float *)real + source, k->out_ch, k->padded);
+                pack_row_half(out + k->padded, (const float *)imag + source, k->out_ch, k->padded);
             } else {
                 float *out = (float *)target + row;
                 memset(out, 0, 2 * k->padded * sizeof(float));
-                memcpy(out, real + source, k->out_ch * sizeof(float));
-                memcpy(out + k->padded, imag + source, k->out_ch * sizeof(float));
+                memcpy(out, (const float *)real + source, k->out_ch * sizeof(float));
+                memcpy(out + k->padded, (const float *)imag + source, k->out_ch * sizeof(float));
             }
         }
     }
@@ -176,13 +183,20 @@ static void mix_portable(const MixKernel *k, const float *packed, int64_t batch,
     }
 }
 
-/* Sizes from the kernel spectra (F, I, O); both parts must agree. */
-static OrtStatus *kernel_sizes(MixKernel *k, const OrtValue *real, const OrtValue *imag) {
+/* Sizes from the kernel spectra (F, I, O); both parts must agree, in shape and element type. */
+static OrtStatus *kernel_sizes(MixKernel *k, const OrtValue *real, const OrtValue *imag, int *half_source) {
     int64_t real_dims[3], imag_dims[3];
-    OrtStatus *status = shape_of(real, real_dims, "kernel_real");
-    if (!status) status = shape_of(imag, imag_dims, "kernel_imag");
+    ONNXTensorElementDataType real_type, imag_type;
+    OrtStatus *status = shape_of(real, real_dims, "kernel_real", &real_type);
+    if (!status) status = shape_of(imag, imag_dims, "kernel_imag", &imag_type);
     if (status) return status;
-    if (memcmp(real_dims, imag_dims, sizeof real_dims) != 0) return fail(OP_NAME ": kernel parts differ in shape");
+    if (memcmp(real_dims, imag_dims, sizeof real_dims) != 0 || real_type != imag_type)
+        return fail(OP_NAME ": kernel parts differ in shape or type");
+    if (real_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && real_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16)
+        return fail(OP_NAME ": kernel spectra must be float32 or float16");
+    *half_source = real_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+    if (*half_source && !k->half)
+        return fail(OP_NAME ": float16 kernel spectra need precision float16 and a CPU with AVX2, FMA and F16C");
     k->freqs = real_dims[0];
     k->in_ch = real_dims[1];
     k->out_ch = real_dims[2];
@@ -197,7 +211,8 @@ static size_t packed_size(const MixKernel *k) {
 static OrtStatus *pack_values(MixKernel *k, const OrtValue *real, const OrtValue *imag, void **target,
                               size_t *capacity) {
     void *real_data, *imag_data;
-    OrtStatus *status = kernel_sizes(k, real, imag);
+    int half_source;
+    OrtStatus *status = kernel_sizes(k, real, imag, &half_source);
     if (!status) status = g_api->GetTensorMutableData((OrtValue *)real, &real_data);
     if (!status) status = g_api->GetTensorMutableData((OrtValue *)imag, &imag_data);
     if (status) return status;
@@ -208,7 +223,7 @@ static OrtStatus *pack_values(MixKernel *k, const OrtValue *real, const OrtValue
         *target = grown;
         *capacity = bytes;
     }
-    pack(k, *target, real_data, imag_data);
+    pack(k, *target, real_data, imag_data, half_source);
     return NULL;
 }
 
@@ -249,8 +264,8 @@ static OrtStatus *ORT_API_CALL compute(void *kernel, OrtKernelContext *context) 
         packed = k->scratch;
     }
     int64_t real_dims[3], imag_dims[3];
-    status = shape_of(x_real, real_dims, "x_real");
-    if (!status) status = shape_of(x_imag, imag_dims, "x_imag");
+    status = shape_of(x_real, real_dims, "x_real", NULL);
+    if (!status) status = shape_of(x_imag, imag_dims, "x_imag", NULL);
     if (status) return status;
     if (memcmp(real_dims, imag_dims, sizeof real_dims) != 0 || real_dims[0] != k->freqs || real_dims[2] != k->in_ch)
         return fail(OP_NAME ": inputs must be (F, B, I) with the kernel's F and I, real and imaginary alike");
@@ -284,6 +299,11 @@ static ONNXTensorElementDataType ORT_API_CALL float_type(const OrtCustomOp *op, 
     (void)op; (void)index;
     return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
+/* Kernel spectra: float32, or float16 (checked at kernel creation). */
+static ONNXTensorElementDataType ORT_API_CALL input_type(const OrtCustomOp *op, size_t index) {
+    (void)op;
+    return index >= 2 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
 static size_t ORT_API_CALL four(const OrtCustomOp *op) { (void)op; return 4; }
 static size_t ORT_API_CALL two(const OrtCustomOp *op) { (void)op; return 2; }
 static OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp *op, size_t index) {
@@ -299,7 +319,7 @@ static int ORT_API_CALL to_version(const OrtCustomOp *op) { (void)op; return INT
 
 #define MIX_OP(HALF)                                                                                               \
     {{.version = ORT_API_VERSION, .GetName = op_name, .GetExecutionProviderType = op_provider,                     \
-      .GetInputType = float_type, .GetInputTypeCount = four, .GetOutputType = float_type,                          \
+      .GetInputType = input_type, .GetInputTypeCount = four, .GetOutputType = float_type,                          \
       .GetOutputTypeCount = two, .KernelDestroy = destroy_kernel, .GetInputCharacteristic = required,              \
       .GetOutputCharacteristic = required, .GetInputMemoryType = cpu_memory, .CreateKernelV2 = create_kernel,      \
       .KernelComputeV2 = compute, .GetStartVersion = from_version, .GetEndVersion = to_version}, HALF}
