@@ -8,8 +8,8 @@
  * reading the kernel spectra: onnxruntime's MatMul repacks a 3-D constant right-hand side on every
  * call. Here the constant spectra are packed once, at kernel creation, per frequency as rows of
  * [real | imag] padded to 8 outputs, in float16 (session config "ser_ros.spectral_mix_precision" =
- * "float16", the default) or float32 ("float32"); products accumulate in float32 registers (AVX2,
- * FMA, F16C where the CPU has them, else a portable loop over float32 rows).
+ * "float16", the default), or read in place in float32 ("float32"); products accumulate in float32
+ * registers (AVX2, FMA, F16C where the CPU has them, else a portable loop over packed float32 rows).
  */
 #include <onnxruntime_c_api.h>
 
@@ -34,7 +34,8 @@ typedef struct {
     const OrtApi *api;
     int half, vector_unit;
     int64_t freqs, in_ch, out_ch, padded;
-    void *packed; /* constant kernel, packed; NULL when the kernel is an ordinary input */
+    void *packed; /* constant kernel, packed; NULL when read in place or an ordinary input */
+    const float *in_place[2]; /* constant float32 kernel parts read where onnxruntime holds them */
     size_t packed_bytes;
     void *scratch; /* per-call packing of a non-constant kernel */
     size_t scratch_bytes;
@@ -107,18 +108,34 @@ static inline __attribute__((always_inline, target("avx2,fma,f16c"))) __m256 loa
     return _mm256_loadu_ps((const float *)base + index);
 }
 
-/* One frequency, one batch row, `vectors` x 8 outputs starting at output `first`. */
+/* One frequency's kernel rows: input channel i's real and imaginary outputs start at real + i * stride
+ * and imag + i * stride (packed: padded, side by side; in place: unpadded, in two tensors). */
+typedef struct {
+    const void *real, *imag;
+    size_t stride;
+} Rows;
+
+/* One frequency, one batch row, `vectors` x 8 outputs starting at output `first`; with `masked`, the
+ * last vector's lanes past out_ch are not read (unpadded rows). */
 static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void mix_block(
-    const MixKernel *k, const void *rows, const float *xr, const float *xi, float *yr, float *yi, int64_t first,
-    int vectors, int half) {
+    const MixKernel *k, Rows rows, const float *xr, const float *xi, float *yr, float *yi, int64_t first,
+    int vectors, int half, int masked) {
     __m256 acc_r[MAX_VECTORS], acc_i[MAX_VECTORS];
+    __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(k->out_ch - first - (vectors - 1) * LANES)),
+                                      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     for (int v = 0; v < vectors; v++) acc_r[v] = acc_i[v] = _mm256_setzero_ps();
     for (int64_t i = 0; i < k->in_ch; i++) {
         __m256 re = _mm256_set1_ps(xr[i]), im = _mm256_set1_ps(xi[i]);
-        size_t row = (size_t)i * 2 * k->padded + first;
+        size_t row = (size_t)i * rows.stride + first;
         for (int v = 0; v < vectors; v++) {
-            __m256 kr = load_lanes(rows, row + v * LANES, half);
-            __m256 ki = load_lanes(rows, row + k->padded + v * LANES, half);
+            __m256 kr, ki;
+            if (masked && v == vectors - 1) {
+                kr = _mm256_maskload_ps((const float *)rows.real + row + v * LANES, tail);
+                ki = _mm256_maskload_ps((const float *)rows.imag + row + v * LANES, tail);
+            } else {
+                kr = load_lanes(rows.real, row + v * LANES, half);
+                ki = load_lanes(rows.imag, row + v * LANES, half);
+            }
             acc_r[v] = _mm256_fnmadd_ps(im, ki, _mm256_fmadd_ps(re, kr, acc_r[v]));
             acc_i[v] = _mm256_fmadd_ps(im, kr, _mm256_fmadd_ps(re, ki, acc_i[v]));
         }
@@ -133,13 +150,13 @@ static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void mix_b
     memcpy(yi + first, staged[1], count * sizeof(float));
 }
 
-#define MIX_CASES(HALF)                                                                        \
+#define MIX_CASES(HALF, MASKED)                                                                \
     switch (vectors) {                                                                         \
-        case 1: mix_block(k, rows, xr, xi, yr, yi, first, 1, HALF); break;                     \
-        case 2: mix_block(k, rows, xr, xi, yr, yi, first, 2, HALF); break;                     \
-        case 3: mix_block(k, rows, xr, xi, yr, yi, first, 3, HALF); break;                     \
-        case 4: mix_block(k, rows, xr, xi, yr, yi, first, 4, HALF); break;                     \
-        default: mix_block(k, rows, xr, xi, yr, yi, first, MAX_VECTORS, HALF); break;          \
+        case 1: mix_block(k, rows, xr, xi, yr, yi, first, 1, HALF, MASKED); break;             \
+        case 2: mix_block(k, rows, xr, xi, yr, yi, first, 2, HALF, MASKED); break;             \
+        case 3: mix_block(k, rows, xr, xi, yr, yi, first, 3, HALF, MASKED); break;             \
+        case 4: mix_block(k, rows, xr, xi, yr, yi, first, 4, HALF, MASKED); break;             \
+        default: mix_block(k, rows, xr, xi, yr, yi, first, MAX_VECTORS, HALF, MASKED); break;  \
     }
 
 __attribute__((target("avx2,fma,f16c"))) static void mix_vector(const MixKernel *k, const void *packed, int64_t batch,
@@ -147,7 +164,16 @@ __attribute__((target("avx2,fma,f16c"))) static void mix_vector(const MixKernel 
                                                                  float *y_real, float *y_imag) {
     int64_t total = k->padded / LANES;
     for (int64_t f = 0; f < k->freqs; f++) {
-        const void *rows = (const char *)packed + (size_t)f * k->in_ch * 2 * k->padded * (k->half ? 2 : 4);
+        Rows rows;
+        if (packed) {
+            rows.real = (const char *)packed + (size_t)f * k->in_ch * 2 * k->padded * (k->half ? 2 : 4);
+            rows.imag = (const char *)rows.real + k->padded * (k->half ? 2 : 4);
+            rows.stride = 2 * k->padded;
+        } else {
+            rows.real = k->in_place[0] + (size_t)f * k->in_ch * k->out_ch;
+            rows.imag = k->in_place[1] + (size_t)f * k->in_ch * k->out_ch;
+            rows.stride = k->out_ch;
+        }
         for (int64_t b = 0; b < batch; b++) {
             const float *xr = x_real + (f * batch + b) * k->in_ch, *xi = x_imag + (f * batch + b) * k->in_ch;
             float *yr = y_real + (f * batch + b) * k->out_ch, *yi = y_imag + (f * batch + b) * k->out_ch;
@@ -155,9 +181,11 @@ __attribute__((target("avx2,fma,f16c"))) static void mix_vector(const MixKernel 
                 int vectors = total - done < MAX_VECTORS ? (int)(total - done) : MAX_VECTORS;
                 int64_t first = done * LANES;
                 if (k->half) {
-                    MIX_CASES(1)
+                    MIX_CASES(1, 0)
+                } else if (packed) {
+                    MIX_CASES(0, 0)
                 } else {
-                    MIX_CASES(0)
+                    MIX_CASES(0, 1)
                 }
             }
         }
@@ -238,7 +266,16 @@ static OrtStatus *ORT_API_CALL create_kernel(const OrtCustomOp *op, const OrtApi
     const OrtValue *real = NULL, *imag = NULL;
     OrtStatus *status = api->KernelInfoGetConstantInput_tensor(info, 2, &real_constant, &real);
     if (!status) status = api->KernelInfoGetConstantInput_tensor(info, 3, &imag_constant, &imag);
-    if (!status && real_constant && imag_constant) status = pack_values(k, real, imag, &k->packed, &k->packed_bytes);
+    if (!status && real_constant && imag_constant) {
+        int half_source;
+        status = kernel_sizes(k, real, imag, &half_source);
+        if (!status && k->vector_unit && !k->half) { /* float32: read where onnxruntime keeps them, no copy */
+            status = api->GetTensorMutableData((OrtValue *)real, (void **)&k->in_place[0]);
+            if (!status) status = api->GetTensorMutableData((OrtValue *)imag, (void **)&k->in_place[1]);
+        } else if (!status) {
+            status = pack_values(k, real, imag, &k->packed, &k->packed_bytes);
+        }
+    }
     if (status) {
         free(k->packed);
         free(k);
@@ -255,7 +292,7 @@ static OrtStatus *ORT_API_CALL compute(void *kernel, OrtKernelContext *context) 
     if (!status) status = g_api->KernelContext_GetInput(context, 1, &x_imag);
     if (status) return status;
     const void *packed = k->packed;
-    if (!packed) {
+    if (!packed && !k->in_place[0]) {
         const OrtValue *real, *imag;
         status = g_api->KernelContext_GetInput(context, 2, &real);
         if (!status) status = g_api->KernelContext_GetInput(context, 3, &imag);
