@@ -3,7 +3,7 @@
 CkTIM's exported graphs call each CKConv's per-frequency channel mix as the node
 ser_models.ckconv::SpectralMix, a model-local ONNX function. Without the native library onnxruntime
 inlines the function (plain MatMuls, exact float32); with it registered, the library's kernel runs
-instead (kernel spectra packed once, in float16 or float32).
+instead (float16 kernel spectra packed once, or float32 ones read in place).
 
     python -m ser_models.native build [--fetch-headers]
 
