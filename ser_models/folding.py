@@ -84,7 +84,7 @@ def fold(source: Path, target: Path, native_library: Path | None = None, spectra
     options.add_session_config_entry('session.optimized_model_external_initializers_file_name', INITIALIZERS_FILE)
     options.add_session_config_entry('session.optimized_model_external_initializers_min_size_in_bytes', '1024')
     ort.InferenceSession(str(source), options, providers=['CPUExecutionProvider'])
-    if native_library and spectral_mix == 'float16':
+    if native_library and spectral_mix == 'float16':   # only the library runs this copy: no function body
         from .native import store_spectra_as_half
         store_spectra_as_half(target, INITIALIZERS_FILE)
     elif native_library:   # onnxruntime saves no model-local functions: the body goes back in

@@ -44,6 +44,8 @@ typedef struct {
 static const OrtApi *g_api;
 
 static int has_vector_unit(void) {
+    const char *portable = getenv("SER_SPECTRAL_MIX_PORTABLE"); /* "1": test the portable loop */
+    if (portable && strcmp(portable, "1") == 0) return 0;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
@@ -78,12 +80,41 @@ __attribute__((target("avx2,fma,f16c"))) static void pack_row_half(uint16_t *row
     }
 }
 
+/* IEEE half to float without F16C (the portable loop's rows). */
+static float half_to_float(uint16_t half) {
+    uint32_t sign = (uint32_t)(half >> 15) << 31, exponent = (half >> 10) & 0x1f, mantissa = half & 0x3ff, bits;
+    if (exponent == 0x1f) {
+        bits = sign | 0x7f800000u | (mantissa << 13);            /* inf, nan */
+    } else if (exponent) {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13); /* normal: rebias 15 -> 127 */
+    } else if (mantissa) {                                          /* subnormal: normalise */
+        exponent = 113;
+        while (!(mantissa & 0x400)) {
+            mantissa <<= 1;
+            exponent--;
+        }
+        bits = sign | (exponent << 23) | ((mantissa & 0x3ff) << 13);
+    } else {
+        bits = sign;
+    }
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
 static void pack(const MixKernel *k, void *target, const void *real, const void *imag, int half_source) {
     for (int64_t f = 0; f < k->freqs; f++) {
         for (int64_t i = 0; i < k->in_ch; i++) {
             size_t row = (size_t)(f * k->in_ch + i) * 2 * k->padded;
             size_t source = (size_t)(f * k->in_ch + i) * k->out_ch;
-            if (half_source) { /* already float16: copy into padded rows */
+            if (half_source && !k->half) { /* float16 spectra, float32 rows */
+                float *out = (float *)target + row;
+                memset(out, 0, 2 * k->padded * sizeof(float));
+                for (int64_t o = 0; o < k->out_ch; o++) {
+                    out[o] = half_to_float(((const uint16_t *)real)[source + o]);
+                    out[k->padded + o] = half_to_float(((const uint16_t *)imag)[source + o]);
+                }
+            } else if (half_source) { /* already float16: copy into padded rows */
                 uint16_t *out = (uint16_t *)target + row;
                 memset(out, 0, 2 * k->padded * sizeof(uint16_t));
                 memcpy(out, (const uint16_t *)real + source, k->out_ch * sizeof(uint16_t));
@@ -223,8 +254,6 @@ static OrtStatus *kernel_sizes(MixKernel *k, const OrtValue *real, const OrtValu
     if (real_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && real_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16)
         return fail(OP_NAME ": kernel spectra must be float32 or float16");
     *half_source = real_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
-    if (*half_source && !k->half)
-        return fail(OP_NAME ": float16 kernel spectra need precision float16 and a CPU with AVX2, FMA and F16C");
     k->freqs = real_dims[0];
     k->in_ch = real_dims[1];
     k->out_ch = real_dims[2];
@@ -269,7 +298,7 @@ static OrtStatus *ORT_API_CALL create_kernel(const OrtCustomOp *op, const OrtApi
     if (!status && real_constant && imag_constant) {
         int half_source;
         status = kernel_sizes(k, real, imag, &half_source);
-        if (!status && k->vector_unit && !k->half) { /* float32: read where onnxruntime keeps them, no copy */
+        if (!status && k->vector_unit && !k->half && !half_source) { /* float32: read in place, no copy */
             status = api->GetTensorMutableData((OrtValue *)real, (void **)&k->in_place[0]);
             if (!status) status = api->GetTensorMutableData((OrtValue *)imag, (void **)&k->in_place[1]);
         } else if (!status) {
