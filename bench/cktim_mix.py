@@ -1,6 +1,6 @@
 """What one CKConv's per-frequency channel mix costs in onnxruntime, and why.
 
-    python bench/cktim_mix.py [--repeats 300]
+    python bench/cktim_mix.py [--repeats 300] [--rounds 10]
 
 The mix is CkTIM's largest cost: per layer, one (2B, I) x (I, O) product for every frequency of the
 kernel spectrum (real and imaginary kernel parts, batch 1 here). Prints, for a single MatMul node with
@@ -10,19 +10,23 @@ a constant (F, I, 2 O) right-hand side, onnxruntime 1 thread, median thread CPU 
 - against the channel count (a narrower model);
 - beside two other ways to write the same product: a grouped 1x1 Conv (one group per frequency)
   and one row per product (M = 1);
-- onnxruntime's own DFT operator against the DFT matmul the export uses, for one layer's input.
-Random weights: the cost does not depend on their values.
+- onnxruntime's own DFT operator against the DFT matmul the export uses, for one layer's input;
+- the shipped CkTIM (weights/cktim) on each spectral_mix setting, one window, timed in turn in one
+  process round after round, so that host noise falls on all three alike.
+Random weights in the single-node probes: the cost does not depend on their values.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 FRAMES = 121
+REPO = Path(__file__).resolve().parents[1]
 
 
 def session(nodes, inputs: dict, outputs: dict, constants: dict) -> ort.InferenceSession:
@@ -61,9 +65,32 @@ def mix_grouped_conv(n_freq: int, channels: int):
     return sess, {'x': np.ones((2, n_freq * channels, 1), np.float32)}
 
 
+def spectral_mix_rounds(rounds: int, calls: int) -> dict[str, list[float]]:
+    """Median thread CPU ms per window of the shipped CkTIM on each spectral mix, one entry per round."""
+    import sys
+    sys.path.insert(0, str(REPO))
+    import ser_models
+    window = (np.random.default_rng(1).standard_normal((1, 48000)) * 0.1).astype(np.float32)
+    predictors = {mix: ser_models.load(REPO / 'weights' / 'cktim', spectral_mix=mix) for mix in ser_models.SPECTRAL_MIX}
+    mfcc = next(iter(predictors.values())).features(window)
+    medians = {mix: [] for mix in predictors}
+    for _ in range(rounds):
+        for mix, predictor in predictors.items():
+            for _ in range(10):
+                predictor._logits(mfcc)
+            samples = []
+            for _ in range(calls):
+                started = time.thread_time()
+                predictor._logits(mfcc)
+                samples.append(time.thread_time() - started)
+            medians[mix].append(float(np.median(samples) * 1e3))
+    return medians
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--repeats', type=int, default=300)
+    parser.add_argument('--rounds', type=int, default=10, help='rounds of the spectral-mix comparison')
     args = parser.parse_args(argv)
     print('one layer\'s mix, 39 channels, by frequencies (spectra bytes):')
     for n_freq in (8, 32, FRAMES, 4 * FRAMES):
@@ -91,6 +118,10 @@ def main(argv=None) -> int:
     print(f'  onnxruntime DFT operator, {n_fft} points: {median_us(dft_op, {"x": signal}, args.repeats):.1f} us')
     print(f'  DFT matmul, {FRAMES} frequencies (the export): '
           f'{median_us(dft_matmul, {"x": np.ones((1, 39, FRAMES), np.float32)}, args.repeats):.1f} us')
+    print(f'shipped CkTIM, one window, each spectral_mix in turn ({args.rounds} rounds of 100 calls, '
+          'median thread CPU ms per round):')
+    for mix, medians in spectral_mix_rounds(args.rounds, 100).items():
+        print(f'  {mix:8s} ' + ' '.join(f'{m:.2f}' for m in medians))
     return 0
 
 
