@@ -80,7 +80,7 @@ def spectral_mixes(model: str) -> tuple:
     return ser_models.SPECTRAL_MIX if model == 'cktim' else ser_models.SPECTRAL_MIX[:1]
 
 
-def model_name(model: str, predictor, spectral_mix: str) -> str:
+def model_name(model: str, predictor) -> str:
     suffix = f', {predictor.spectral_mix} mix' if model == 'cktim' and predictor.backend == 'onnxruntime' else ''
     return f'{model} ({predictor.model_id}){suffix}'
 
@@ -103,7 +103,7 @@ def bench_models(repeats: int) -> list[dict]:
                 n_params = None
                 if backend == 'torch':
                     n_params = sum(p.numel() for p in predictor.model.parameters())
-                name = model_name(model, predictor, mix)
+                name = model_name(model, predictor)
                 rows.append({'what': name, 'backend': backend, 'threads': threads, 'spectral_mix': mix,
                              'parameters': n_params, **time_calls(lambda p=predictor, m=mfcc: p._logits(m), repeats)})
                 if backend == 'onnxruntime' and threads == 1:
@@ -133,7 +133,7 @@ def model_quality(model: str, spectral_mix: str) -> dict:
         uar = {'row': figures['row'], 'mean_of_corpora': view['mean_of_corpora'],
                **{corpus: v['uar_mean'] for corpus, v in view['uar'].items()}}
     gap = np.abs(onnx.predict_features(mfcc) - torch_model.predict_features(mfcc)).max()
-    return {'model': model, 'model_id': onnx.model_id, 'what': model_name(model, onnx, spectral_mix),
+    return {'model': model, 'model_id': onnx.model_id, 'what': model_name(model, onnx),
             'spectral_mix': spectral_mix, 'parity_max_abs_probability': float(gap),
             'parity_windows': int(len(windows)), 'unseen_speaker_uar': uar}
 

@@ -8,11 +8,12 @@ import numpy as np
 from .artifact import ArtifactError, checked_file, read_model_json, window_samples
 from .features import FeatureConfig, MfccExtractor, SpeakerNormalizer
 from .folding import folded_model
+from .native import PRECISIONS
 
 BACKENDS = ('onnxruntime', 'torch')
 # CkTIM's spectral mix on onnxruntime: the native kernel with float16 or float32 kernel spectra, or
 # the graph's own exact float32 operators ('onnx'). Models without CKConvs ignore it.
-SPECTRAL_MIX = ('float16', 'float32', 'onnx')
+SPECTRAL_MIX = (*PRECISIONS, 'onnx')
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -127,9 +128,15 @@ class OnnxPredictor(Predictor):
             raise ValueError(f'spectral_mix must be one of {", ".join(SPECTRAL_MIX)}, got {spectral_mix!r}')
         path = checked_file(meta, 'onnx')
         checked_file(meta, 'weights')  # the graph reads its weights from model.safetensors
-        library, self.native_problem = native.library() if spectral_mix != 'onnx' else (None, '')
-        # The spectral mix in effect: 'onnx' where the native library was asked for but is missing.
-        self.spectral_mix = spectral_mix if library or spectral_mix == 'onnx' else 'onnx'
+        # Only graphs with CKConvs have SpectralMix nodes; the others never look for the library.
+        has_spectral_mix = bool(meta['architecture'].get('ck_tab') or meta['architecture'].get('ck_input'))
+        wanted = has_spectral_mix and spectral_mix != 'onnx'
+        library, self.native_problem = native.library() if wanted else (None, '')
+        # The spectral mix in effect: 'onnx' where the native kernel was asked for but is missing.
+        if not has_spectral_mix:
+            self.spectral_mix = 'none'
+        else:
+            self.spectral_mix = spectral_mix if library or not wanted else 'onnx'
         folded, self.folding_problem = folded_model(path, meta['onnx']['sha256'], meta['weights']['sha256'], library,
                                                     spectral_mix)
         options = ort.SessionOptions()

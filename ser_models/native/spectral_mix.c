@@ -31,7 +31,6 @@ typedef struct {
 } MixOp;
 
 typedef struct {
-    const OrtApi *api;
     int half, vector_unit;
     int64_t freqs, in_ch, out_ch, padded;
     void *packed; /* constant kernel, packed; NULL when read in place or an ordinary input */
@@ -288,7 +287,6 @@ static OrtStatus *ORT_API_CALL create_kernel(const OrtCustomOp *op, const OrtApi
                                              void **out) {
     MixKernel *k = calloc(1, sizeof *k);
     if (!k) return api->CreateStatus(ORT_FAIL, OP_NAME ": out of memory");
-    k->api = api;
     k->vector_unit = has_vector_unit();
     k->half = ((const MixOp *)op)->half && k->vector_unit; /* the portable loop reads float32 rows */
     int real_constant = 0, imag_constant = 0;
