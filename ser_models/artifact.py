@@ -99,8 +99,11 @@ def read_model_json(directory) -> dict:
         raise ArtifactError(f"{path}: features.sample_rate {features.sample_rate} != sample_rate "
                             f"{meta['sample_rate']}")
     statistics = meta.get('speaker_normalization')
-    if statistics and not len(statistics['mean']) == len(statistics['std']) == features.n_mfcc:
-        raise ArtifactError(f'{path}: speaker_normalization needs {features.n_mfcc} means and standard deviations')
+    if statistics and not len(statistics['mean']) == len(statistics['std']) == features.channels:
+        raise ArtifactError(f'{path}: speaker_normalization needs {features.channels} means and standard deviations')
+    if meta['architecture']['n_mfcc'] != features.channels:
+        raise ArtifactError(f"{path}: architecture.n_mfcc {meta['architecture']['n_mfcc']} (the input channels) "
+                            f"does not match the {features.channels} feature channels")
     expected_frames = features.num_frames(window_samples(meta))
     if meta['architecture']['frames'] != expected_frames:
         raise ArtifactError(f"{path}: architecture.frames {meta['architecture']['frames']} does not match "

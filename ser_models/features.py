@@ -11,6 +11,12 @@ Each coefficient can be standardised over the window's frames (CMVN), which remo
 microphone's and room's fixed colouring but also the window's level and tilt relative to the rest of
 the speaker's speech; or over the speaker's speech (SpeakerNormalizer), which keeps them. The
 choice travels with the weights in model.json.
+
+With pitch on, two prosodic channels follow the MFCCs (the MFCCs keep pitch only faintly): each
+frame's F0 in semitones re 100 Hz, from the peak of its autocorrelation divided by the window's
+(Boersma, 1993), interpolated across unvoiced frames; and its voicing strength, that peak's height
+(0 in frames 30 dB below the window's loudest). The autocorrelation comes from the power spectrum
+the mel bands already need, at the cost of one inverse FFT a frame.
 """
 from __future__ import annotations
 
@@ -19,6 +25,11 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 NORMALIZATIONS = ('cmvn', 'speaker', 'none')
+PITCH_CHANNELS = 2              # F0 in semitones, voicing strength
+VOICING_THRESHOLD = 0.45        # Praat's default: a frame whose autocorrelation peak is lower is unvoiced
+SILENCE_DB = 30.0               # frames this far below the window's loudest count as silent
+OCTAVE_COST = 0.01              # per octave, favouring the shorter of two near-equal periods (Praat's default)
+F0_REFERENCE = 100.0            # Hz, 0 semitones
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,10 @@ class FeatureConfig:
     # 'cmvn': each coefficient standardised over the window's frames; 'speaker': left as is here and
     # standardised with the statistics of the speaker (SpeakerNormalizer); 'none': left as is.
     normalize: str = 'cmvn'
+    # Two prosodic channels after the MFCCs (module docstring), F0 searched between f0_min and f0_max Hz.
+    pitch: bool = False
+    f0_min: float = 60.0
+    f0_max: float = 500.0
 
     def __post_init__(self):
         if self.sample_rate <= 0 or self.hop_length <= 0 or self.win_length <= 0:
@@ -45,6 +60,16 @@ class FeatureConfig:
             raise ValueError(f'n_mfcc must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}')
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f'normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}')
+        if self.pitch and not 0 < self.f0_min < self.f0_max < self.sample_rate / 4:
+            raise ValueError(f'need 0 < f0_min < f0_max < sample_rate / 4, got {self.f0_min} and {self.f0_max}')
+        if self.pitch and self.sample_rate / self.f0_min > self.win_length / 2:
+            raise ValueError(f'f0_min {self.f0_min} Hz: a {self.win_length}-sample frame holds fewer than two '
+                             f'of its periods')
+
+    @property
+    def channels(self) -> int:
+        """Feature channels a window has: the MFCCs, then the prosodic ones."""
+        return self.n_mfcc + (PITCH_CHANNELS if self.pitch else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,17 +105,16 @@ def _mel_to_hz(mel):
     return np.where(mel >= min_log_mel, 1000.0 * np.exp(log_step * (mel - min_log_mel)), f_sp * mel)
 
 
-def batch_rfft(frames: np.ndarray) -> np.ndarray:
-    """Real FFT over the last axis for whole windows: scipy's transforms a window's 121 frames about
-    five times faster than numpy's. Imported here, so a node that only streams never loads scipy
-    (about 26 MB of resident memory with the scipy.special it pulls in)."""
+def batch_fft():
+    """The FFT module for whole windows: scipy's transforms a window's 121 frames about five times
+    faster than numpy's. Imported here, so a node that only streams never loads scipy (about 26 MB of
+    resident memory with the scipy.special it pulls in)."""
     import scipy.fft
-    return scipy.fft.rfft(frames, axis=-1)
+    return scipy.fft
 
 
-def stream_rfft(frames: np.ndarray) -> np.ndarray:
-    """Real FFT of the few new frames of a streamed window (numpy's; the same pocketfft algorithm)."""
-    return np.fft.rfft(frames, axis=-1)
+# The FFT module for the few new frames of a streamed window (the same pocketfft algorithm).
+STREAM_FFT = np.fft
 
 
 def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -132,6 +156,23 @@ class MfccExtractor:
         # after squaring in place: |X|^2 @ M == (re^2, im^2) @ M' with no temporaries.
         self._mel_basis_pairs = np.ascontiguousarray(np.repeat(mel_basis_t, 2, axis=0))
         self._dct_t = np.ascontiguousarray(dct_matrix(c.n_mels, c.n_mfcc).T.astype(np.float32))
+        if c.pitch:
+            # Autocorrelations from the spectrum below a quarter of the sample rate: at half the rate,
+            # so half the inverse FFT (a parabola refines the peak between lags).
+            self._acf_rate = c.sample_rate / 2
+            self._acf_bins = c.n_fft // 4 + 1
+            self._lags = (int(self._acf_rate // c.f0_max), int(np.ceil(self._acf_rate / c.f0_min)))
+            # Circular, as the frames' own: the same wrap-around divides out.
+            window_power = np.abs(np.fft.rfft(window)[:self._acf_bins]) ** 2
+            window_acf = np.fft.irfft(window_power, n=c.n_fft // 2)[:self._lags[1] + 2]
+            self._window_acf = (window_acf / window_acf[0]).astype(np.float32)
+            lags = np.arange(self._lags[0], self._lags[1] + 1)
+            self._octave_costs = (OCTAVE_COST * np.log2(c.f0_min * lags / self._acf_rate)).astype(np.float32)
+
+    @property
+    def frame_width(self) -> int:
+        """Values analyse() keeps per frame: mel band powers, then F0, voicing strength and energy."""
+        return self.config.n_mels + (3 if self.config.pitch else 0)
 
     def _windowed_frames(self, padded: np.ndarray) -> np.ndarray:
         """(..., frames, n_fft) windowed frames of the centre-padded signal."""
@@ -155,23 +196,64 @@ class MfccExtractor:
         frames *= self._window
         return frames
 
-    def mel_power(self, frames: np.ndarray, rfft=batch_rfft) -> np.ndarray:
-        """Windowed frames (..., frames, n_fft) -> mel band power (..., frames, n_mels) float32."""
-        spectrum = rfft(frames)
+    def analyse(self, frames: np.ndarray, fft=None) -> np.ndarray:
+        """Windowed frames (..., frames, n_fft) -> (..., frames, frame_width) float32: each frame's
+        mel band power, then with pitch its raw F0 (semitones), voicing strength and energy."""
+        fft = fft or batch_fft()
+        spectrum = fft.rfft(frames, axis=-1)
         if spectrum.dtype != np.complex64:
             spectrum = spectrum.astype(np.complex64)
         pairs = spectrum.view(np.float32)
         np.square(pairs, out=pairs)
-        return pairs @ self._mel_basis_pairs
+        mel = pairs @ self._mel_basis_pairs
+        if not self.config.pitch:
+            return mel
+        low_band = pairs[..., :2 * self._acf_bins]
+        return np.concatenate((mel, self._track_pitch(low_band[..., 0::2] + low_band[..., 1::2], fft)), axis=-1)
 
-    def finish(self, mel: np.ndarray) -> np.ndarray:
-        """Mel power (..., frames, n_mels) of whole windows -> MFCC (..., n_mfcc, frames) float32."""
+    def _track_pitch(self, power: np.ndarray, fft) -> np.ndarray:
+        """Power spectra below sample_rate / 4 (..., frames, bins) -> (..., frames, 3): F0 in semitones
+        at the highest peak of the normalised autocorrelation (each peak refined by a parabola, then
+        an octave cost applied), that peak's height, and the frame's energy."""
+        low, high = self._lags
+        acf = fft.irfft(power, n=self.config.n_fft // 2, axis=-1)[..., :high + 2]
+        energy = acf[..., 0]
+        normalised = acf / np.maximum(energy, 1e-12)[..., None] / self._window_acf
+        left, centre, right = (normalised[..., low - 1 + step:high + step] for step in range(3))
+        curvature = left - 2 * centre + right
+        peak = (centre >= left) & (centre >= right) & (curvature < 0)
+        offset = np.clip(0.5 * (left - right) / np.where(peak, curvature, -1.0), -0.5, 0.5)
+        height = np.where(peak, centre - 0.25 * (left - right) * offset, -np.inf)
+        best = np.argmax(height - self._octave_costs, axis=-1)[..., None]
+        strength = np.clip(np.take_along_axis(height, best, axis=-1)[..., 0], 0.0, 1.0)
+        lag = low + best[..., 0] + np.take_along_axis(offset, best, axis=-1)[..., 0]
+        semitones = 12 * np.log2(self._acf_rate / lag / F0_REFERENCE)
+        return np.stack((semitones, strength, energy), axis=-1).astype(np.float32)
+
+    def _prosody(self, tracked: np.ndarray) -> np.ndarray:
+        """(..., frames, 3) from _track_pitch over whole windows -> (..., frames, 2): F0 of the voiced
+        frames interpolated across the others, and voicing strength, 0 in silent frames."""
+        semitones, strength, energy = np.moveaxis(tracked, -1, 0)
+        loud = energy >= energy.max(axis=-1, keepdims=True) * 10 ** (-SILENCE_DB / 10)
+        voiced = loud & (strength >= VOICING_THRESHOLD) & (energy > 0)
+        f0 = np.empty_like(semitones).reshape(-1, semitones.shape[-1])
+        fill = 6 * np.log2(self.config.f0_min * self.config.f0_max / F0_REFERENCE ** 2)   # mid-range, in semitones
+        positions = np.arange(semitones.shape[-1])
+        for row, (track, keep) in enumerate(zip(semitones.reshape(f0.shape), voiced.reshape(f0.shape), strict=True)):
+            f0[row] = np.interp(positions, positions[keep], track[keep]) if keep.any() else fill
+        return np.stack((f0.reshape(semitones.shape), np.where(loud, strength, 0.0)), axis=-1).astype(np.float32)
+
+    def finish(self, analysed: np.ndarray) -> np.ndarray:
+        """analyse()'s output (..., frames, frame_width) for whole windows -> features (..., channels,
+        frames) float32: the MFCCs, then with pitch the two prosodic channels."""
         c = self.config
-        log_mel = np.log10(np.maximum(mel, 1e-10, dtype=np.float32))
+        log_mel = np.log10(np.maximum(analysed[..., :c.n_mels], 1e-10, dtype=np.float32))
         log_mel *= 10.0
         peak = log_mel.max(axis=(-2, -1), keepdims=True)
         np.maximum(log_mel, peak - c.top_db, out=log_mel)
         mfcc = log_mel @ self._dct_t                                  # (..., frames, n_mfcc)
+        if c.pitch:
+            mfcc = np.concatenate((mfcc, self._prosody(analysed[..., c.n_mels:])), axis=-1)
         if c.normalize == 'cmvn':
             mean = mfcc.mean(axis=-2, keepdims=True)
             std = mfcc.std(axis=-2, keepdims=True)
@@ -194,11 +276,11 @@ class MfccExtractor:
         pad = self.config.n_fft // 2
         return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)])
 
-    def __call__(self, waveform: np.ndarray, rfft=batch_rfft) -> np.ndarray:
+    def __call__(self, waveform: np.ndarray, fft=None) -> np.ndarray:
         x = np.asarray(waveform, dtype=np.float32)
         if x.shape[-1] == 0:
             raise ValueError('empty waveform')
-        return self.finish(self.mel_power(self._windowed_frames(self.pad(x)), rfft))
+        return self.finish(self.analyse(self._windowed_frames(self.pad(x)), fft))
 
 
 class StreamingMfcc:
@@ -227,7 +309,7 @@ class StreamingMfcc:
         n_frames, start = c.num_frames(n), end_index - n
         first = -(-half // hop)                     # interior frames (no padding): first .. last - 1
         last = (n - half) // hop + 1
-        mel = np.empty((n_frames, c.n_mels), dtype=np.float32)
+        mel = np.empty((n_frames, self.extractor.frame_width), dtype=np.float32)
         reuse_end = first
         if self._previous is not None:
             previous_start, previous_mel = self._previous
@@ -236,7 +318,7 @@ class StreamingMfcc:
                 reuse_end = last - shift
                 mel[first:reuse_end] = previous_mel[first + shift:last]
         todo = np.concatenate((np.arange(first), np.arange(reuse_end, n_frames)))
-        mel[todo] = self.extractor.mel_power(self.extractor.frames_at(self.extractor.pad(window), todo), stream_rfft)
+        mel[todo] = self.extractor.analyse(self.extractor.frames_at(self.extractor.pad(window), todo), STREAM_FFT)
         self.frames_computed += todo.size
         self.frames_reused += n_frames - todo.size
         self._previous = (start, mel)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import StreamingMfcc, stream_rfft
+from .features import STREAM_FFT, StreamingMfcc
 from .predictor import Predictor, fit_to_length
 from .stream import AudioStream, EnergyGate, Smoother, StreamFormat
 
@@ -177,7 +177,7 @@ class EmotionPipeline:
         if item.samples.size == self.predictor.window_samples:
             mfcc = self.features(item.samples, item.end_index)
         else:
-            mfcc = self.predictor.features(fit_to_length(item.samples, self.predictor.window_samples), stream_rfft)
+            mfcc = self.predictor.features(fit_to_length(item.samples, self.predictor.window_samples), STREAM_FFT)
         if self.normalizer is None:
             return mfcc
         if item.new_speaker:

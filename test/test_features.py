@@ -143,3 +143,64 @@ def test_the_nodes_pipeline_never_loads_scipy():
     done = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split(' ', 1)[1].strip() == '[]' and int(done.stdout.split()[0]) > 0
+
+
+def harmonic_glide(seconds=3.0, rate=16000, low=100.0, high=300.0):
+    """A 9-harmonic voice-like tone whose F0 glides from low to high Hz and back; its true F0 per sample."""
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = low * (high / low) ** (0.5 - 0.5 * np.cos(2 * np.pi * t / seconds))
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    return (0.1 * sum(np.sin(k * phase) / k for k in range(1, 10))).astype(np.float32), f0
+
+
+def test_pitch_channels_track_a_known_f0_and_mark_silence_unvoiced():
+    config = FeatureConfig(pitch=True, normalize='none')
+    extract = MfccExtractor(config)
+    tone, f0 = harmonic_glide()
+    audio = np.concatenate((tone, np.zeros(16000, dtype=np.float32)))
+    features = extract(audio)
+    assert features.shape == (config.channels, config.num_frames(audio.size)) == (41, 161)
+    # MFCCs are untouched by the extra channels.
+    np.testing.assert_array_equal(features[:39], MfccExtractor(FeatureConfig(normalize='none'))(audio))
+    semitones, voicing = features[39], features[40]
+    frames = np.arange(2, 119)                         # the tone's frames, edges (half zero-padded) aside
+    truth = 12 * np.log2(f0[frames * config.hop_length] / 100)
+    assert np.median(np.abs(semitones[frames] - truth)) < 0.1
+    assert np.mean(np.abs(semitones[frames] - truth) < 0.5) > 0.95
+    assert np.all(voicing[frames] > 0.9)
+    # The silent second after the tone: no voicing, F0 held at the last voiced frame's.
+    assert np.all(voicing[125:] == 0)
+    np.testing.assert_allclose(semitones[125:], semitones[120], atol=1e-5)
+
+
+def test_pitch_channels_on_real_speech_agree_with_pyin(data_dir):
+    librosa = pytest.importorskip('librosa')
+    extract = MfccExtractor(FeatureConfig(pitch=True, normalize='none'))
+    agreeing = compared = 0
+    for name, audio, rate in real_speech(data_dir):
+        features = extract(audio)
+        reference, voiced, _ = librosa.pyin(audio, fmin=60, fmax=500, sr=rate, frame_length=800, hop_length=400)
+        frames = min(features.shape[1], reference.size)
+        both = voiced[:frames] & (features[40, :frames] >= 0.45)
+        assert both.sum() > 0.4 * voiced[:frames].sum(), name
+        error = np.abs(features[39, :frames][both] - 12 * np.log2(reference[:frames][both] / 100))
+        agreeing += int(np.sum(error < 1.0))
+        compared += int(both.sum())
+    assert agreeing > 0.9 * compared              # 0.96 when written
+
+
+def test_pitch_channels_stream_as_they_batch_and_stay_finite_on_silence():
+    extract = MfccExtractor(FeatureConfig(pitch=True, normalize='speaker'))
+    streaming = StreamingMfcc(extract)
+    tone, _ = harmonic_glide(seconds=6.0)
+    audio = tone + (np.random.default_rng(4).standard_normal(tone.size) * 0.01).astype(np.float32)
+    for end in range(48000, audio.size + 1, 8000):
+        window = audio[end - 48000:end]
+        np.testing.assert_allclose(streaming(window, end), extract(window), rtol=1e-5, atol=1e-4)
+    assert streaming.frames_reused > 0
+    silent = extract(np.zeros(48000, dtype=np.float32))
+    assert np.all(np.isfinite(silent)) and np.all(silent[40] == 0)
+    with pytest.raises(ValueError, match='two'):
+        FeatureConfig(pitch=True, f0_min=30.0)
+    with pytest.raises(ValueError, match='f0_min'):
+        FeatureConfig(pitch=True, f0_min=300.0, f0_max=200.0)

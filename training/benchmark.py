@@ -123,6 +123,12 @@ ROWS = {
                                     'perturbation on 80 % of windows (0.85-1.15) instead of 30 % (0.9-1.1)', 'network',
                                     {'config': 'config/train/timnet.yaml',
                                      'overrides': ['features.normalize=speaker', 'training.epochs=40', *STRONG_SPEED]}),
+    'timnet_speakernorm_speed_pitch': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker, 40 epochs at most, '
+                                          'speed perturbation as above, and F0 and voicing channels after the '
+                                          'MFCCs', 'network',
+                                          {'config': 'config/train/timnet.yaml',
+                                           'overrides': ['features.normalize=speaker', 'training.epochs=40',
+                                                         *STRONG_SPEED, 'features.pitch=true']}),
     'lmu_small_speakernorm_speed': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
                                        'speed perturbation as the TIM-Net row above', 'network',
                                        {'config': 'config/train/lmu.yaml',

@@ -389,7 +389,7 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
     labels = labels_present(clips)
     features = FeatureConfig.from_dict(config['features'])
     window_samples = int(round(config['window_seconds'] * features.sample_rate))
-    architecture = resolve_config({**config['model'], 'n_classes': len(labels), 'n_mfcc': features.n_mfcc,
+    architecture = resolve_config({**config['model'], 'n_classes': len(labels), 'n_mfcc': features.channels,
                                    'frames': features.num_frames(window_samples)})
     resolved = copy.deepcopy(config)
     resolved['model'] = architecture
