@@ -1,6 +1,6 @@
 """Benchmark ser_ros: front end, models, the node on real DDS, and a wav2vec2-base peer.
 
-    python bench/bench.py [--quick] [--json bench/results.json] [--sections models,node,peer]
+    python bench/bench.py [--quick] [--json bench/results.json] [--sections front,models,node,scale,peer]
 
 Prints a table and writes JSON. Model latencies are batch-1 for one 3 s window (121 MFCC frames),
 median and p95 over repeated calls after warm-up, at 1 and 2 threads, on onnxruntime and torch.
@@ -50,26 +50,29 @@ def weights_dir(model: str) -> Path:
 
 
 def bench_front_end(repeats: int) -> list[dict]:
-    """One isolated window, and the node's streaming case: each window 0.5 s after the last."""
+    """One isolated window, and the node's streaming case: each window 0.5 s after the last; MFCCs
+    alone, then with the F0 and voicing channels (features.pitch)."""
     from threadpoolctl import threadpool_limits
 
-    from ser_models.features import MfccExtractor, StreamingMfcc
-    extract = MfccExtractor()
+    from ser_models.features import FeatureConfig, MfccExtractor, StreamingMfcc
     audio = (np.random.default_rng(0).standard_normal(WINDOW + 8000 * (repeats + 20)) * 0.1).astype(np.float32)
     window = audio[:WINDOW]
     rows = []
-    for threads in (1, 2):
-        with threadpool_limits(threads):
-            rows.append({'what': 'front end (MFCC, numpy)', 'backend': 'numpy', 'threads': threads,
-                         **time_calls(lambda: extract(window), repeats)})
-            streaming = StreamingMfcc(extract)
-            ends = iter(range(WINDOW, audio.size + 1, 8000))
+    for name, config in (('front end (MFCC, numpy)', FeatureConfig()),
+                         ('front end + F0 and voicing (numpy)', FeatureConfig(pitch=True))):
+        extract = MfccExtractor(config)
+        for threads in (1, 2):
+            with threadpool_limits(threads):
+                rows.append({'what': name, 'backend': 'numpy', 'threads': threads,
+                             **time_calls(lambda extract=extract: extract(window), repeats)})
+                streaming = StreamingMfcc(extract)
+                ends = iter(range(WINDOW, audio.size + 1, 8000))
 
-            def next_window(streaming=streaming, ends=ends):
-                end = next(ends)
-                streaming(audio[end - WINDOW:end], end)
-            rows.append({'what': 'front end, streaming at 0.5 s hop', 'backend': 'numpy', 'threads': threads,
-                         **time_calls(next_window, repeats)})
+                def next_window(streaming=streaming, ends=ends):
+                    end = next(ends)
+                    streaming(audio[end - WINDOW:end], end)
+                rows.append({'what': f'{name.split(" (")[0]}, streaming at 0.5 s hop', 'backend': 'numpy',
+                             'threads': threads, **time_calls(next_window, repeats)})
     return rows
 
 
@@ -495,7 +498,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='fewer repetitions (a smoke run)')
     parser.add_argument('--json', default=str(REPO / 'bench' / 'results.json'))
-    parser.add_argument('--sections', default='models,node,scale,peer')
+    parser.add_argument('--sections', default='front,models,node,scale,peer')
     parser.add_argument('--scale-counts', default='25,50,100,125,150,200',
                         help='stream counts tried in turn until one is not sustained (streams in phase)')
     parser.add_argument('--scale-counts-staggered', default='25,50,75,100',
@@ -508,8 +511,10 @@ def main(argv=None) -> int:
     sections = set(args.sections.split(','))
     repeats = 30 if args.quick else 200
     report = {'date': time.strftime('%Y-%m-%d %H:%M %Z'), 'machine': machine(), 'latency': [], 'node': []}
+    if 'front' in sections:
+        report['latency'] += bench_front_end(repeats)
     if 'models' in sections:
-        report['latency'] += bench_front_end(repeats) + bench_models(repeats)
+        report['latency'] += bench_models(repeats)
         report['quality'] = [model_quality(m, mix) for m in MODELS if (weights_dir(m) / 'model.json').is_file()
                              for mix in spectral_mixes(m)]
     if 'peer' in sections:

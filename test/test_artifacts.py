@@ -28,9 +28,9 @@ def parity_atol(spectral_mix: str) -> float:
     return HALF_SPECTRA_ATOL if spectral_mix == 'float16' else PARITY_ATOL
 
 
-def make_artifact(directory, name, **settings):
-    features = FeatureConfig()
-    architecture = dict(name=name, n_classes=len(LABELS), n_mfcc=features.n_mfcc,
+def make_artifact(directory, name, features: FeatureConfig | None = None, **settings):
+    features = features or FeatureConfig()
+    architecture = dict(name=name, n_classes=len(LABELS), n_mfcc=features.channels,
                         frames=features.num_frames(int(WINDOW_SECONDS * features.sample_rate)), **settings)
     torch.manual_seed(0)
     model = build(architecture)
@@ -66,6 +66,14 @@ def test_torch_and_onnxruntime_agree_on_real_speech(artifacts, data_dir, name, s
         p_ort, p_torch = on_ort.predict(audio, 16000), on_torch.predict(audio, 16000)
         assert p_ort.shape == (7,) and abs(p_ort.sum() - 1) < 1e-5
         np.testing.assert_allclose(p_ort, p_torch, atol=parity_atol(spectral_mix))
+
+
+def test_a_model_on_f0_and_voicing_channels_agrees_on_both_backends(tmp_path, data_dir):
+    directory = make_artifact(tmp_path, 'timnet', features=FeatureConfig(pitch=True), n_tab=2)
+    onnx, torch_model = load(directory, backend='onnxruntime'), load(directory, backend='torch')
+    assert onnx.features.config.channels == 41
+    for audio in speech_windows(data_dir):
+        np.testing.assert_allclose(onnx.predict(audio, 16000), torch_model.predict(audio, 16000), atol=PARITY_ATOL)
 
 
 @pytest.mark.parametrize('name,spectral_mix', ONNX_PATHS)
@@ -135,6 +143,7 @@ def edit_json(directory, change):
     (lambda d: edit_json(d, lambda m: m['architecture'].update(name='wavlm')), 'architecture/name'),
     (lambda d: edit_json(d, lambda m: m.update(labels=m['labels'][:6])), '6 labels but n_classes is 7'),
     (lambda d: edit_json(d, lambda m: m['features'].update(hop_length=200)), 'does not match'),
+    (lambda d: edit_json(d, lambda m: m['features'].update(pitch=True)), 'does not match the 41 feature channels'),
     (lambda d: edit_json(d, lambda m: m['weights'].update(file='../../etc/passwd')), 'weights/file'),
 ])
 def test_bad_model_json_gives_a_clear_error(broken, damage, message):
