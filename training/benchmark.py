@@ -133,6 +133,12 @@ ROWS = {
                                        'speed perturbation as the TIM-Net row above', 'network',
                                        {'config': 'config/train/lmu.yaml',
                                         'overrides': [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED]}),
+    'lmu_small_speakernorm_speed_pitch': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
+                                             'speed perturbation as above, and F0 and voicing channels after the '
+                                             'MFCCs', 'network',
+                                             {'config': 'config/train/lmu.yaml',
+                                              'overrides': [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED,
+                                                            'features.pitch=true']}),
     'lmu_small_speakernorm_speed_wide': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
                                             'speed perturbation on 80 % of windows over 0.8-1.2', 'network',
                                             {'config': 'config/train/lmu.yaml',
