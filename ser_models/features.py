@@ -139,7 +139,8 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
 
 
 class MfccExtractor:
-    """Waveform (..., samples) float32 at config.sample_rate -> MFCC (..., n_mfcc, frames) float32."""
+    """Waveform (..., samples) float32 at config.sample_rate -> features (..., channels, frames) float32:
+    the MFCCs, then the prosodic channels if config.pitch."""
 
     def __init__(self, config: FeatureConfig | None = None):
         self.config = config or FeatureConfig()
@@ -287,7 +288,8 @@ class StreamingMfcc:
     """MFCCs of successive overlapping windows of one stream, computing each shared frame once.
 
     A frame that lies wholly inside a window has the same samples in every window that contains
-    it, so the mel power of the frames shared with the previous window is copied from it; only
+    it, so the analysis (mel power, and with pitch the F0 track) of the frames shared with the
+    previous window is copied from it; only
     the new frames and the two zero-padded edge frames are transformed. The result equals
     MfccExtractor on each window to float rounding (tested; the streamed frames take numpy's FFT,
     the batch scipy's). At 0.5 s hop a 3 s window needs 22 of its 121 frames.
@@ -303,7 +305,7 @@ class StreamingMfcc:
         self._previous = None
 
     def __call__(self, window: np.ndarray, end_index: int) -> np.ndarray:
-        """window (samples,) float32 ending at absolute sample end_index -> MFCC (n_mfcc, frames)."""
+        """window (samples,) float32 ending at absolute sample end_index -> features (channels, frames)."""
         c = self.extractor.config
         half, n, hop = c.n_fft // 2, window.shape[-1], c.hop_length
         n_frames, start = c.num_frames(n), end_index - n
@@ -335,16 +337,16 @@ class SpeakerNormalizer:
     that holds one emotion only skews the statistics (docs/results.md measures the worst case).
     """
 
-    def __init__(self, n_mfcc: int, prior: dict | None = None, memory_frames: float = np.inf):
+    def __init__(self, channels: int, prior: dict | None = None, memory_frames: float = np.inf):
         self.prior = prior
         self.memory_frames = memory_frames
-        self.n_mfcc = n_mfcc
+        self.channels = channels
         self.reset()
 
     def reset(self) -> None:
         self.count = 0.0
-        self.sum = np.zeros(self.n_mfcc)
-        self.sum_squares = np.zeros(self.n_mfcc)
+        self.sum = np.zeros(self.channels)
+        self.sum_squares = np.zeros(self.channels)
         if self.prior:
             mean, std = np.asarray(self.prior['mean']), np.asarray(self.prior['std'])
             self.count = float(self.prior['frames'])
@@ -352,7 +354,7 @@ class SpeakerNormalizer:
             self.sum_squares = (np.square(std) + np.square(mean)) * self.count
 
     def update(self, mfcc: np.ndarray, weight: float = 1.0) -> None:
-        """Add the frames of MFCC (..., n_mfcc, frames), each counted `weight` times (overlapping
+        """Add the frames of features (..., channels, frames), each counted `weight` times (overlapping
         windows of a stream count each frame once with weight hop / window)."""
         frames = np.moveaxis(mfcc, -2, -1).reshape(-1, mfcc.shape[-2]).astype(np.float64)
         added = weight * len(frames)
@@ -367,7 +369,7 @@ class SpeakerNormalizer:
 
     @classmethod
     def fit(cls, mfccs) -> SpeakerNormalizer:
-        """Statistics of every frame of several MFCC arrays (n_mfcc, frames), e.g. one speaker's clips."""
+        """Statistics of every frame of several feature arrays (channels, frames), e.g. one speaker's clips."""
         mfccs = list(mfccs)
         normalizer = cls(mfccs[0].shape[-2])
         for mfcc in mfccs:
@@ -388,5 +390,5 @@ class SpeakerNormalizer:
         return np.sqrt(np.maximum(variance, 0.0)) + 1e-3
 
     def __call__(self, mfcc: np.ndarray) -> np.ndarray:
-        """MFCC (..., n_mfcc, frames) standardised with the statistics so far."""
+        """Features (..., channels, frames) standardised with the statistics so far."""
         return ((mfcc - self.mean[:, None]) / self.std[:, None]).astype(np.float32)

@@ -44,7 +44,7 @@ class ClipSet:
     def pooled_statistics(self, indices) -> SpeakerNormalizer:
         """The statistics of every frame of the speakers of these clips together (e.g. the training side)."""
         speakers = {id(self.normalizers[i]): self.normalizers[i] for i in indices}.values()
-        pooled = SpeakerNormalizer(self.normalizers[indices[0]].n_mfcc)
+        pooled = SpeakerNormalizer(self.normalizers[indices[0]].channels)
         for normalizer in speakers:
             pooled.count += normalizer.count
             pooled.sum += normalizer.sum
