@@ -172,6 +172,10 @@ ROWS = {
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
+    'ensemble_timnet_lmu_pitch': Row(NETWORKS, 'Mean probabilities of the TIM-Net and LMU rows with F0 and voicing '
+                                     'channels (no training of its own)', 'ensemble',
+                                     {'members': ['timnet_speakernorm_speed_pitch',
+                                                  'lmu_small_speakernorm_speed_pitch']}),
 }
 SCORED = ('network', 'ensemble')   # rows scored through the node's windowing
 
