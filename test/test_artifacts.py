@@ -228,9 +228,9 @@ def test_an_unusable_cache_falls_back_to_folding_in_process(monkeypatch, tmp_pat
     assert predictor.predict(np.zeros(48000, np.float32) + 0.01, 16000).shape == (len(predictor.labels),)
 
 
-def test_an_ensemble_averages_its_members_and_refuses_members_that_disagree():
+def test_an_ensemble_averages_its_members_and_refuses_members_that_disagree(artifacts):
     from ser_models.ensemble import AveragedPredictor
-    members = [ser_models.load(REPO / 'weights' / name) for name in ('timnet', 'lmu')]
+    members = [ser_models.load(artifacts[name]) for name in ('timnet', 'lmu')]
     ensemble = AveragedPredictor(members)
     windows = np.random.default_rng(0).normal(0, 0.1, (3, ensemble.window_samples)).astype(np.float32)
     expected = np.mean([m.predict_windows(windows) for m in members], axis=0)
@@ -239,3 +239,6 @@ def test_an_ensemble_averages_its_members_and_refuses_members_that_disagree():
     members[1].labels = members[1].labels[::-1]
     with pytest.raises(ValueError, match='labels'):
         AveragedPredictor(members)
+    # The shipped TIM-Net reads MFCCs only, the shipped LMU MFCCs with F0 and voicing.
+    with pytest.raises(ValueError, match='features'):
+        AveragedPredictor([ser_models.load(REPO / 'weights' / name) for name in ('timnet', 'lmu')])
