@@ -58,8 +58,10 @@ def bench_front_end(repeats: int) -> list[dict]:
     audio = (np.random.default_rng(0).standard_normal(WINDOW + 8000 * (repeats + 20)) * 0.1).astype(np.float32)
     window = audio[:WINDOW]
     rows = []
-    for name, config in (('front end (MFCC, numpy)', FeatureConfig()),
-                         ('front end + F0 and voicing (numpy)', FeatureConfig(pitch=True))):
+    for name, streamed_name, config in (
+            ('front end (MFCC, numpy)', 'front end, streaming at 0.5 s hop', FeatureConfig()),
+            ('front end + F0 and voicing (numpy)', 'front end + F0 and voicing, streaming at 0.5 s hop',
+             FeatureConfig(pitch=True))):
         extract = MfccExtractor(config)
         for threads in (1, 2):
             with threadpool_limits(threads):
@@ -71,7 +73,7 @@ def bench_front_end(repeats: int) -> list[dict]:
                 def next_window(streaming=streaming, ends=ends):
                     end = next(ends)
                     streaming(audio[end - WINDOW:end], end)
-                rows.append({'what': f'{name.split(" (")[0]}, streaming at 0.5 s hop', 'backend': 'numpy',
+                rows.append({'what': streamed_name, 'backend': 'numpy',
                              'threads': threads, **time_calls(next_window, repeats)})
     return rows
 

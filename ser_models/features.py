@@ -26,6 +26,7 @@ import numpy as np
 
 NORMALIZATIONS = ('cmvn', 'speaker', 'none')
 PITCH_CHANNELS = 2              # F0 in semitones, voicing strength
+PITCH_TRACK_VALUES = 3          # per frame, before a window's gating: raw F0, voicing strength, energy
 VOICING_THRESHOLD = 0.45        # Praat's default: a frame whose autocorrelation peak is lower is unvoiced
 SILENCE_DB = 30.0               # frames this far below the window's loudest count as silent
 OCTAVE_COST = 0.01              # per octave, favouring the shorter of two near-equal periods (Praat's default)
@@ -173,7 +174,7 @@ class MfccExtractor:
     @property
     def frame_width(self) -> int:
         """Values analyse() keeps per frame: mel band powers, then F0, voicing strength and energy."""
-        return self.config.n_mels + (3 if self.config.pitch else 0)
+        return self.config.n_mels + (PITCH_TRACK_VALUES if self.config.pitch else 0)
 
     def _windowed_frames(self, padded: np.ndarray) -> np.ndarray:
         """(..., frames, n_fft) windowed frames of the centre-padded signal."""
@@ -236,7 +237,7 @@ class MfccExtractor:
         frames interpolated across the others, and voicing strength, 0 in silent frames."""
         semitones, strength, energy = np.moveaxis(tracked, -1, 0)
         loud = energy >= energy.max(axis=-1, keepdims=True) * 10 ** (-SILENCE_DB / 10)
-        voiced = loud & (strength >= VOICING_THRESHOLD) & (energy > 0)
+        voiced = loud & (strength >= VOICING_THRESHOLD)            # silent frames have no peak: strength 0
         f0 = np.empty_like(semitones).reshape(-1, semitones.shape[-1])
         fill = 6 * np.log2(self.config.f0_min * self.config.f0_max / F0_REFERENCE ** 2)   # mid-range, in semitones
         positions = np.arange(semitones.shape[-1])
