@@ -169,6 +169,12 @@ ROWS = {
                                         {'config': 'config/train/cktim.yaml',
                                          'overrides': [*CKTIM3_SPEAKERNORM, 'model.filters=32', 'training.epochs=36',
                                                        *STRONG_SPEED]}),
+    'cktim3_speakernorm_speed_pitch': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, speed '
+                                          'perturbation, 36 epochs at most, and F0 and voicing channels after the '
+                                          'MFCCs', 'network',
+                                          {'config': 'config/train/cktim.yaml',
+                                           'overrides': [*CKTIM3_SPEAKERNORM, 'training.epochs=36', *STRONG_SPEED,
+                                                         'features.pitch=true']}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
