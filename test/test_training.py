@@ -211,6 +211,40 @@ def test_resume_continues_exactly_where_it_stopped(data_dir, small_corpus, tmp_p
         assert a['train_loss'] == pytest.approx(b['train_loss'], rel=1e-5)
 
 
+def test_distillation_learns_from_a_teacher_of_the_same_fold_only(data_dir, small_corpus, tmp_path):
+    import torch
+
+    from ser_models import FeatureConfig
+    from training.distill import Teacher
+    from training.train import run
+
+    def config(fold, extra=()):
+        overrides = tiny_overrides(data_dir, small_corpus, 2) + [f'split.fold={fold}', *extra]
+        return train_config.resolve(overrides=overrides)
+    run(config(0), tmp_path / 'teacher')
+    teacher = tmp_path / 'teacher' / 'fold0' / 'artifact'
+    run(config(0, [f'training.teachers=[{teacher}]', 'training.distill_weight=0.7']), tmp_path / 'student')
+    plain, student = read_history(tmp_path / 'teacher'), read_history(tmp_path / 'student')
+    assert len(student) == 2 and student[0]['train_loss'] != pytest.approx(plain[0]['train_loss'], rel=1e-3)
+    assert (tmp_path / 'student' / 'fold0' / 'artifact' / 'model.json').is_file()
+    # A teacher that trained on this fold's test speakers would leak them into the student.
+    with pytest.raises(ValueError, match='trained on speakers this run tests on'):
+        run(config(1, [f'training.teachers=[{teacher}]']), tmp_path / 'leaky')
+    with pytest.raises(ValueError, match='temperature must be positive'):
+        run(config(0, [f'training.teachers=[{teacher}]', 'training.distill_temperature=0']), tmp_path / 'cold')
+
+    # The loss vanishes where the student already gives the teachers' (softened) probabilities.
+    meta = json.loads((teacher / 'model.json').read_text())
+    data = meta['provenance']['data']
+    judge = Teacher([str(teacher)], meta['labels'], FeatureConfig.from_dict(meta['features']),
+                    set(data['test_speakers']), set(data['validation_speakers']), temperature=3.0)
+    mfcc = torch.randn(4, meta['architecture']['n_mfcc'], meta['architecture']['frames'])
+    targets = judge.targets(mfcc)
+    assert torch.allclose(targets.sum(dim=-1), torch.ones(4))
+    assert judge.loss(torch.log(targets) * 3.0, targets).item() == pytest.approx(0.0, abs=1e-5)
+    assert judge.loss(torch.zeros(4, 3), targets).item() > 0
+
+
 def test_gradient_reversal_flips_and_scales_the_gradient_only():
     import torch
 

@@ -175,6 +175,12 @@ ROWS = {
                                           {'config': 'config/train/cktim.yaml',
                                            'overrides': [*CKTIM3_SPEAKERNORM, 'training.epochs=36', *STRONG_SPEED,
                                                          'features.pitch=true']}),
+    'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
+                               'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
+                               'network',
+                               {'config': 'config/train/lmu.yaml',
+                                'overrides': [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED, 'features.pitch=true'],
+                                'teachers': ['timnet_speakernorm_speed_pitch', 'lmu_small_speakernorm_speed_pitch']}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
@@ -311,6 +317,9 @@ def network_command(name: str, fold: int | None) -> list[str]:
     overrides = [f'data.datasets=[{",".join(CORPORA)}]', *split, f'split.validation_fraction={VALIDATION_FRACTION}',
                  f'training.seed={SEED}', f'training.epochs={NETWORK_EPOCHS}', 'training.threads=1',
                  *row.settings.get('overrides', [])]
+    teachers = [str(fold_artifact(teacher, fold).relative_to(REPO)) for teacher in row.settings.get('teachers', [])]
+    if teachers:   # a fold learns from the teachers' models of the same fold, the final run from their final runs
+        overrides.append(f'training.teachers=[{",".join(teachers)}]')
     if fold is None:   # the epoch count the folds' validation speakers chose; no early stop
         overrides += [f'training.epochs={final_epochs(name)}', 'training.select=last_epoch']
     for override in overrides:
@@ -378,6 +387,11 @@ def train_network_fold(name: str, fold: int | None) -> int:
     out = RUNS / name / f'fold{fold}' if fold is not None else FINAL / name
     if (fold_artifact(name, fold) / 'model.json').is_file():
         return 0
+    for teacher in ROWS[name].settings.get('teachers', []):
+        if fold is None and train_network_fold(teacher, None):
+            return 1
+        if not (fold_artifact(teacher, fold) / 'model.json').is_file():
+            raise SystemExit(f'{name}: its teacher {teacher} fold {fold} is not trained ({row_command(teacher)})')
     out.mkdir(parents=True, exist_ok=True)
     if not any(out.glob('*/checkpoint.pt')):
         continue_shorter_run(name, fold, out)

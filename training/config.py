@@ -43,6 +43,9 @@ DEFAULTS = {
         # Weight of a speaker classifier trained through gradient reversal on the embedding the emotion
         # classifier reads (ramped up over training), so the embedding stops encoding who speaks; 0 off.
         'speaker_adversarial': 0.0,
+        # Knowledge distillation: artifacts whose averaged probabilities (softened by the temperature)
+        # the student also learns from, with this share of the loss; none: off (training/distill.py).
+        'teachers': [], 'distill_weight': 0.5, 'distill_temperature': 2.0,
         'scheduler': 'plateau', 'plateau_factor': 0.25, 'plateau_patience': 5, 'min_lr': 1e-5,
         'early_stop_patience': 15,       # epochs without validation UAR gain; 0 disables
         'select': 'best_validation',     # best_validation | last_epoch (the paper protocol)

@@ -34,6 +34,7 @@ from ser_models.windowing import predict_clips
 from . import config as config_module
 from .data import ClipSet, WindowBatcher
 from .datasets import labels_present, load_clips
+from .distill import Teacher
 from .metrics import classification_metrics
 from .plots import plot_confusion, plot_curves
 from .splits import make_splits
@@ -215,6 +216,12 @@ class FoldTrainer:
             speakers = sorted({clip_set.clips[i].speaker_key for i in self.train_idx})
             self.adversary = SpeakerAdversary(self.model, speakers).to(device)
             self.speaker_targets = np.array([self.adversary.index.get(c.speaker_key, -1) for c in clip_set.clips])
+        self.teacher = None
+        if self.t['teachers']:
+            speakers = [{clip_set.clips[i].speaker_key for i in group} for group in (self.val_idx, self.test_idx)]
+            self.teacher = Teacher(self.t['teachers'], clip_set.labels, batcher.features.config,
+                                   test_speakers=speakers[1], validation_speakers=speakers[0],
+                                   temperature=self.t['distill_temperature'])
         parameters = list(self.model.parameters()) + (list(self.adversary.parameters()) if self.adversary else [])
         self.optimizer = make_optimizer(parameters, self.t)
         if self.t['validate_on'] not in ('all', 'unseen_speakers'):
@@ -296,10 +303,14 @@ class FoldTrainer:
                 share = float(worker_rng.beta(t['mixup'], t['mixup']))
                 partner = torch.from_numpy(worker_rng.permutation(len(batch))).to(self.device)
                 mfcc = share * mfcc + (1 - share) * mfcc[partner]
+            soft_targets = self.teacher.targets(mfcc) if self.teacher else None
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast('cuda', enabled=self.amp):
                 logits = self.net(mfcc)
                 loss = self.mixed_loss(logits.float(), targets, share, partner)
+                if self.teacher:
+                    weight = t['distill_weight']
+                    loss = (1 - weight) * loss + weight * self.teacher.loss(logits.float(), soft_targets)
                 if self.adversary:
                     speakers = torch.from_numpy(self.speaker_targets[np.asarray(batch)]).to(self.device)
                     speaker_logits = self.adversary.logits(reversal).float()
