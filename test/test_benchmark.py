@@ -145,3 +145,33 @@ def test_a_longer_recipe_continues_the_shorter_runs_checkpoint_only_when_that_ru
     assert (tmp_path / 'timnet_speakernorm_80' / 'fold0' / 'fold0' / 'checkpoint.pt').is_file()
     assert not (tmp_path / 'timnet_speakernorm_80' / 'fold1' / 'fold1').exists()
     assert calls == [['train', 'timnet_speakernorm_80', '0', '--resume'], ['train', 'timnet_speakernorm_80', '1']]
+
+
+def test_a_distilled_row_learns_from_its_teachers_of_the_same_fold_and_trains_missing_final_teachers_first(
+        tmp_path, monkeypatch):
+    name = 'lmu_distilled_pitch'
+    teachers = benchmark.ROWS[name].settings['teachers']
+    calls = []
+    monkeypatch.setattr(benchmark, 'RUNS', tmp_path / 'runs')
+    monkeypatch.setattr(benchmark, 'FINAL', tmp_path / 'final')
+    monkeypatch.setattr(benchmark, 'final_epochs', lambda row: 20)
+    monkeypatch.setattr(benchmark, 'REPO', tmp_path)
+
+    def train(args, **kwargs):
+        calls.append(args)
+        out = tmp_path / args[args.index('--out') + 1] / 'all' / 'artifact'
+        if 'split.protocol=all_speakers' in args:     # a final run leaves its artifact
+            out.mkdir(parents=True)
+            (out / 'model.json').write_text('{}')
+        return type('Done', (), {'returncode': 0})()
+    monkeypatch.setattr(benchmark.subprocess, 'run', train)
+
+    fold_sets = [a for a in benchmark.network_command(name, 2) if '=' in a]
+    assert fold_sets[-1] == (f'training.teachers=[runs/{teachers[0]}/fold2/fold2/artifact,'
+                             f'runs/{teachers[1]}/fold2/fold2/artifact]')
+    with pytest.raises(SystemExit, match=f'teacher {teachers[0]} fold 2 is not trained'):
+        benchmark.train_network_fold(name, 2)
+    assert benchmark.train_network_fold(name, None) == 0
+    trained = [args[args.index('--out') + 1] for args in calls]
+    assert trained == [f'final/{teachers[0]}', f'final/{teachers[1]}', f'final/{name}']
+    assert f'training.teachers=[final/{teachers[0]}/all/artifact,final/{teachers[1]}/all/artifact]' in calls[-1]
