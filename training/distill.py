@@ -22,11 +22,12 @@ class Teacher:
         if temperature <= 0:
             raise ValueError(f'training.distill_temperature must be positive, got {temperature}')
         members = [load(Path(artifact)) for artifact in artifacts]
+        self.ensemble = AveragedPredictor(members)     # refuses members that disagree among themselves
+        if self.ensemble.labels != labels:
+            raise ValueError(f'the teachers have labels {self.ensemble.labels}, the student {labels}')
+        if self.ensemble.features.config != features:
+            raise ValueError('the teachers have other feature settings than the student')
         for artifact, member in zip(artifacts, members, strict=True):
-            if member.labels != labels:
-                raise ValueError(f'teacher {artifact} has labels {member.labels}, the student {labels}')
-            if member.features.config != features:
-                raise ValueError(f'teacher {artifact} has other feature settings than the student')
             data = member.meta.get('provenance', {}).get('data', {})
             unseen = set(data.get('test_speakers', []))
             if not test_speakers <= unseen:
@@ -35,7 +36,6 @@ class Teacher:
             if set(data.get('validation_speakers', [])) != validation_speakers:
                 raise ValueError(f'teacher {artifact} validated on other speakers than the student, so it '
                                  f'may have trained on the clips that choose the student\'s epoch')
-        self.ensemble = AveragedPredictor(members)
         self.temperature = temperature
 
     def targets(self, mfcc: torch.Tensor) -> torch.Tensor:

@@ -218,9 +218,10 @@ class FoldTrainer:
             self.speaker_targets = np.array([self.adversary.index.get(c.speaker_key, -1) for c in clip_set.clips])
         self.teacher = None
         if self.t['teachers']:
-            speakers = [{clip_set.clips[i].speaker_key for i in group} for group in (self.val_idx, self.test_idx)]
+            validation_speakers, test_speakers = ({clip_set.clips[i].speaker_key for i in group}
+                                                  for group in (self.val_idx, self.test_idx))
             self.teacher = Teacher(self.t['teachers'], clip_set.labels, batcher.features.config,
-                                   test_speakers=speakers[1], validation_speakers=speakers[0],
+                                   test_speakers=test_speakers, validation_speakers=validation_speakers,
                                    temperature=self.t['distill_temperature'])
         parameters = list(self.model.parameters()) + (list(self.adversary.parameters()) if self.adversary else [])
         self.optimizer = make_optimizer(parameters, self.t)
