@@ -195,8 +195,9 @@ def fold_speakers(manifest, data_dir, fold):
     return sorted(speaker_folds(clips, 4)[fold])
 
 
-@pytest.mark.parametrize('recipe', [[], ['training.mixup=0.4', 'training.speaker_adversarial=0.5']],
-                         ids=['plain', 'mixup_and_speaker_adversary'])
+@pytest.mark.parametrize('recipe', [[], ['training.mixup=0.4', 'training.speaker_adversarial=0.5'],
+                                    ['training.weight_average_decay=0.9']],
+                         ids=['plain', 'mixup_and_speaker_adversary', 'weight_average'])
 def test_resume_continues_exactly_where_it_stopped(data_dir, small_corpus, tmp_path, recipe):
     from training.train import run
 
@@ -209,6 +210,26 @@ def test_resume_continues_exactly_where_it_stopped(data_dir, small_corpus, tmp_p
     assert [h['epoch'] for h in resumed] == [1, 2, 3]
     for a, b in zip(straight, resumed, strict=True):
         assert a['train_loss'] == pytest.approx(b['train_loss'], rel=1e-5)
+        assert a['val_loss'] == pytest.approx(b['val_loss'], rel=1e-5)
+
+
+def test_weight_averaging_validates_and_keeps_the_moving_average(data_dir, small_corpus, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from training.train import run
+    overrides = tiny_overrides(data_dir, small_corpus, 2) + ['training.select=last_epoch']
+    run(train_config.resolve(overrides=overrides + ['training.weight_average_decay=0.9']), tmp_path / 'run')
+    checkpoint = torch.load(tmp_path / 'run' / 'fold0' / 'checkpoint.pt', weights_only=True)
+    averaged = {k.removeprefix('module.'): v for k, v in checkpoint['averaged'].items() if k.startswith('module.')}
+    assert checkpoint['averaged']['n_averaged'] > 2
+    kept = load_file(tmp_path / 'run' / 'fold0' / 'artifact' / 'model.safetensors')
+    weights = [k for k, v in checkpoint['model'].items() if v.is_floating_point() and 'running' not in k]
+    assert any(not torch.equal(checkpoint['model'][k], averaged[k]) for k in weights)
+    for name in weights:
+        assert torch.allclose(kept[name], averaged[name]), name
+    with pytest.raises(ValueError, match='weight_average_decay must be in'):
+        run(train_config.resolve(overrides=overrides + ['training.weight_average_decay=1']), tmp_path / 'bad')
 
 
 def test_distillation_learns_from_a_teacher_of_the_same_fold_only(data_dir, small_corpus, tmp_path):
@@ -230,6 +251,8 @@ def test_distillation_learns_from_a_teacher_of_the_same_fold_only(data_dir, smal
     # A teacher that trained on this fold's test speakers would leak them into the student.
     with pytest.raises(ValueError, match='trained on speakers this run tests on'):
         run(config(1, [f'training.teachers=[{teacher}]']), tmp_path / 'leaky')
+    with pytest.raises(ValueError, match='distill_weight must be in'):
+        run(config(0, [f'training.teachers=[{teacher}]', 'training.distill_weight=1.5']), tmp_path / 'overweight')
     with pytest.raises(ValueError, match='temperature must be positive'):
         run(config(0, [f'training.teachers=[{teacher}]', 'training.distill_temperature=0']), tmp_path / 'cold')
 

@@ -129,6 +129,12 @@ ROWS = {
                                           {'config': 'config/train/timnet.yaml',
                                            'overrides': ['features.normalize=speaker', 'training.epochs=40',
                                                          *STRONG_SPEED, 'features.pitch=true']}),
+    'timnet_speakernorm_speed_ema': Row(NETWORKS, 'TIM-Net as timnet_speakernorm_speed (the shipped recipe), '
+                                        'validating and keeping a moving average of the weights (decay 0.995 a '
+                                        'step, about 4 epochs)', 'network',
+                                        {'config': 'config/train/timnet.yaml',
+                                         'overrides': ['features.normalize=speaker', 'training.epochs=40',
+                                                       *STRONG_SPEED, 'training.weight_average_decay=0.995']}),
     'lmu_small_speakernorm_speed': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
                                        'speed perturbation as the TIM-Net row above', 'network',
                                        {'config': 'config/train/lmu.yaml',

@@ -46,6 +46,9 @@ DEFAULTS = {
         # Knowledge distillation: artifacts whose averaged probabilities (softened by the temperature)
         # the student also learns from, with this share of the loss; none: off (training/distill.py).
         'teachers': [], 'distill_weight': 0.5, 'distill_temperature': 2.0,
+        # Exponential moving average of the weights (and BatchNorm statistics), updated every step with this
+        # decay; validation scores it and it is what gets kept. 0: off, the raw weights are kept.
+        'weight_average_decay': 0.0,
         'scheduler': 'plateau', 'plateau_factor': 0.25, 'plateau_patience': 5, 'min_lr': 1e-5,
         'early_stop_patience': 15,       # epochs without validation UAR gain; 0 disables
         'select': 'best_validation',     # best_validation | last_epoch (the paper protocol)

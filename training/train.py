@@ -218,11 +218,20 @@ class FoldTrainer:
             self.speaker_targets = np.array([self.adversary.index.get(c.speaker_key, -1) for c in clip_set.clips])
         self.teacher = None
         if self.t['teachers']:
+            if not 0.0 <= float(self.t['distill_weight']) <= 1.0:
+                raise ValueError(f"training.distill_weight must be in [0, 1], got {self.t['distill_weight']}")
             validation_speakers, test_speakers = ({clip_set.clips[i].speaker_key for i in group}
                                                   for group in (self.val_idx, self.test_idx))
             self.teacher = Teacher(self.t['teachers'], clip_set.labels, batcher.features.config,
                                    test_speakers=test_speakers, validation_speakers=validation_speakers,
                                    temperature=self.t['distill_temperature'])
+        decay = float(self.t['weight_average_decay'])
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f'training.weight_average_decay must be in [0, 1), got {decay}')
+        self.averaged = None
+        if decay > 0:
+            self.averaged = torch.optim.swa_utils.AveragedModel(
+                self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
         parameters = list(self.model.parameters()) + (list(self.adversary.parameters()) if self.adversary else [])
         self.optimizer = make_optimizer(parameters, self.t)
         if self.t['validate_on'] not in ('all', 'unseen_speakers'):
@@ -249,6 +258,7 @@ class FoldTrainer:
             return
         state = {'epoch': epoch, 'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
                  'adversary': self.adversary.state_dict() if self.adversary else {},
+                 'averaged': self.averaged.state_dict() if self.averaged else {},
                  'scheduler': self.scheduler.state_dict() if self.scheduler else {},
                  'scaler': self.scaler.state_dict(), 'history': json.dumps(self.history),
                  'best_uar': self.best['uar'], 'best_epoch': self.best['epoch'],
@@ -264,6 +274,8 @@ class FoldTrainer:
         self.model.load_state_dict(state['model'])
         if self.adversary:
             self.adversary.load_state_dict(state['adversary'])
+        if self.averaged:
+            self.averaged.load_state_dict(state['averaged'])
         self.optimizer.load_state_dict(state['optimizer'])
         if self.scheduler and state['scheduler']:
             self.scheduler.load_state_dict(state['scheduler'])
@@ -323,6 +335,8 @@ class FoldTrainer:
                     parameter.grad /= self.dist.world
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.averaged:
+                self.averaged.update_parameters(self.model)
             total += loss.item() * len(batch)
             correct += int((logits.argmax(dim=1) == targets).sum())
             seen += len(batch)
@@ -349,13 +363,14 @@ class FoldTrainer:
                 # and ranks that disagree on stopping hang, on the learning rate silently diverge.
                 val = {'val_loss': 0.0, 'val_uar': 0.0, 'val_war': 0.0, 'val_f1': 0.0}
                 if self.dist.main:
-                    scores = score(self.model, self.clip_set, self.selection_idx, self.config, self.device)
+                    scores = score(self.kept_model, self.clip_set, self.selection_idx, self.config, self.device)
                     val = {'val_loss': scores['loss'], 'val_uar': scores['uar'], 'val_war': scores['war'],
                            'val_f1': scores['f1_macro']}
                 record.update(self.dist.from_main(val))
                 if record['val_uar'] > self.best['uar']:
                     self.best = {'uar': record['val_uar'], 'epoch': epoch + 1,
-                                 'state': {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+                                 'state': {k: v.detach().cpu().clone()
+                                           for k, v in self.kept_model.state_dict().items()}}
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.step(record.get('val_uar', train['loss']))
             elif self.scheduler:
@@ -372,10 +387,17 @@ class FoldTrainer:
                     print(f'[train] {self.fold_dir.name}: early stop, best epoch {self.best["epoch"]}', flush=True)
                 break
 
+    @property
+    def kept_model(self) -> nn.Module:
+        """The weights validation scores and training keeps: their moving average where enabled."""
+        return self.averaged.module if self.averaged else self.model
+
     def selected_model(self):
         if self.t['select'] == 'best_validation' and self.best['state'] is not None:
             self.model.load_state_dict(self.best['state'])
             return self.model, self.best['epoch']
+        if self.averaged:
+            self.model.load_state_dict(self.averaged.module.state_dict())
         return self.model, len(self.history)
 
 
