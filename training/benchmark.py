@@ -187,6 +187,13 @@ ROWS = {
                                {'config': 'config/train/lmu.yaml',
                                 'overrides': [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED, 'features.pitch=true'],
                                 'teachers': ['timnet_speakernorm_speed_pitch', 'lmu_small_speakernorm_speed_pitch']}),
+    'lmu_small_speakernorm_speed_pitch_ema': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch (lmu-ser-v4\'s '
+                                                 'recipe), validating and keeping a moving average of the weights '
+                                                 '(decay 0.995 a step)', 'network',
+                                                 {'config': 'config/train/lmu.yaml',
+                                                  'overrides': [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED,
+                                                                'features.pitch=true',
+                                                                'training.weight_average_decay=0.995']}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
