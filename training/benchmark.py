@@ -74,6 +74,7 @@ NETWORKS = 'Networks (node windowing, ONNX)'
 STRONG_SPEED = ['augment.speed_prob=0.8', 'augment.speed_range=[0.85,1.15]']
 CKTIM3_SPEAKERNORM = ['features.normalize=speaker', 'model.n_tab=3']
 LMU_SMALL_SPEAKERNORM = ['features.normalize=speaker', 'model.order=32', 'model.hidden_size=96']
+LMU_PITCH_EMA = [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED, 'features.pitch=true', 'training.weight_average_decay=0.995']
 ROWS = {
     'svm_mfcc': Row(CLASSICAL, '39 MFCC + deltas, mean/std per clip, RBF SVM (C=10)', 'classical',
                     {'features': 'mfcc_stats', 'classifier': 'svm'}),
@@ -196,10 +197,12 @@ ROWS = {
     'lmu_small_speakernorm_speed_pitch_ema': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch (lmu-ser-v4\'s '
                                                  'recipe), validating and keeping a moving average of the weights '
                                                  '(decay 0.995 a step)', 'network',
-                                                 {'config': 'config/train/lmu.yaml',
-                                                  'overrides': [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED,
-                                                                'features.pitch=true',
-                                                                'training.weight_average_decay=0.995']}),
+                                                 {'config': 'config/train/lmu.yaml', 'overrides': LMU_PITCH_EMA}),
+    'lmu_small_speakernorm_speed_pitch_ema_30': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch_ema, 30 '
+                                                    'epochs at most (20 above)', 'network',
+                                                    {'config': 'config/train/lmu.yaml',
+                                                     'overrides': [*LMU_PITCH_EMA, 'training.epochs=30'],
+                                                     'continues': 'lmu_small_speakernorm_speed_pitch_ema'}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
