@@ -73,6 +73,7 @@ NETWORKS = 'Networks (node windowing, ONNX)'
 # Speed perturbation on 80 % of training windows over 0.85-1.15 (the default is 30 % over 0.9-1.1).
 STRONG_SPEED = ['augment.speed_prob=0.8', 'augment.speed_range=[0.85,1.15]']
 CKTIM3_SPEAKERNORM = ['features.normalize=speaker', 'model.n_tab=3']
+TIMNET_V3 = ['features.normalize=speaker', 'training.epochs=40', *STRONG_SPEED]    # timnet-ser-v3's recipe
 LMU_SMALL_SPEAKERNORM = ['features.normalize=speaker', 'model.order=32', 'model.hidden_size=96']
 LMU_PITCH_EMA = [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED, 'features.pitch=true', 'training.weight_average_decay=0.995']
 ROWS = {
@@ -122,26 +123,22 @@ ROWS = {
                                   'continues': 'timnet_speakernorm_long'}),
     'timnet_speakernorm_speed': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker, 40 epochs at most, speed '
                                     'perturbation on 80 % of windows (0.85-1.15) instead of 30 % (0.9-1.1)', 'network',
-                                    {'config': 'config/train/timnet.yaml',
-                                     'overrides': ['features.normalize=speaker', 'training.epochs=40', *STRONG_SPEED]}),
+                                    {'config': 'config/train/timnet.yaml', 'overrides': TIMNET_V3}),
     'timnet_speakernorm_speed_pitch': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker, 40 epochs at most, '
                                           'speed perturbation as above, and F0 and voicing channels after the '
                                           'MFCCs', 'network',
                                           {'config': 'config/train/timnet.yaml',
-                                           'overrides': ['features.normalize=speaker', 'training.epochs=40',
-                                                         *STRONG_SPEED, 'features.pitch=true']}),
+                                           'overrides': [*TIMNET_V3, 'features.pitch=true']}),
     'timnet_speakernorm_speed_ema': Row(NETWORKS, 'TIM-Net as timnet_speakernorm_speed (the shipped recipe), '
                                         'validating and keeping a moving average of the weights (decay 0.995 a '
                                         'step, about 4 epochs)', 'network',
                                         {'config': 'config/train/timnet.yaml',
-                                         'overrides': ['features.normalize=speaker', 'training.epochs=40',
-                                                       *STRONG_SPEED, 'training.weight_average_decay=0.995']}),
+                                         'overrides': [*TIMNET_V3, 'training.weight_average_decay=0.995']}),
     'timnet_speakernorm_speed_cosine': Row(NETWORKS, 'TIM-Net as timnet_speakernorm_speed (the shipped recipe), '
                                            'learning rate on a cosine from 0.005 to 1e-5 over the 40 epochs instead '
                                            'of plateau steps', 'network',
                                            {'config': 'config/train/timnet.yaml',
-                                            'overrides': ['features.normalize=speaker', 'training.epochs=40',
-                                                          *STRONG_SPEED, 'training.scheduler=cosine']}),
+                                            'overrides': [*TIMNET_V3, 'training.scheduler=cosine']}),
     'lmu_small_speakernorm_speed': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
                                        'speed perturbation as the TIM-Net row above', 'network',
                                        {'config': 'config/train/lmu.yaml',
