@@ -195,8 +195,10 @@ ROWS = {
                                                  'recipe), validating and keeping a moving average of the weights '
                                                  '(decay 0.995 a step)', 'network',
                                                  {'config': 'config/train/lmu.yaml', 'overrides': LMU_PITCH_EMA}),
-    'lmu_small_speakernorm_speed_pitch_ema_30': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch_ema, 30 '
-                                                    'epochs at most (20 above)', 'network',
+    'lmu_small_speakernorm_speed_pitch_ema_30': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per '
+                                                    'speaker, speed perturbation, F0 and voicing channels, a moving '
+                                                    'average of the weights (decay 0.995), 30 epochs at most',
+                                                    'network',
                                                     {'config': 'config/train/lmu.yaml',
                                                      'overrides': [*LMU_PITCH_EMA, 'training.epochs=30'],
                                                      'continues': 'lmu_small_speakernorm_speed_pitch_ema'}),
