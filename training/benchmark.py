@@ -202,6 +202,11 @@ ROWS = {
                                                     {'config': 'config/train/lmu.yaml',
                                                      'overrides': [*LMU_PITCH_EMA, 'training.epochs=30'],
                                                      'continues': 'lmu_small_speakernorm_speed_pitch_ema'}),
+    'lmu_small_speakernorm_speed_pitch_ema_40': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch_ema_30 '
+                                                    '(lmu-ser-v6\'s recipe), 40 epochs at most', 'network',
+                                                    {'config': 'config/train/lmu.yaml',
+                                                     'overrides': [*LMU_PITCH_EMA, 'training.epochs=40'],
+                                                     'continues': 'lmu_small_speakernorm_speed_pitch_ema_30'}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
