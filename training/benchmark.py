@@ -202,8 +202,10 @@ ROWS = {
                                                     {'config': 'config/train/lmu.yaml',
                                                      'overrides': [*LMU_PITCH_EMA, 'training.epochs=30'],
                                                      'continues': 'lmu_small_speakernorm_speed_pitch_ema'}),
-    'lmu_small_speakernorm_speed_pitch_ema_40': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch_ema_30 '
-                                                    '(lmu-ser-v6\'s recipe), 40 epochs at most', 'network',
+    'lmu_small_speakernorm_speed_pitch_ema_40': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per '
+                                                    'speaker, speed perturbation, F0 and voicing channels, a moving '
+                                                    'average of the weights (decay 0.995), 40 epochs at most',
+                                                    'network',
                                                     {'config': 'config/train/lmu.yaml',
                                                      'overrides': [*LMU_PITCH_EMA, 'training.epochs=40'],
                                                      'continues': 'lmu_small_speakernorm_speed_pitch_ema_30'}),
