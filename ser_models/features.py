@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 NORMALIZATIONS = ('cmvn', 'speaker', 'none')
+SPEAKER_FRAMES = ('all', 'loud')
 PITCH_CHANNELS = 2              # F0 in semitones, voicing strength
 PITCH_TRACK_VALUES = 3          # per frame, before a window's gating: raw F0, voicing strength, energy
 VOICING_THRESHOLD = 0.45        # Praat's default: a frame whose autocorrelation peak is lower is unvoiced
@@ -47,6 +48,9 @@ class FeatureConfig:
     # 'cmvn': each coefficient standardised over the window's frames; 'speaker': left as is here and
     # standardised with the statistics of the speaker (SpeakerNormalizer); 'none': left as is.
     normalize: str = 'cmvn'
+    # Which frames speaker statistics count: 'all', or 'loud' (within SILENCE_DB of the window's or
+    # clip's loudest), so the share of pauses and padding in a stream does not move them.
+    speaker_frames: str = 'all'
     # Two prosodic channels after the MFCCs (module docstring), F0 searched between f0_min and f0_max Hz.
     pitch: bool = False
     f0_min: float = 60.0
@@ -61,6 +65,8 @@ class FeatureConfig:
             raise ValueError(f'n_mfcc must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}')
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f'normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}')
+        if self.speaker_frames not in SPEAKER_FRAMES:
+            raise ValueError(f'speaker_frames must be one of {SPEAKER_FRAMES}, got {self.speaker_frames!r}')
         if self.pitch and not 0 < self.f0_min < self.f0_max < self.sample_rate / 4:
             raise ValueError(f'need 0 < f0_min < f0_max < sample_rate / 4, got {self.f0_min} and {self.f0_max}')
         if self.pitch and self.sample_rate / self.f0_min > self.win_length / 2:
@@ -338,11 +344,21 @@ class SpeakerNormalizer:
     that holds one emotion only skews the statistics (docs/results.md measures the worst case).
     """
 
-    def __init__(self, channels: int, prior: dict | None = None, memory_frames: float = np.inf):
+    def __init__(self, channels: int, prior: dict | None = None, memory_frames: float = np.inf,
+                 loud_margin: float | None = None):
         self.prior = prior
         self.memory_frames = memory_frames
         self.channels = channels
+        self.loud_margin = loud_margin      # in units of the first MFCC; None: every frame counts
         self.reset()
+
+    @classmethod
+    def for_features(cls, config: FeatureConfig, prior: dict | None = None,
+                     memory_frames: float = np.inf) -> SpeakerNormalizer:
+        """Statistics of the frames config.speaker_frames names. The first orthonormal MFCC is
+        sqrt(n_mels) times the frame's mean log-mel level, so a level margin in dB scales by that."""
+        margin = SILENCE_DB * np.sqrt(config.n_mels) if config.speaker_frames == 'loud' else None
+        return cls(config.channels, prior, memory_frames, margin)
 
     def reset(self) -> None:
         self.count = 0.0
@@ -357,7 +373,11 @@ class SpeakerNormalizer:
     def update(self, mfcc: np.ndarray, weight: float = 1.0) -> None:
         """Add the frames of features (..., channels, frames), each counted `weight` times (overlapping
         windows of a stream count each frame once with weight hop / window)."""
-        frames = np.moveaxis(mfcc, -2, -1).reshape(-1, mfcc.shape[-2]).astype(np.float64)
+        frames = np.moveaxis(mfcc, -2, -1)
+        if self.loud_margin is not None:
+            level = mfcc[..., 0, :]
+            frames = frames[level >= level.max(axis=-1, keepdims=True) - self.loud_margin]
+        frames = frames.reshape(-1, mfcc.shape[-2]).astype(np.float64)
         added = weight * len(frames)
         if self.count + added > self.memory_frames:
             keep = max(self.memory_frames - added, 0.0) / max(self.count, 1.0)
@@ -369,10 +389,11 @@ class SpeakerNormalizer:
         self.sum_squares += weight * np.square(frames).sum(axis=0)
 
     @classmethod
-    def fit(cls, mfccs) -> SpeakerNormalizer:
-        """Statistics of every frame of several feature arrays (channels, frames), e.g. one speaker's clips."""
+    def fit(cls, mfccs, config: FeatureConfig | None = None) -> SpeakerNormalizer:
+        """Statistics of several feature arrays (channels, frames), e.g. one speaker's clips: of every
+        frame, or of the frames config.speaker_frames names."""
         mfccs = list(mfccs)
-        normalizer = cls(mfccs[0].shape[-2])
+        normalizer = cls.for_features(config) if config else cls(mfccs[0].shape[-2])
         for mfcc in mfccs:
             normalizer.update(mfcc)
         return normalizer

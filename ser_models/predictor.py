@@ -61,7 +61,7 @@ class Predictor:
         # Speaker-normalised models: a lone call standardises with the training speakers' statistics;
         # streams (EmotionPipeline) and speakers' clip sets (windowing.predict_clips) adapt to the voice.
         statistics = meta.get('speaker_normalization')
-        self.population = (SpeakerNormalizer(self.features.config.channels, prior=statistics)
+        self.population = (SpeakerNormalizer.for_features(self.features.config, prior=statistics)
                            if self.features.config.normalize == 'speaker' and statistics else None)
         self.device = 'cpu'
         self.last_inference_seconds = 0.0
@@ -75,7 +75,8 @@ class Predictor:
         if not settings:
             raise ValueError(f'{self.model_id}: speaker-normalised features but model.json has no '
                              f'speaker_normalization statistics to start a stream from')
-        return SpeakerNormalizer(self.features.config.channels, prior=settings, memory_frames=settings['memory_frames'])
+        return SpeakerNormalizer.for_features(self.features.config, prior=settings,
+                                              memory_frames=settings['memory_frames'])
 
     def predict(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """Mono waveform of any length -> probabilities (n_classes,), fitted to one model window."""

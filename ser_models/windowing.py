@@ -104,5 +104,6 @@ def speaker_normalizers(predictor, waveforms, speakers, fit=None) -> list | None
     for speaker in set(speakers):
         own = [i for i, s in enumerate(speakers) if s == speaker]
         chosen = [i for i in own if fit[i]] or own
-        fitted[speaker] = SpeakerNormalizer.fit(predictor.features(waveforms[i]) for i in chosen)
+        fitted[speaker] = SpeakerNormalizer.fit((predictor.features(waveforms[i]) for i in chosen),
+                                                predictor.features.config)
     return [fitted[speaker] for speaker in speakers]

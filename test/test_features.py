@@ -118,6 +118,27 @@ def test_speaker_statistics_offline_and_on_a_stream():
     np.testing.assert_allclose(stream.mean, 0, atol=1e-9)
 
 
+def test_loud_frame_statistics_ignore_pauses_and_padding():
+    """speaker_frames='loud' counts only frames within 30 dB of the loudest, so a voice's statistics
+    do not move with how much pause or zero padding surrounds it; 'all' counts every frame."""
+    rate = 16000
+    t = np.arange(int(1.5 * rate)) / rate
+    voice = (0.3 * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) *
+             sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 8))).astype(np.float32)
+    padded = np.zeros(3 * rate, dtype=np.float32)
+    padded[rate // 2: rate // 2 + voice.size] = voice
+    padded[rate // 2 + voice.size:] = 1e-4 * np.random.default_rng(0).standard_normal(padded.size - rate // 2 - voice.size)
+    for frames, moves in (('loud', False), ('all', True)):
+        config = FeatureConfig(normalize='speaker', speaker_frames=frames)
+        extract = MfccExtractor(config)
+        alone, surrounded = (SpeakerNormalizer.fit([extract(x)], config) for x in (voice, padded))
+        shift = np.abs(alone.mean - surrounded.mean) / alone.std
+        assert (shift.max() > 1.0) == moves, (frames, shift.max())
+        assert (surrounded.count > alone.count + 10) == moves      # 'loud': the voice's frames only
+    with pytest.raises(ValueError, match='speaker_frames'):
+        FeatureConfig(speaker_frames='voiced')
+
+
 def test_dct_matrix_is_scipys_orthonormal_dct_ii():
     import scipy.fft
 

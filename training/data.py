@@ -37,12 +37,12 @@ class ClipSet:
             by_speaker.setdefault(clip.speaker_key, []).append(index)
         self.normalizers = [None] * len(self.clips)
         for indices in by_speaker.values():
-            normalizer = SpeakerNormalizer.fit(features(self.audio[i]) for i in indices)
+            normalizer = SpeakerNormalizer.fit((features(self.audio[i]) for i in indices), features.config)
             for index in indices:
                 self.normalizers[index] = normalizer
 
     def pooled_statistics(self, indices) -> SpeakerNormalizer:
-        """The statistics of every frame of the speakers of these clips together (e.g. the training side)."""
+        """The statistics of the speakers of these clips together (e.g. the training side)."""
         speakers = {id(self.normalizers[i]): self.normalizers[i] for i in indices}.values()
         pooled = SpeakerNormalizer(self.normalizers[indices[0]].channels)
         for normalizer in speakers:
