@@ -139,6 +139,11 @@ ROWS = {
                                            'of plateau steps', 'network',
                                            {'config': 'config/train/timnet.yaml',
                                             'overrides': [*TIMNET_V3, 'training.scheduler=cosine']}),
+    'timnet_speakernorm_speed_loud': Row(NETWORKS, 'TIM-Net as timnet_speakernorm_speed (the shipped recipe), '
+                                         'speaker statistics over loud frames only (within 30 dB of the loudest), '
+                                         'so pauses and padding do not count', 'network',
+                                         {'config': 'config/train/timnet.yaml',
+                                          'overrides': [*TIMNET_V3, 'features.speaker_frames=loud']}),
     'lmu_small_speakernorm_speed': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
                                        'speed perturbation as the TIM-Net row above', 'network',
                                        {'config': 'config/train/lmu.yaml',
