@@ -144,6 +144,12 @@ ROWS = {
                                          'so pauses and padding do not count', 'network',
                                          {'config': 'config/train/timnet.yaml',
                                           'overrides': [*TIMNET_V3, 'features.speaker_frames=loud']}),
+    'timnet_pitch_distilled_lmu': Row(NETWORKS, 'TIM-Net as timnet_speakernorm_speed_pitch, also learning (half the '
+                                      'loss, temperature 2) from lmu-ser-v7\'s recipe (the LMU 40-epoch row) trained '
+                                      'on its fold', 'network',
+                                      {'config': 'config/train/timnet.yaml',
+                                       'overrides': [*TIMNET_V3, 'features.pitch=true'],
+                                       'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
     'lmu_small_speakernorm_speed': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
                                        'speed perturbation as the TIM-Net row above', 'network',
                                        {'config': 'config/train/lmu.yaml',
