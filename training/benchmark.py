@@ -150,6 +150,13 @@ ROWS = {
                                       {'config': 'config/train/timnet.yaml',
                                        'overrides': [*TIMNET_V3, 'features.pitch=true'],
                                        'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
+    'timnet_pitch_distilled_pair': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the '
+                                       'averaged probabilities of that row\'s model and the LMU 40-epoch row\'s model '
+                                       'of its fold', 'network',
+                                       {'config': 'config/train/timnet.yaml',
+                                        'overrides': [*TIMNET_V3, 'features.pitch=true'],
+                                        'teachers': ['timnet_pitch_distilled_lmu',
+                                                     'lmu_small_speakernorm_speed_pitch_ema_40']}),
     'lmu_small_speakernorm_speed': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
                                        'speed perturbation as the TIM-Net row above', 'network',
                                        {'config': 'config/train/lmu.yaml',
