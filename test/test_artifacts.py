@@ -239,6 +239,6 @@ def test_an_ensemble_averages_its_members_and_refuses_members_that_disagree(arti
     members[1].labels = members[1].labels[::-1]
     with pytest.raises(ValueError, match='labels'):
         AveragedPredictor(members)
-    # The shipped TIM-Net reads MFCCs only, the shipped LMU MFCCs with F0 and voicing.
+    # The shipped TIM-Net reads MFCCs with F0 and voicing, the shipped CkTIM MFCCs only.
     with pytest.raises(ValueError, match='features'):
-        AveragedPredictor([ser_models.load(REPO / 'weights' / name) for name in ('timnet', 'lmu')])
+        AveragedPredictor([ser_models.load(REPO / 'weights' / name) for name in ('timnet', 'cktim')])

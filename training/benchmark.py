@@ -144,9 +144,10 @@ ROWS = {
                                          'so pauses and padding do not count', 'network',
                                          {'config': 'config/train/timnet.yaml',
                                           'overrides': [*TIMNET_V3, 'features.speaker_frames=loud']}),
-    'timnet_pitch_distilled_lmu': Row(NETWORKS, 'TIM-Net as timnet_speakernorm_speed_pitch, also learning (half the '
-                                      'loss, temperature 2) from lmu-ser-v7\'s recipe (the LMU 40-epoch row) trained '
-                                      'on its fold', 'network',
+    'timnet_pitch_distilled_lmu': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker, 40 epochs at most, speed '
+                                      'perturbation, F0 and voicing channels, and half the loss from the '
+                                      'temperature-2 probabilities of the LMU 40-epoch row\'s model of the same '
+                                      'speakers', 'network',
                                       {'config': 'config/train/timnet.yaml',
                                        'overrides': [*TIMNET_V3, 'features.pitch=true'],
                                        'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
