@@ -74,6 +74,7 @@ NETWORKS = 'Networks (node windowing, ONNX)'
 STRONG_SPEED = ['augment.speed_prob=0.8', 'augment.speed_range=[0.85,1.15]']
 CKTIM3_SPEAKERNORM = ['features.normalize=speaker', 'model.n_tab=3']
 TIMNET_V3 = ['features.normalize=speaker', 'training.epochs=40', *STRONG_SPEED]    # timnet-ser-v3's recipe
+TIMNET_PITCH = [*TIMNET_V3, 'features.pitch=true']
 LMU_SMALL_SPEAKERNORM = ['features.normalize=speaker', 'model.order=32', 'model.hidden_size=96']
 LMU_PITCH_EMA = [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED, 'features.pitch=true', 'training.weight_average_decay=0.995']
 ROWS = {
@@ -128,7 +129,7 @@ ROWS = {
                                           'speed perturbation as above, and F0 and voicing channels after the '
                                           'MFCCs', 'network',
                                           {'config': 'config/train/timnet.yaml',
-                                           'overrides': [*TIMNET_V3, 'features.pitch=true']}),
+                                           'overrides': TIMNET_PITCH}),
     'timnet_speakernorm_speed_ema': Row(NETWORKS, 'TIM-Net as timnet_speakernorm_speed (the shipped recipe), '
                                         'validating and keeping a moving average of the weights (decay 0.995 a '
                                         'step, about 4 epochs)', 'network',
@@ -149,13 +150,13 @@ ROWS = {
                                       'temperature-2 probabilities of the LMU 40-epoch row\'s model of the same '
                                       'speakers', 'network',
                                       {'config': 'config/train/timnet.yaml',
-                                       'overrides': [*TIMNET_V3, 'features.pitch=true'],
+                                       'overrides': TIMNET_PITCH,
                                        'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
     'timnet_pitch_distilled_pair': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the '
                                        'averaged probabilities of that row\'s model and the LMU 40-epoch row\'s model '
                                        'of its fold', 'network',
                                        {'config': 'config/train/timnet.yaml',
-                                        'overrides': [*TIMNET_V3, 'features.pitch=true'],
+                                        'overrides': TIMNET_PITCH,
                                         'teachers': ['timnet_pitch_distilled_lmu',
                                                      'lmu_small_speakernorm_speed_pitch_ema_40']}),
     'lmu_small_speakernorm_speed': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
