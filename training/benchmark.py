@@ -75,6 +75,7 @@ STRONG_SPEED = ['augment.speed_prob=0.8', 'augment.speed_range=[0.85,1.15]']
 CKTIM3_SPEAKERNORM = ['features.normalize=speaker', 'model.n_tab=3']
 TIMNET_V3 = ['features.normalize=speaker', 'training.epochs=40', *STRONG_SPEED]    # timnet-ser-v3's recipe
 TIMNET_PITCH = [*TIMNET_V3, 'features.pitch=true']
+CKTIM_PITCH = [*CKTIM3_SPEAKERNORM, 'training.epochs=36', *STRONG_SPEED, 'features.pitch=true']
 LMU_SMALL_SPEAKERNORM = ['features.normalize=speaker', 'model.order=32', 'model.hidden_size=96']
 LMU_PITCH_EMA = [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED, 'features.pitch=true', 'training.weight_average_decay=0.995']
 ROWS = {
@@ -202,9 +203,13 @@ ROWS = {
     'cktim3_speakernorm_speed_pitch': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, speed '
                                           'perturbation, 36 epochs at most, and F0 and voicing channels after the '
                                           'MFCCs', 'network',
-                                          {'config': 'config/train/cktim.yaml',
-                                           'overrides': [*CKTIM3_SPEAKERNORM, 'training.epochs=36', *STRONG_SPEED,
-                                                         'features.pitch=true']}),
+                                          {'config': 'config/train/cktim.yaml', 'overrides': CKTIM_PITCH}),
+    'cktim3_pitch_distilled_lmu': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, speed perturbation, '
+                                      '36 epochs at most, F0 and voicing channels, and half the loss from the '
+                                      'temperature-2 probabilities of the LMU 40-epoch row\'s model of the same '
+                                      'speakers', 'network',
+                                      {'config': 'config/train/cktim.yaml', 'overrides': CKTIM_PITCH,
+                                       'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
                                'network',
