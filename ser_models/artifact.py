@@ -112,6 +112,19 @@ def read_model_json(directory) -> dict:
     return meta
 
 
+def with_stream_prior(meta: dict, seconds: float) -> dict:
+    """meta whose streams start from the training speakers' statistics counted as `seconds` of speech
+    (speaker_normalization.frames); the statistics themselves stay as they are."""
+    statistics = meta.get('speaker_normalization')
+    if not statistics:
+        raise ArtifactError(f"{meta.get('model_id')}: no speaker_normalization statistics to start streams from")
+    if not seconds > 0:
+        raise ValueError(f'a stream prior must be worth a positive number of seconds, got {seconds}')
+    features = FeatureConfig.from_dict(meta['features'])
+    return {**meta, 'speaker_normalization': {**statistics,
+                                              'frames': seconds * features.sample_rate / features.hop_length}}
+
+
 def window_samples(meta: dict) -> int:
     return int(round(meta['window_seconds'] * meta['sample_rate']))
 

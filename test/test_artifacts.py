@@ -242,3 +242,19 @@ def test_an_ensemble_averages_its_members_and_refuses_members_that_disagree(arti
     # The shipped TIM-Net reads MFCCs with F0 and voicing, the shipped CkTIM MFCCs only.
     with pytest.raises(ValueError, match='features'):
         AveragedPredictor([ser_models.load(REPO / 'weights' / name) for name in ('timnet', 'cktim')])
+
+
+def test_a_stream_prior_changes_only_how_many_seconds_the_training_statistics_count_for():
+    from ser_models.artifact import with_stream_prior
+    meta = json.loads((REPO / 'weights' / 'timnet' / 'model.json').read_text())
+    changed = with_stream_prior(meta, 0.5)
+    features = FeatureConfig.from_dict(meta['features'])
+    assert changed['speaker_normalization']['frames'] == 0.5 * features.sample_rate / features.hop_length
+    for key in ('mean', 'std', 'memory_frames'):
+        assert changed['speaker_normalization'][key] == meta['speaker_normalization'][key]
+    assert {k: v for k, v in changed.items() if k != 'speaker_normalization'} == {
+        k: v for k, v in meta.items() if k != 'speaker_normalization'}
+    with pytest.raises(ValueError, match='positive number of seconds'):
+        with_stream_prior(meta, 0.0)
+    with pytest.raises(ArtifactError, match='no speaker_normalization'):
+        with_stream_prior({k: v for k, v in meta.items() if k != 'speaker_normalization'}, 1.0)

@@ -175,3 +175,27 @@ def test_a_distilled_row_learns_from_its_teachers_of_the_same_fold_and_trains_mi
     trained = [args[args.index('--out') + 1] for args in calls]
     assert trained == [f'final/{teachers[0]}', f'final/{teachers[1]}', f'final/{name}']
     assert f'training.teachers=[final/{teachers[0]}/all/artifact,final/{teachers[1]}/all/artifact]' in calls[-1]
+
+
+def test_a_stream_row_scores_its_source_rows_fold_models_with_its_own_stream_prior(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+    source = 'timnet_pitch_distilled_lmu'
+    monkeypatch.setitem(benchmark.ROWS, 'probe', benchmark.Row(
+        benchmark.NETWORKS, 'probe', 'stream', {'weights_of': source, 'stream_prior_seconds': 2.0}))
+    monkeypatch.setattr(benchmark, 'RUNS', tmp_path)
+    artifact = benchmark.fold_artifact(source, 1)
+    artifact.mkdir(parents=True)
+    (artifact / 'model.json').write_text(json.dumps({'provenance': {'data': {'test_speakers': ['emovo:f1']}}}))
+    (tmp_path / source / 'fold1' / 'summary.json').write_text(json.dumps({'folds': [{'selected_epoch': 17}]}))
+    shipped = json.loads((benchmark.REPO / 'weights' / 'timnet' / 'model.json').read_text())
+    loaded = []
+    split = SimpleNamespace(test=[SimpleNamespace(speaker_key='emovo:f1')])
+    predictor = benchmark.fold_predictor(
+        'probe', 1, split, load=lambda path: loaded.append(path) or SimpleNamespace(meta=shipped))
+    assert loaded == [artifact] and benchmark.fold_selected_epoch('probe', 1) == 17
+    frames_per_second = shipped['features']['sample_rate'] / shipped['features']['hop_length']
+    assert predictor.meta['speaker_normalization']['frames'] == 2.0 * frames_per_second
+    assert predictor.meta['speaker_normalization']['mean'] == shipped['speaker_normalization']['mean']
+    split.test[0].speaker_key = 'emovo:m1'
+    with pytest.raises(SystemExit, match='held out other speakers'):
+        benchmark.fold_predictor('probe', 1, split, load=lambda path: SimpleNamespace(meta=shipped))

@@ -6,6 +6,7 @@
     python -m training.benchmark final --only ROW                   # a network row's recipe on every speaker
     python -m training.benchmark validate [--only ROW ...]          # add validation figures to stored rows
     python -m training.benchmark rescore --only ROW --spectral-mix float16   # re-export folds, score again
+    python -m training.benchmark stream-prior --only ROW            # validation node view per stream prior
 
 Folds: speakers of all corpora split into FOLDS groups at once (training.splits.speaker_folds), so
 EMOVO and nEMO are leave-one-speaker-out, RAVDESS is tested five actors a fold and TESS one speaker in
@@ -58,13 +59,17 @@ SKEWED = ('neutral', 'angry')
 # or grouped by emotion (a slowly adapting normaliser's worst case).
 ONLINE = {'prior': 'training prior only', 'shuffled': 'node stream, clips in random order',
           'by_emotion': 'node stream, clips grouped by emotion'}
+# How many seconds of speech a stream's prior (the training speakers' statistics) is worth; `stream-prior`
+# scores each on the folds' validation clips as the node hears them, and a 'stream' row tests the choice.
+STREAM_PRIORS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 
 
 @dataclass(frozen=True)
 class Row:
     group: str
     description: str
-    kind: str                                  # 'classical', 'network' or 'ensemble' (of network rows)
+    kind: str    # 'classical', 'network', 'ensemble' (of network rows) or 'stream' (a network row's
+                 # fold models, streams starting from a prior worth settings['stream_prior_seconds'])
     settings: dict = field(default_factory=dict)
 
 
@@ -242,7 +247,7 @@ ROWS = {
                                      {'members': ['timnet_speakernorm_speed_pitch',
                                                   'lmu_small_speakernorm_speed_pitch']}),
 }
-SCORED = ('network', 'ensemble')   # rows scored through the node's windowing
+SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
 
 # ---------------------------------------------------------------------------------------- folds
@@ -299,8 +304,9 @@ def summarize(folds: list[dict], labels: list[str]) -> dict:
                             'confusion': np.sum([e['confusion'] for e in entries], axis=0).tolist()}
     summary['mean'] = float(np.mean([summary[d]['uar_mean'] for d in CORPORA if d in summary]))
     summary['labels'] = labels
-    if all('validation' in f for f in folds):
-        summary['validation'] = summarize([{'corpora': f['validation']} for f in folds], labels)
+    for key in ('validation', 'validation_stream'):
+        if all(key in f for f in folds):
+            summary[key] = summarize([{'corpora': f[key]} for f in folds], labels)
     for key, variants in (('skewed', SKEWED), ('online', ONLINE)):
         if all(key in f for f in folds):
             summary[key] = {v: summarize([{'corpora': f[key][v]} for f in folds], labels) for v in variants}
@@ -382,6 +388,7 @@ def network_command(name: str, fold: int | None) -> list[str]:
 
 def fold_selected_epoch(name: str, fold: int) -> int | None:
     """The epoch a fold's training selected on its validation clips, from its run folder."""
+    name = weights_row(name)
     path = RUNS / name / f'fold{fold}' / 'summary.json'
     return json.loads(path.read_text())['folds'][0]['selected_epoch'] if path.is_file() else None
 
@@ -397,6 +404,11 @@ def final_epochs(name: str) -> int:
         raise SystemExit(f'{name}: train its {FOLDS} folds first (python -m training.benchmark run --only {name}); '
                          'the shipped recipe runs for the epoch count they chose')
     return int(np.ceil(np.median(chosen)))
+
+
+def weights_row(name: str) -> str:
+    """The network row whose trained models a row uses (a stream row's source, else the row itself)."""
+    return ROWS[name].settings.get('weights_of', name)
 
 
 def fold_artifact(name: str, fold: int | None) -> Path:
@@ -465,7 +477,7 @@ def fold_predictor(name: str, number: int, split: Split, load=None):
     import ser_models
     from ser_models.ensemble import AveragedPredictor
     row = ROWS[name]
-    networks = row.settings['members'] if row.kind == 'ensemble' else [name]
+    networks = row.settings['members'] if row.kind == 'ensemble' else [weights_row(name)]
     predictors = []
     for network in networks:
         if not (fold_artifact(network, number) / 'model.json').is_file():
@@ -475,7 +487,16 @@ def fold_predictor(name: str, number: int, split: Split, load=None):
         if held_out != {c.speaker_key for c in split.test}:
             raise SystemExit(f'{network} fold {number}: the run held out other speakers than the benchmark fold')
         predictors.append((load or ser_models.load)(fold_artifact(network, number)))
+    if row.kind == 'stream':
+        with_prior(predictors[0], row.settings['stream_prior_seconds'])
     return AveragedPredictor(predictors) if row.kind == 'ensemble' else predictors[0]
+
+
+def with_prior(predictor, seconds: float):
+    """The predictor's streams start from its training prior counted as `seconds` of speech."""
+    from ser_models.artifact import with_stream_prior
+    predictor.meta = with_stream_prior(predictor.meta, seconds)
+    return predictor
 
 
 def validation_scores(predictor, split: Split, allowed: dict[str, set[str]]) -> dict:
@@ -489,6 +510,49 @@ def validation_scores(predictor, split: Split, allowed: dict[str, set[str]]) -> 
     scores = predict_clips(predictor, audio, predictor.sample_rate,
                            normalizers=speaker_normalizers(predictor, audio, speakers))
     return score_fold(split.validation, scores, predictor.labels, allowed)
+
+
+def validation_stream_scores(predictor, split: Split, allowed: dict[str, set[str]], audio=None) -> dict:
+    """The fold's validation clips as the node hears them: each speaker's clips in random order, with
+    running stream statistics (speaker-normalised models). The figures that may choose a stream prior."""
+    from ser_models.windowing import predict_clips_online
+
+    from .data import load_audio
+    audio = audio or [load_audio(c.path, predictor.sample_rate) for c in split.validation]
+    order = np.random.default_rng(SEED).permutation(len(audio))
+    scores = predict_clips_online(predictor, audio, [c.speaker_key for c in split.validation], order)
+    return score_fold(split.validation, scores, predictor.labels, allowed)
+
+
+def stream_prior(names: list[str]) -> int:
+    """Network rows' validation clips as the node hears them, for each prior in STREAM_PRIORS; stored with
+    the row (docs/benchmark/ROW.json, 'stream_prior') and printed. Test speakers are not scored."""
+    from .data import load_audio
+    clips = benchmark_clips()
+    splits = benchmark_splits(clips)
+    allowed = corpus_labels(clips)
+    for name in [n for n in names if ROWS[n].kind == 'network']:
+        path = RESULTS / f'{name}.json'
+        if not path.is_file():
+            raise SystemExit(f'{name}: score the row first ({row_command(name)})')
+        result = json.loads(path.read_text())
+        folds = {seconds: [] for seconds in STREAM_PRIORS}
+        for number, split in enumerate(splits):
+            predictor = fold_predictor(name, number, split)
+            if predictor.features.config.normalize != 'speaker':
+                raise SystemExit(f'{name}: not speaker-normalised, so its streams have no prior')
+            audio = [load_audio(c.path, predictor.sample_rate) for c in split.validation]
+            for seconds in STREAM_PRIORS:
+                folds[seconds].append({'corpora': validation_stream_scores(with_prior(predictor, seconds), split,
+                                                                           allowed, audio)})
+        result['stream_prior'] = {str(seconds): summarize(f, result['summary']['labels'])
+                                  for seconds, f in folds.items()}
+        path.write_text(json.dumps(result, indent=1) + '\n')
+        stored.cache_clear()
+        for seconds, s in result['stream_prior'].items():
+            print(f'[benchmark] {name}, validation node view, stream prior {seconds} s: ' + ', '.join(
+                f"{d} {s[d]['uar_mean']:.3f}" for d in CORPORA if d in s) + f", mean {s['mean']:.3f}", flush=True)
+    return 0
 
 
 def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) -> list[dict]:
@@ -508,6 +572,7 @@ def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) 
                       'corpora': score_fold(split.test, scores, predictor.labels, allowed),
                       'validation': validation_scores(predictor, split, allowed)})
         if predictor.features.config.normalize == 'speaker':
+            folds[-1]['validation_stream'] = validation_stream_scores(predictor, split, allowed)
             folds[-1]['skewed'] = {emotion: score_fold(split.test, predict_clips(
                 predictor, audio, predictor.sample_rate,
                 normalizers=speaker_normalizers(predictor, audio, speakers, skew_mask(split.test, emotion))),
@@ -597,7 +662,8 @@ def rescore(names: list[str], spectral_mix: str) -> int:
 
 def validate(names: list[str]) -> int:
     """Score stored network and ensemble rows on their folds' validation clips (rows run before those
-    figures were kept), leaving their test figures as they are."""
+    figures were kept; speaker-normalised ones also as the node hears them), leaving their test figures
+    as they are."""
     clips = benchmark_clips()
     splits = benchmark_splits(clips)
     allowed = corpus_labels(clips)
@@ -607,7 +673,10 @@ def validate(names: list[str]) -> int:
             continue
         result = json.loads(path.read_text())
         for fold, split in zip(result['folds'], splits, strict=True):
-            fold['validation'] = validation_scores(fold_predictor(name, fold['fold'], split), split, allowed)
+            predictor = fold_predictor(name, fold['fold'], split)
+            fold['validation'] = validation_scores(predictor, split, allowed)
+            if predictor.features.config.normalize == 'speaker':
+                fold['validation_stream'] = validation_stream_scores(predictor, split, allowed)
         result['summary'] = summarize(result['folds'], result['summary']['labels'])
         path.write_text(json.dumps(result, indent=1) + '\n')
         stored.cache_clear()
@@ -690,6 +759,25 @@ def validation_report() -> str:
     return '\n'.join(lines)
 
 
+def stream_prior_report() -> str:
+    """The validation clips as the node hears them, per stream prior (the figures that choose it)."""
+    results = {n: json.loads((RESULTS / f'{n}.json').read_text()) for n in ROWS if (RESULTS / f'{n}.json').is_file()}
+    rows = {n: result['stream_prior'] for n, result in results.items() if 'stream_prior' in result}
+    if not rows:
+        return ''
+    lines = ["Validation clips as the node hears them (each speaker's clips in random order, running stream "
+             "statistics), by how many seconds of speech the training speakers' statistics count for at the "
+             'start of a stream (`python -m training.benchmark stream-prior --only ROW`). Mean of corpora, '
+             "RAVDESS's unseen validation actors in brackets; the highest mean is marked:", '',
+             '| row | ' + ' | '.join(f'{s:g} s' for s in STREAM_PRIORS) + ' |', '|---|' + '---|' * len(STREAM_PRIORS)]
+    for name, priors in rows.items():
+        best = max(priors, key=lambda seconds: priors[seconds]['mean'])
+        lines.append(f'| {ROWS[name].description} | ' + ' | '.join(
+            ('**{:.3f}** ({:.3f})' if str(s) == best else '{:.3f} ({:.3f})').format(
+                priors[str(s)]['mean'], priors[str(s)]['ravdess']['uar_mean']) for s in STREAM_PRIORS) + ' |')
+    return '\n'.join(lines)
+
+
 def node_view(summary: dict) -> dict:
     """A row's figures as the node can reach them: speaker-normalised networks with the node's running
     stream statistics (clips in random order), not each test speaker's statistics over all their clips."""
@@ -719,7 +807,7 @@ def headline() -> str:
     families: dict[str, list[str]] = {}
     for name, row in ROWS.items():
         if row.kind in SCORED and stored(name):
-            family = Path(row.settings['config']).stem if row.kind == 'network' else 'ensemble'
+            family = 'ensemble' if row.kind == 'ensemble' else Path(ROWS[weights_row(name)].settings['config']).stem
             families.setdefault(family, []).append(name)
     shipped_rows = {row for _, row in shown}
     for family, names in families.items():
@@ -760,7 +848,8 @@ def replace_section(path: Path, begin: str, end: str, body: str) -> None:
 
 def results_section() -> str:
     """Everything docs/results.md holds between its benchmark markers."""
-    return f'{report()}\n\n{validation_report()}\n\n{confounds()}\n\n{skew_report()}'
+    sections = [report(), validation_report(), stream_prior_report(), confounds(), skew_report()]
+    return '\n\n'.join(section for section in sections if section)
 
 
 def write_report(results_md: Path, readme: Path) -> None:
@@ -770,7 +859,8 @@ def write_report(results_md: Path, readme: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('action', choices=['run', 'final', 'validate', 'rescore', 'report', 'commands'])
+    parser.add_argument('action', choices=['run', 'final', 'validate', 'rescore', 'stream-prior', 'report',
+                                           'commands'])
     parser.add_argument('--only', nargs='*', choices=sorted(ROWS), help='rows (default: all)')
     parser.add_argument('--jobs', type=int, default=2, help='network folds trained at once (one thread each)')
     parser.add_argument('--write', action='store_true',
@@ -782,12 +872,14 @@ def main(argv=None) -> int:
         return rescore(names, args.spectral_mix)
     if args.action == 'run':
         return run(names, args.jobs)
+    if args.action == 'stream-prior':
+        return stream_prior(names)
     if args.action == 'validate':
         return validate(names)
     if args.action == 'final':   # a network row's recipe on every speaker, to ship with training.ship
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             codes = list(pool.map(lambda name: train_network_fold(name, None),
-                                  [n for n in names if ROWS[n].kind == 'network']))
+                                  {weights_row(n) for n in names if ROWS[n].kind in ('network', 'stream')}))
         return 1 if any(codes) else 0
     if args.action == 'commands':
         for name in names:

@@ -5,7 +5,8 @@
 
 The copy gets the model id <name>-ser-<version>; model.json keeps the run's provenance (which
 speakers trained, which validated) and gains the benchmark figures of its recipe: the per-corpus
-UAR on unseen speakers from docs/benchmark/<row>.json, the only accuracy it states. metrics.json
+UAR on unseen speakers from docs/benchmark/<row>.json, the only accuracy it states (a stream row's
+weights are its source row's final run, and the stream prior it tested goes into model.json). metrics.json
 holds the same speakers and figures beside the run's per-epoch history (whose validation scores
 chose the epoch and are no test). LICENSE-NOTE.md says which corpora's non-commercial terms carry over.
 """
@@ -17,7 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ser_models.artifact import WEIGHTS_FILE, read_model_json, write_model_json
+from ser_models.artifact import WEIGHTS_FILE, read_model_json, with_stream_prior, write_model_json
 from ser_models.export import export_from_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +60,10 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
     # The ONNX graph is exported again from the weights with the current exporter.
     meta = export_from_weights(meta, target)
     meta['model_id'] = f'{name}-ser-{version}'
+    from .benchmark import ROWS
+    seconds = ROWS[benchmark_row].settings.get('stream_prior_seconds')
+    if seconds:   # a stream row: its source's weights, streams starting from the prior the row tested
+        meta = with_stream_prior(meta, seconds)
     meta['provenance'] = {**meta.get('provenance', {}), 'benchmark': figures}
     write_model_json(target, meta)
     history = artifact.parent / 'metrics.json'
