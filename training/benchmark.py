@@ -60,7 +60,8 @@ SKEWED = ('neutral', 'angry')
 ONLINE = {'prior': 'training prior only', 'shuffled': 'node stream, clips in random order',
           'by_emotion': 'node stream, clips grouped by emotion'}
 # How many seconds of speech a stream's prior (the training speakers' statistics) is worth; `stream-prior`
-# scores each on the folds' validation clips as the node hears them, and a 'stream' row tests the choice.
+# scores each on the folds' validation clips as the node hears them, the one with the highest mean ships
+# with the recipe's weights, and a 'stream' row reports that choice on the test speakers.
 STREAM_PRIORS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 
 
