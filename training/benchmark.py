@@ -159,6 +159,12 @@ ROWS = {
                                       {'config': 'config/train/timnet.yaml',
                                        'overrides': TIMNET_PITCH,
                                        'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
+    'timnet_pitch_distilled_lmu_prior05': Row(NETWORKS, 'timnet_pitch_distilled_lmu\'s fold models, each node '
+                                              'stream starting from the training statistics counted as 0.5 s of '
+                                              'speech (10 s above), the prior its validation clips chose as the '
+                                              'node hears them', 'stream',
+                                              {'weights_of': 'timnet_pitch_distilled_lmu',
+                                               'stream_prior_seconds': 0.5}),
     'timnet_pitch_distilled_pair': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the '
                                        'averaged probabilities of that row\'s model and the LMU 40-epoch row\'s model '
                                        'of its fold', 'network',
