@@ -405,7 +405,8 @@ def test_ship_copies_a_run_with_its_speakers_and_the_recipes_benchmark_figures(d
     from training import benchmark
     from training.ship import ship
     from training.train import run
-    run(train_config.resolve(overrides=tiny_overrides(data_dir, small_corpus, 1)), tmp_path / 'run')
+    overrides = [*tiny_overrides(data_dir, small_corpus, 1), 'features.normalize=speaker']
+    run(train_config.resolve(overrides=overrides), tmp_path / 'run')
     target = ship(tmp_path / 'run' / 'fold0' / 'artifact', 'timnet', 'v9', 'timnet', out_root=tmp_path / 'weights')
     meta = json.loads((target / 'model.json').read_text())
     metrics = json.loads((target / 'metrics.json').read_text())
@@ -418,3 +419,12 @@ def test_ship_copies_a_run_with_its_speakers_and_the_recipes_benchmark_figures(d
     assert metrics['train_speakers'] == meta['provenance']['data']['train_speakers'] and metrics['train_speakers']
     assert len(metrics['history']) == 1 and (target / 'LICENSE-NOTE.md').is_file()
     assert ser_models.load(target).model_id == 'timnet-ser-v9'
+    # A stream row ships its source's weights with the stream prior it tested, the statistics unchanged.
+    trained = meta['speaker_normalization']
+    stream_row = 'timnet_pitch_distilled_lmu_prior05'
+    restreamed = json.loads((ship(tmp_path / 'run' / 'fold0' / 'artifact', 'timnet', 'v9', stream_row,
+                                  out_root=tmp_path / 'weights') / 'model.json').read_text())
+    seconds = benchmark.ROWS[stream_row].settings['stream_prior_seconds']
+    frames_per_second = meta['features']['sample_rate'] / meta['features']['hop_length']
+    assert restreamed['speaker_normalization'] == {**trained, 'frames': seconds * frames_per_second}
+    assert restreamed['provenance']['benchmark']['row'] == stream_row

@@ -246,6 +246,13 @@ ROWS = {
                                                     {'config': 'config/train/lmu.yaml',
                                                      'overrides': [*LMU_PITCH_EMA, 'training.epochs=40'],
                                                      'continues': 'lmu_small_speakernorm_speed_pitch_ema_30'}),
+    'lmu_small_speakernorm_speed_pitch_ema_40_prior1': Row(NETWORKS, 'lmu_small_speakernorm_speed_pitch_ema_40\'s '
+                                                           'fold models, each node stream starting from the '
+                                                           'training statistics counted as 1 s of speech (10 s '
+                                                           'above), the prior its validation clips chose as the '
+                                                           'node hears them', 'stream',
+                                                           {'weights_of': 'lmu_small_speakernorm_speed_pitch_ema_40',
+                                                            'stream_prior_seconds': 1.0}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
