@@ -84,6 +84,20 @@ TIMNET_PITCH = [*TIMNET_V3, 'features.pitch=true']
 CKTIM_PITCH = [*CKTIM3_SPEAKERNORM, 'training.epochs=36', *STRONG_SPEED, 'features.pitch=true']
 LMU_SMALL_SPEAKERNORM = ['features.normalize=speaker', 'model.order=32', 'model.hidden_size=96']
 LMU_PITCH_EMA = [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED, 'features.pitch=true', 'training.weight_average_decay=0.995']
+TIMNET_V4 = ('TIM-Net, MFCCs standardised per speaker, 40 epochs at most, speed perturbation, F0 and voicing '
+             'channels, and half the loss from the temperature-2 probabilities of the LMU 40-epoch row\'s model of '
+             'the same speakers')
+LMU_V7 = ('LMU, order 32, hidden 96, MFCCs standardised per speaker, speed perturbation, F0 and voicing channels, a '
+          'moving average of the weights (decay 0.995), 40 epochs at most')
+
+
+def stream_row(source: str, description: str, seconds: float) -> Row:
+    """A row scoring `source`'s fold models with streams that start from a prior worth `seconds`."""
+    return Row(NETWORKS, f'{description}; each node stream starts from the training statistics counted as '
+                         f'{seconds:g} s of speech (10 s in {source}), the prior its validation clips chose as the '
+                         'node hears them', 'stream', {'weights_of': source, 'stream_prior_seconds': seconds})
+
+
 ROWS = {
     'svm_mfcc': Row(CLASSICAL, '39 MFCC + deltas, mean/std per clip, RBF SVM (C=10)', 'classical',
                     {'features': 'mfcc_stats', 'classifier': 'svm'}),
@@ -152,19 +166,11 @@ ROWS = {
                                          'so pauses and padding do not count', 'network',
                                          {'config': 'config/train/timnet.yaml',
                                           'overrides': [*TIMNET_V3, 'features.speaker_frames=loud']}),
-    'timnet_pitch_distilled_lmu': Row(NETWORKS, 'TIM-Net, MFCCs standardised per speaker, 40 epochs at most, speed '
-                                      'perturbation, F0 and voicing channels, and half the loss from the '
-                                      'temperature-2 probabilities of the LMU 40-epoch row\'s model of the same '
-                                      'speakers', 'network',
+    'timnet_pitch_distilled_lmu': Row(NETWORKS, TIMNET_V4, 'network',
                                       {'config': 'config/train/timnet.yaml',
                                        'overrides': TIMNET_PITCH,
                                        'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
-    'timnet_pitch_distilled_lmu_prior05': Row(NETWORKS, 'timnet_pitch_distilled_lmu\'s fold models, each node '
-                                              'stream starting from the training statistics counted as 0.5 s of '
-                                              'speech (10 s above), the prior its validation clips chose as the '
-                                              'node hears them', 'stream',
-                                              {'weights_of': 'timnet_pitch_distilled_lmu',
-                                               'stream_prior_seconds': 0.5}),
+    'timnet_pitch_distilled_lmu_prior05': stream_row('timnet_pitch_distilled_lmu', TIMNET_V4, 0.5),
     'timnet_pitch_distilled_pair': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the '
                                        'averaged probabilities of that row\'s model and the LMU 40-epoch row\'s model '
                                        'of its fold', 'network',
@@ -239,20 +245,12 @@ ROWS = {
                                                     {'config': 'config/train/lmu.yaml',
                                                      'overrides': [*LMU_PITCH_EMA, 'training.epochs=30'],
                                                      'continues': 'lmu_small_speakernorm_speed_pitch_ema'}),
-    'lmu_small_speakernorm_speed_pitch_ema_40': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per '
-                                                    'speaker, speed perturbation, F0 and voicing channels, a moving '
-                                                    'average of the weights (decay 0.995), 40 epochs at most',
-                                                    'network',
+    'lmu_small_speakernorm_speed_pitch_ema_40': Row(NETWORKS, LMU_V7, 'network',
                                                     {'config': 'config/train/lmu.yaml',
                                                      'overrides': [*LMU_PITCH_EMA, 'training.epochs=40'],
                                                      'continues': 'lmu_small_speakernorm_speed_pitch_ema_30'}),
-    'lmu_small_speakernorm_speed_pitch_ema_40_prior1': Row(NETWORKS, 'lmu_small_speakernorm_speed_pitch_ema_40\'s '
-                                                           'fold models, each node stream starting from the '
-                                                           'training statistics counted as 1 s of speech (10 s '
-                                                           'above), the prior its validation clips chose as the '
-                                                           'node hears them', 'stream',
-                                                           {'weights_of': 'lmu_small_speakernorm_speed_pitch_ema_40',
-                                                            'stream_prior_seconds': 1.0}),
+    'lmu_small_speakernorm_speed_pitch_ema_40_prior1': stream_row('lmu_small_speakernorm_speed_pitch_ema_40', LMU_V7,
+                                                                  1.0),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
@@ -823,14 +821,14 @@ def headline() -> str:
         if row.kind in SCORED and stored(name):
             family = 'ensemble' if row.kind == 'ensemble' else Path(ROWS[weights_row(name)].settings['config']).stem
             families.setdefault(family, []).append(name)
-    shipped_rows = {row for _, row in shown}
+    shipped_rows = {weights_row(row) for _, row in shown if row}
     for family, names in families.items():
         # Chosen on validation clips, as the shipped recipes are: a maximum over test figures would flatter.
         validated = [n for n in names if 'validation' in stored(n)]
         if not validated:
             continue
         best = max(validated, key=lambda n: stored(n)['validation']['mean'])
-        if best in shipped_rows:    # the shipped model's row already shows it
+        if weights_row(best) in shipped_rows:    # the shipped model's row already shows it
             continue
         suffix = ' (node stream statistics)' if 'online' in stored(best) else ''
         shown.append((f'{family} recipe validation prefers: {ROWS[best].description}{suffix}', best))
