@@ -87,6 +87,9 @@ LMU_PITCH_EMA = [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED, 'features.pitch=true', '
 TIMNET_V4 = ('TIM-Net, MFCCs standardised per speaker, 40 epochs at most, speed perturbation, F0 and voicing '
              'channels, and half the loss from the temperature-2 probabilities of the LMU 40-epoch row\'s model of '
              'the same speakers')
+CKTIM_DISTILLED = ('CkTIM, 3 TABs, MFCCs standardised per speaker, speed perturbation, 36 epochs at most, F0 and '
+                   'voicing channels, and half the loss from the temperature-2 probabilities of the LMU 40-epoch '
+                   'row\'s model of the same speakers')
 LMU_V7 = ('LMU, order 32, hidden 96, MFCCs standardised per speaker, speed perturbation, F0 and voicing channels, a '
           'moving average of the weights (decay 0.995), 40 epochs at most')
 
@@ -222,12 +225,10 @@ ROWS = {
                                           'perturbation, 36 epochs at most, and F0 and voicing channels after the '
                                           'MFCCs', 'network',
                                           {'config': 'config/train/cktim.yaml', 'overrides': CKTIM_PITCH}),
-    'cktim3_pitch_distilled_lmu': Row(NETWORKS, 'CkTIM, 3 TABs, MFCCs standardised per speaker, speed perturbation, '
-                                      '36 epochs at most, F0 and voicing channels, and half the loss from the '
-                                      'temperature-2 probabilities of the LMU 40-epoch row\'s model of the same '
-                                      'speakers', 'network',
+    'cktim3_pitch_distilled_lmu': Row(NETWORKS, CKTIM_DISTILLED, 'network',
                                       {'config': 'config/train/cktim.yaml', 'overrides': CKTIM_PITCH,
                                        'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
+    'cktim3_pitch_distilled_lmu_prior1': stream_row('cktim3_pitch_distilled_lmu', CKTIM_DISTILLED, 1.0),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
                                'network',
