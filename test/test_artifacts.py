@@ -211,7 +211,8 @@ def test_the_graph_is_folded_once_in_a_child_and_read_from_the_cache_after(monke
     assert first.folding_problem == ''
     folded = list((tmp_path / 'cache' / 'folded').glob('*/model.onnx'))
     assert len(folded) == 1 and (folded[0].parent / folding.INITIALIZERS_FILE).is_file()
-    mfcc = np.random.default_rng(0).standard_normal((3, 39, 121)).astype(np.float32)
+    shape = (3, first.meta['architecture']['n_mfcc'], first.meta['architecture']['frames'])
+    mfcc = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     original = ort.InferenceSession(str(weights / 'model.onnx'), providers=['CPUExecutionProvider'])
     np.testing.assert_allclose(first._logits(mfcc), original.run(None, {'mfcc': mfcc})[0], atol=1e-5)
     # A second load reads the cached copy: no child process runs.
