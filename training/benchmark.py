@@ -512,26 +512,30 @@ def with_prior(predictor, seconds: float):
     return predictor
 
 
-def validation_scores(predictor, split: Split, allowed: dict[str, set[str]]) -> dict:
-    """Per-corpus scores on the fold's validation clips, the figures that may choose between recipes
-    (RAVDESS's are whole unseen actors; the other corpora's are clips of training speakers)."""
+def validation_audio(predictor, split: Split) -> list[np.ndarray]:
+    """The fold's validation clips at the model's rate."""
+    from .data import load_audio
+    return [load_audio(c.path, predictor.sample_rate) for c in split.validation]
+
+
+def validation_scores(predictor, split: Split, allowed: dict[str, set[str]], audio: list[np.ndarray]) -> dict:
+    """Per-corpus scores on the fold's validation clips (`audio`, from validation_audio), the figures that
+    may choose between recipes (RAVDESS's are whole unseen actors; the other corpora's are clips of
+    training speakers)."""
     from ser_models.windowing import predict_clips, speaker_normalizers
 
-    from .data import load_audio
-    audio = [load_audio(c.path, predictor.sample_rate) for c in split.validation]
     speakers = [c.speaker_key for c in split.validation]
     scores = predict_clips(predictor, audio, predictor.sample_rate,
                            normalizers=speaker_normalizers(predictor, audio, speakers))
     return score_fold(split.validation, scores, predictor.labels, allowed)
 
 
-def validation_stream_scores(predictor, split: Split, allowed: dict[str, set[str]], audio=None) -> dict:
+def validation_stream_scores(predictor, split: Split, allowed: dict[str, set[str]],
+                             audio: list[np.ndarray]) -> dict:
     """The fold's validation clips as the node hears them: each speaker's clips in random order, with
     running stream statistics (speaker-normalised models). The figures that may choose a stream prior."""
     from ser_models.windowing import predict_clips_online
 
-    from .data import load_audio
-    audio = audio or [load_audio(c.path, predictor.sample_rate) for c in split.validation]
     order = np.random.default_rng(SEED).permutation(len(audio))
     scores = predict_clips_online(predictor, audio, [c.speaker_key for c in split.validation], order)
     return score_fold(split.validation, scores, predictor.labels, allowed)
@@ -540,7 +544,6 @@ def validation_stream_scores(predictor, split: Split, allowed: dict[str, set[str
 def stream_prior(names: list[str]) -> int:
     """Network rows' validation clips as the node hears them, for each prior in STREAM_PRIORS; stored with
     the row (docs/benchmark/ROW.json, 'stream_prior') and printed. Test speakers are not scored."""
-    from .data import load_audio
     clips = benchmark_clips()
     splits = benchmark_splits(clips)
     allowed = corpus_labels(clips)
@@ -554,7 +557,7 @@ def stream_prior(names: list[str]) -> int:
             predictor = fold_predictor(name, number, split)
             if predictor.features.config.normalize != 'speaker':
                 raise SystemExit(f'{name}: not speaker-normalised, so its streams have no prior')
-            audio = [load_audio(c.path, predictor.sample_rate) for c in split.validation]
+            audio = validation_audio(predictor, split)
             for seconds in STREAM_PRIORS:
                 folds[seconds].append({'corpora': validation_stream_scores(with_prior(predictor, seconds), split,
                                                                            allowed, audio)})
@@ -580,12 +583,13 @@ def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) 
         speakers = [c.speaker_key for c in split.test]
         scores = predict_clips(predictor, audio, predictor.sample_rate,
                                normalizers=speaker_normalizers(predictor, audio, speakers))
+        validation = validation_audio(predictor, split)
         folds.append({'fold': number, 'test_speakers': sorted(set(speakers)),
                       'selected_epoch': fold_selected_epoch(name, number),
                       'corpora': score_fold(split.test, scores, predictor.labels, allowed),
-                      'validation': validation_scores(predictor, split, allowed)})
+                      'validation': validation_scores(predictor, split, allowed, validation)})
         if predictor.features.config.normalize == 'speaker':
-            folds[-1]['validation_stream'] = validation_stream_scores(predictor, split, allowed)
+            folds[-1]['validation_stream'] = validation_stream_scores(predictor, split, allowed, validation)
             folds[-1]['skewed'] = {emotion: score_fold(split.test, predict_clips(
                 predictor, audio, predictor.sample_rate,
                 normalizers=speaker_normalizers(predictor, audio, speakers, skew_mask(split.test, emotion))),
@@ -687,9 +691,10 @@ def validate(names: list[str]) -> int:
         result = json.loads(path.read_text())
         for fold, split in zip(result['folds'], splits, strict=True):
             predictor = fold_predictor(name, fold['fold'], split)
-            fold['validation'] = validation_scores(predictor, split, allowed)
+            audio = validation_audio(predictor, split)
+            fold['validation'] = validation_scores(predictor, split, allowed, audio)
             if predictor.features.config.normalize == 'speaker':
-                fold['validation_stream'] = validation_stream_scores(predictor, split, allowed)
+                fold['validation_stream'] = validation_stream_scores(predictor, split, allowed, audio)
         result['summary'] = summarize(result['folds'], result['summary']['labels'])
         path.write_text(json.dumps(result, indent=1) + '\n')
         stored.cache_clear()
@@ -774,7 +779,8 @@ def validation_report() -> str:
 
 def stream_prior_report() -> str:
     """The validation clips as the node hears them, per stream prior (the figures that choose it)."""
-    results = {n: json.loads((RESULTS / f'{n}.json').read_text()) for n in ROWS if (RESULTS / f'{n}.json').is_file()}
+    results = {n: json.loads((RESULTS / f'{n}.json').read_text()) for n, row in ROWS.items()
+               if row.kind == 'network' and (RESULTS / f'{n}.json').is_file()}
     rows = {n: result['stream_prior'] for n, result in results.items() if 'stream_prior' in result}
     if not rows:
         return ''
