@@ -229,6 +229,11 @@ ROWS = {
                                       {'config': 'config/train/cktim.yaml', 'overrides': CKTIM_PITCH,
                                        'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
     'cktim3_pitch_distilled_lmu_prior1': stream_row('cktim3_pitch_distilled_lmu', CKTIM_DISTILLED, 1.0),
+    'cktim3_pitch_distilled_timnet': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu, learning instead from the '
+                                         'TIM-Net row timnet_pitch_distilled_lmu\'s model of its fold '
+                                         '(timnet-ser-v5\'s weights in the final run)', 'network',
+                                         {'config': 'config/train/cktim.yaml', 'overrides': CKTIM_PITCH,
+                                          'teachers': ['timnet_pitch_distilled_lmu']}),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
                                'network',
