@@ -30,6 +30,9 @@ class AveragedPredictor(Predictor):
                     np.allclose(prior[key], other[key], rtol=1e-4, atol=1e-4) for key in ('mean', 'std'))):
                 raise ValueError(f'{member.model_id} and {first.model_id} start streams from different '
                                  f'speaker statistics')
+            if prior and any(prior[key] != other[key] for key in ('frames', 'memory_frames')):
+                raise ValueError(f'{member.model_id} and {first.model_id} weigh the speaker statistics differently '
+                                 f'(stream prior or memory)')
         super().__init__(first.meta)
         self.members = list(members)
         self.model_id = '+'.join(m.model_id for m in members)

@@ -245,6 +245,16 @@ def test_an_ensemble_averages_its_members_and_refuses_members_that_disagree(arti
         AveragedPredictor([ser_models.load(REPO / 'weights' / 'timnet'), members[0]])
 
 
+def test_an_ensemble_refuses_members_whose_streams_weigh_the_prior_differently():
+    from ser_models.artifact import with_stream_prior
+    from ser_models.ensemble import AveragedPredictor
+    members = [ser_models.load(REPO / 'weights' / 'timnet') for _ in range(2)]
+    assert AveragedPredictor(members).model_id
+    members[1].meta = with_stream_prior(members[1].meta, 3.0)
+    with pytest.raises(ValueError, match='stream prior'):
+        AveragedPredictor(members)
+
+
 def test_a_stream_prior_changes_only_how_many_seconds_the_training_statistics_count_for():
     from ser_models.artifact import with_stream_prior
     meta = json.loads((REPO / 'weights' / 'timnet' / 'model.json').read_text())
