@@ -236,6 +236,12 @@ ROWS = {
                                          '(timnet-ser-v5\'s weights in the final run)', 'network',
                                          {'config': 'config/train/cktim.yaml', 'overrides': CKTIM_PITCH,
                                           'teachers': ['timnet_pitch_distilled_lmu']}),
+    'cktim3_pitch_distilled_lmu_ema': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu (cktim-ser-v5\'s recipe), '
+                                          'validating and keeping a moving average of the weights (decay 0.995 a '
+                                          'step), as the LMU does', 'network',
+                                          {'config': 'config/train/cktim.yaml',
+                                           'overrides': [*CKTIM_PITCH, 'training.weight_average_decay=0.995'],
+                                           'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
                                'network',
