@@ -183,6 +183,12 @@ ROWS = {
                                         'overrides': TIMNET_PITCH,
                                         'teachers': ['timnet_pitch_distilled_lmu',
                                                      'lmu_small_speakernorm_speed_pitch_ema_40']}),
+    'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
+                                    'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
+                                    'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',
+                                    'network',
+                                    {'config': 'config/train/timnet.yaml', 'overrides': TIMNET_PITCH,
+                                     'teachers': ['lmu_pitch_ema_distilled_timnet']}),
     'lmu_small_speakernorm_speed': Row(NETWORKS, 'LMU, order 32, hidden 96, MFCCs standardised per speaker, '
                                        'speed perturbation as the TIM-Net row above', 'network',
                                        {'config': 'config/train/lmu.yaml',
