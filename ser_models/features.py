@@ -398,6 +398,18 @@ class SpeakerNormalizer:
             normalizer.update(mfcc)
         return normalizer
 
+    @classmethod
+    def merged(cls, parts) -> SpeakerNormalizer:
+        """The statistics of several sets of frames together (e.g. a speaker's clips, or a prior and
+        the clips a stream has heard)."""
+        parts = list(parts)
+        merged = cls(parts[0].channels, memory_frames=parts[0].memory_frames, loud_margin=parts[0].loud_margin)
+        for part in parts:
+            merged.count += part.count
+            merged.sum = merged.sum + part.sum
+            merged.sum_squares = merged.sum_squares + part.sum_squares
+        return merged
+
     def summary(self, prior_frames: float) -> dict:
         """These statistics as a prior for streams, worth prior_frames frames (stored in model.json)."""
         return {'mean': self.mean.tolist(), 'std': self.std.tolist(), 'frames': float(prior_frames)}

@@ -133,6 +133,43 @@ def test_vtlp_warps_the_mel_filters_of_the_windows_it_draws():
     assert np.abs(warped - unchanged).mean() > 0.1
 
 
+def test_partial_speaker_statistics_mix_the_prior_with_a_few_clips_of_the_same_speaker(tmp_path):
+    from ser_models.features import FeatureConfig, MfccExtractor, SpeakerNormalizer
+    from training.data import ClipSet, WindowBatcher
+    from training.datasets import Clip
+    rng = np.random.default_rng(0)
+    clips = []
+    for speaker, level in (('a', 0.05), ('b', 0.3)):
+        for n in range(4):
+            path = tmp_path / f'{speaker}{n}.flac'
+            t = np.arange(16000) / 16000
+            tone = level * np.sin(2 * np.pi * (150 + 40 * n) * t) + 0.01 * rng.standard_normal(t.size)
+            sf.write(path, tone.astype(np.float32), 16000)
+            clips.append(Clip(path, 'tones', speaker, 'neutral' if n % 2 else 'angry'))
+    extractor = MfccExtractor(FeatureConfig(normalize='speaker'))
+    clip_set = ClipSet(clips, ['neutral', 'angry'], 16000)
+    clip_set.fit_speaker_normalizers(extractor)
+    whole = SpeakerNormalizer.fit([extractor(clip_set.audio[i]) for i in range(4)], extractor.config)
+    np.testing.assert_allclose(clip_set.normalizers[0].mean, whole.mean)
+    np.testing.assert_allclose(clip_set.normalizers[0].std, whole.std)
+    prior = SpeakerNormalizer(extractor.config.channels, clip_set.pooled_statistics(range(8)).summary(50.0))
+    frames = clip_set.clip_statistics[0].count
+    heard = {(clip_set.partial_speaker_statistics(5, prior, 3, rng).count - 50.0) / frames for _ in range(30)}
+    assert heard == {1.0, 2.0, 3.0}    # its own clip and up to two more of its speaker's
+    assert clip_set.partial_speaker_statistics(5, prior, 1, rng).count == 50.0 + frames
+    own_only = SpeakerNormalizer.merged([prior, clip_set.clip_statistics[5]])
+    quiet = dict(train_config.DEFAULTS['augment'], noise_prob=0.0, speed_prob=0.0, shift_max_seconds=0.0,
+                 gain_db=[0.0, 0.0], spec_time_masks=0, spec_freq_masks=0, partial_speaker_clips=1)
+    window = np.zeros(48000, dtype=np.float32)
+    window[16000:32000] = clip_set.audio[5]
+    raw = extractor(window[None])[0]
+    for share, expected in ((0.0, clip_set.normalizers[5]), (1.0, own_only)):
+        batcher = WindowBatcher(extractor, 48000, dict(quiet, partial_speaker_prob=share), speaker_prior=prior)
+        batch, _ = batcher.training_batch(clip_set, [5], rng)
+        np.testing.assert_allclose(batch[0], expected(raw), atol=1e-4)
+    assert not np.allclose(own_only(raw), clip_set.normalizers[5](raw), atol=1e-2)
+
+
 def test_config_layers_presets_and_overrides(tmp_path):
     resolved = train_config.resolve(presets=['original_cktim'], overrides=['training.lr=0.02', 'model.n_tab=6'])
     assert resolved['training']['lr'] == 0.02 and resolved['training']['batch_size'] == 64

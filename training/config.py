@@ -34,6 +34,10 @@ DEFAULTS = {
         'gain_db': [-6.0, 6.0],
         'spec_time_masks': 2, 'spec_time_width': 12,
         'spec_freq_masks': 2, 'spec_freq_width': 4,
+        # Share of windows of speaker-normalised models standardised as a stream's statistics stand early
+        # on: the stream prior plus the window's clip and up to partial_speaker_clips - 1 more of its
+        # speaker's clips, instead of all of them; 0 off.
+        'partial_speaker_prob': 0.0, 'partial_speaker_clips': 4,
     },
     'training': {
         'epochs': 60, 'batch_size': 64,

@@ -31,25 +31,30 @@ class ClipSet:
         self.normalizers: list[SpeakerNormalizer] | None = None
 
     def fit_speaker_normalizers(self, features: MfccExtractor) -> None:
-        """Each clip gets its speaker's MFCC statistics, taken over all of that speaker's clips."""
-        by_speaker: dict[str, list[int]] = {}
+        """Each clip gets its speaker's MFCC statistics, taken over all of that speaker's clips; each
+        clip's own statistics are kept too (clip_statistics), for statistics of a few clips."""
+        self.clip_statistics = [SpeakerNormalizer.fit([features(audio)], features.config) for audio in self.audio]
+        self.speaker_clips: dict[str, list[int]] = {}
         for index, clip in enumerate(self.clips):
-            by_speaker.setdefault(clip.speaker_key, []).append(index)
+            self.speaker_clips.setdefault(clip.speaker_key, []).append(index)
         self.normalizers = [None] * len(self.clips)
-        for indices in by_speaker.values():
-            normalizer = SpeakerNormalizer.fit((features(self.audio[i]) for i in indices), features.config)
+        for indices in self.speaker_clips.values():
+            normalizer = SpeakerNormalizer.merged(self.clip_statistics[i] for i in indices)
             for index in indices:
                 self.normalizers[index] = normalizer
 
     def pooled_statistics(self, indices) -> SpeakerNormalizer:
         """The statistics of the speakers of these clips together (e.g. the training side)."""
-        speakers = {id(self.normalizers[i]): self.normalizers[i] for i in indices}.values()
-        pooled = SpeakerNormalizer(self.normalizers[indices[0]].channels)
-        for normalizer in speakers:
-            pooled.count += normalizer.count
-            pooled.sum += normalizer.sum
-            pooled.sum_squares += normalizer.sum_squares
-        return pooled
+        return SpeakerNormalizer.merged({id(self.normalizers[i]): self.normalizers[i] for i in indices}.values())
+
+    def partial_speaker_statistics(self, index: int, prior: SpeakerNormalizer, max_clips: int,
+                                   rng) -> SpeakerNormalizer:
+        """Statistics as a stream might hold them after a few of a speaker's clips: the prior, clip
+        `index` and up to max_clips - 1 other clips of its speaker drawn at random."""
+        others = [i for i in self.speaker_clips[self.clips[index].speaker_key] if i != index]
+        count = min(int(rng.integers(0, max_clips)), len(others))
+        heard = rng.choice(others, size=count, replace=False) if count else []
+        return SpeakerNormalizer.merged([prior, self.clip_statistics[index], *(self.clip_statistics[i] for i in heard)])
 
     def __len__(self):
         return len(self.clips)
@@ -58,8 +63,10 @@ class ClipSet:
 class WindowBatcher:
     """Turns clip indices into (MFCC windows, targets) batches."""
 
-    def __init__(self, features: MfccExtractor, window_samples: int, augment: dict | None = None):
+    def __init__(self, features: MfccExtractor, window_samples: int, augment: dict | None = None,
+                 speaker_prior: SpeakerNormalizer | None = None):
         self.features = features
+        self.speaker_prior = speaker_prior   # where a stream's statistics start (partial speaker statistics)
         self.window = window_samples
         self.sample_rate = features.config.sample_rate
         self.augment_settings = augment
@@ -82,10 +89,19 @@ class WindowBatcher:
         mfcc = self.vtlp(windows, rng) if self.vtlp else self.features(windows)
         if clip_set.normalizers is not None:
             for row, index in enumerate(indices):
-                mfcc[row] = clip_set.normalizers[index](mfcc[row])
+                mfcc[row] = self._speaker_normalizer(clip_set, index, rng)(mfcc[row])
         if self.augment_settings:
             spec_augment(mfcc, self.augment_settings, rng)
         return mfcc, clip_set.targets[np.asarray(indices)]
+
+    def _speaker_normalizer(self, clip_set: ClipSet, index: int, rng) -> SpeakerNormalizer:
+        """The clip's speaker statistics, or, for a share augment.partial_speaker_prob of windows, the
+        statistics of the stream prior and a few of the speaker's clips, as the node holds them early on."""
+        share = (self.augment_settings or {}).get('partial_speaker_prob', 0.0)
+        if share and self.speaker_prior is not None and rng.random() < share:
+            return clip_set.partial_speaker_statistics(index, self.speaker_prior,
+                                                       self.augment_settings['partial_speaker_clips'], rng)
+        return clip_set.normalizers[index]
 
     def _random_window(self, wave: np.ndarray, shift: int, rng) -> np.ndarray:
         """A window-long crop (long clips) or a zero-padded placement (short ones), jittered by shift."""

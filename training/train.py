@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ser_models import FeatureConfig, build, save_artifact
-from ser_models.features import MfccExtractor
+from ser_models.features import MfccExtractor, SpeakerNormalizer
 from ser_models.predictor import TorchPredictor, resolve_device
 from ser_models.registry import count_parameters, resolve_config
 from ser_models.windowing import predict_clips
@@ -450,7 +450,9 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
             fold_dir.mkdir(parents=True, exist_ok=True)
         dist.barrier()
         indices = tuple([position[id(c)] for c in group] for group in (part.train, part.validation, part.test))
-        batcher = WindowBatcher(extractor, window_samples, config['augment'])
+        prior = stream_statistics(config, features, clip_set, indices[0])
+        batcher = WindowBatcher(extractor, window_samples, config['augment'],
+                                speaker_prior=SpeakerNormalizer(features.channels, prior) if prior else None)
         trainer = FoldTrainer(config, architecture, clip_set, indices, batcher, device, dist, fold_dir)
         trainer.fit(resume)
         model, epoch = trainer.selected_model()
@@ -482,7 +484,7 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
             save_artifact(model.cpu(), fold_dir / 'artifact', architecture=architecture, labels=labels,
                           features=features, window_seconds=config['window_seconds'],
                           model_id=f'{architecture["name"]}-{out_dir.name}-{part.name}', provenance=provenance,
-                          speaker_normalization=stream_statistics(config, features, clip_set, indices[0]))
+                          speaker_normalization=prior)
             model.to(device)
         results.append(result)
     summary = summarize(results)
