@@ -183,6 +183,14 @@ ROWS = {
                                         'overrides': TIMNET_PITCH,
                                         'teachers': ['timnet_pitch_distilled_lmu',
                                                      'lmu_small_speakernorm_speed_pitch_ema_40']}),
+    'timnet_pitch_distilled_lmu_partial': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu (timnet-ser-v5\'s '
+                                              'recipe), half its training windows standardised as a stream\'s '
+                                              'statistics stand early on: the 10 s stream prior plus their own clip '
+                                              'and up to 3 more of their speaker\'s, instead of all of them',
+                                              'network',
+                                              {'config': 'config/train/timnet.yaml',
+                                               'overrides': [*TIMNET_PITCH, 'augment.partial_speaker_prob=0.5'],
+                                               'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
                                     'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',
