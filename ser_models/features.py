@@ -406,8 +406,8 @@ class SpeakerNormalizer:
         merged = cls(parts[0].channels, memory_frames=parts[0].memory_frames, loud_margin=parts[0].loud_margin)
         for part in parts:
             merged.count += part.count
-            merged.sum = merged.sum + part.sum
-            merged.sum_squares = merged.sum_squares + part.sum_squares
+            merged.sum += part.sum
+            merged.sum_squares += part.sum_squares
         return merged
 
     def summary(self, prior_frames: float) -> dict:
