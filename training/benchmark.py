@@ -87,6 +87,8 @@ LMU_PITCH_EMA = [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED, 'features.pitch=true', '
 TIMNET_V4 = ('TIM-Net, MFCCs standardised per speaker, 40 epochs at most, speed perturbation, F0 and voicing '
              'channels, and half the loss from the temperature-2 probabilities of the LMU 40-epoch row\'s model of '
              'the same speakers')
+TIMNET_V4_TRAINING = {'config': 'config/train/timnet.yaml', 'overrides': TIMNET_PITCH,
+                      'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}
 CKTIM_DISTILLED = ('CkTIM, 3 TABs, MFCCs standardised per speaker, speed perturbation, 36 epochs at most, F0 and '
                    'voicing channels, and half the loss from the temperature-2 probabilities of the LMU 40-epoch '
                    'row\'s model of the same speakers')
@@ -171,10 +173,7 @@ ROWS = {
                                          'so pauses and padding do not count', 'network',
                                          {'config': 'config/train/timnet.yaml',
                                           'overrides': [*TIMNET_V3, 'features.speaker_frames=loud']}),
-    'timnet_pitch_distilled_lmu': Row(NETWORKS, TIMNET_V4, 'network',
-                                      {'config': 'config/train/timnet.yaml',
-                                       'overrides': TIMNET_PITCH,
-                                       'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
+    'timnet_pitch_distilled_lmu': Row(NETWORKS, TIMNET_V4, 'network', TIMNET_V4_TRAINING),
     'timnet_pitch_distilled_lmu_prior05': stream_row('timnet_pitch_distilled_lmu', TIMNET_V4, 0.5),
     'timnet_pitch_distilled_pair': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the '
                                        'averaged probabilities of that row\'s model and the LMU 40-epoch row\'s model '
@@ -188,9 +187,8 @@ ROWS = {
                                               'statistics stand early on: the 10 s stream prior plus their own clip '
                                               'and up to 3 more of their speaker\'s, instead of all of them',
                                               'network',
-                                              {'config': 'config/train/timnet.yaml',
-                                               'overrides': [*TIMNET_PITCH, 'augment.partial_speaker_prob=0.5'],
-                                               'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
+                                              {**TIMNET_V4_TRAINING,
+                                               'overrides': [*TIMNET_PITCH, 'augment.partial_speaker_prob=0.5']}),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
                                     'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',
