@@ -87,11 +87,16 @@ LMU_PITCH_EMA = [*LMU_SMALL_SPEAKERNORM, *STRONG_SPEED, 'features.pitch=true', '
 TIMNET_V4 = ('TIM-Net, MFCCs standardised per speaker, 40 epochs at most, speed perturbation, F0 and voicing '
              'channels, and half the loss from the temperature-2 probabilities of the LMU 40-epoch row\'s model of '
              'the same speakers')
-TIMNET_V4_TRAINING = {'config': 'config/train/timnet.yaml', 'overrides': TIMNET_PITCH,
-                      'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}
+LMU_TEACHER = 'lmu_small_speakernorm_speed_pitch_ema_40'    # the LMU row the v5 TIM-Net and CkTIM learn from
+TIMNET_V4_TRAINING = {'config': 'config/train/timnet.yaml', 'overrides': TIMNET_PITCH, 'teachers': [LMU_TEACHER]}
+# Half the training windows standardised as a stream's statistics stand early on (augment.partial_speaker_prob).
+PARTIAL_SPEAKER = ('half its training windows standardised as a stream\'s statistics stand early on: the 10 s stream '
+                   'prior plus their own clip and up to 3 more of their speaker\'s, instead of all of them')
+TIMNET_PARTIAL = f'TIM-Net as timnet_pitch_distilled_lmu (timnet-ser-v5\'s recipe), {PARTIAL_SPEAKER}'
 CKTIM_DISTILLED = ('CkTIM, 3 TABs, MFCCs standardised per speaker, speed perturbation, 36 epochs at most, F0 and '
                    'voicing channels, and half the loss from the temperature-2 probabilities of the LMU 40-epoch '
                    'row\'s model of the same speakers')
+CKTIM_V5_TRAINING = {'config': 'config/train/cktim.yaml', 'overrides': CKTIM_PITCH, 'teachers': [LMU_TEACHER]}
 LMU_V7 = ('LMU, order 32, hidden 96, MFCCs standardised per speaker, speed perturbation, F0 and voicing channels, a '
           'moving average of the weights (decay 0.995), 40 epochs at most')
 LMU_DISTILLED = (f'{LMU_V7}, and half the loss from the temperature-2 probabilities of the TIM-Net row '
@@ -180,15 +185,11 @@ ROWS = {
                                        'of its fold', 'network',
                                        {'config': 'config/train/timnet.yaml',
                                         'overrides': TIMNET_PITCH,
-                                        'teachers': ['timnet_pitch_distilled_lmu',
-                                                     'lmu_small_speakernorm_speed_pitch_ema_40']}),
-    'timnet_pitch_distilled_lmu_partial': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu (timnet-ser-v5\'s '
-                                              'recipe), half its training windows standardised as a stream\'s '
-                                              'statistics stand early on: the 10 s stream prior plus their own clip '
-                                              'and up to 3 more of their speaker\'s, instead of all of them',
-                                              'network',
+                                        'teachers': ['timnet_pitch_distilled_lmu', LMU_TEACHER]}),
+    'timnet_pitch_distilled_lmu_partial': Row(NETWORKS, TIMNET_PARTIAL, 'network',
                                               {**TIMNET_V4_TRAINING,
                                                'overrides': [*TIMNET_PITCH, 'augment.partial_speaker_prob=0.5']}),
+    'timnet_pitch_distilled_lmu_partial_prior1': stream_row('timnet_pitch_distilled_lmu_partial', TIMNET_PARTIAL, 1.0),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
                                     'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',
@@ -239,9 +240,7 @@ ROWS = {
                                           'perturbation, 36 epochs at most, and F0 and voicing channels after the '
                                           'MFCCs', 'network',
                                           {'config': 'config/train/cktim.yaml', 'overrides': CKTIM_PITCH}),
-    'cktim3_pitch_distilled_lmu': Row(NETWORKS, CKTIM_DISTILLED, 'network',
-                                      {'config': 'config/train/cktim.yaml', 'overrides': CKTIM_PITCH,
-                                       'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
+    'cktim3_pitch_distilled_lmu': Row(NETWORKS, CKTIM_DISTILLED, 'network', CKTIM_V5_TRAINING),
     'cktim3_pitch_distilled_lmu_prior1': stream_row('cktim3_pitch_distilled_lmu', CKTIM_DISTILLED, 1.0),
     'cktim3_pitch_distilled_timnet': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu, learning instead from the '
                                          'TIM-Net row timnet_pitch_distilled_lmu\'s model of its fold '
@@ -251,9 +250,12 @@ ROWS = {
     'cktim3_pitch_distilled_lmu_ema': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu (cktim-ser-v5\'s recipe), '
                                           'validating and keeping a moving average of the weights (decay 0.995 a '
                                           'step), as the LMU does', 'network',
-                                          {'config': 'config/train/cktim.yaml',
-                                           'overrides': [*CKTIM_PITCH, 'training.weight_average_decay=0.995'],
-                                           'teachers': ['lmu_small_speakernorm_speed_pitch_ema_40']}),
+                                          {**CKTIM_V5_TRAINING,
+                                           'overrides': [*CKTIM_PITCH, 'training.weight_average_decay=0.995']}),
+    'cktim3_pitch_distilled_lmu_partial': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu (cktim-ser-v5\'s '
+                                              f'recipe), {PARTIAL_SPEAKER}', 'network',
+                                              {**CKTIM_V5_TRAINING,
+                                               'overrides': [*CKTIM_PITCH, 'augment.partial_speaker_prob=0.5']}),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
                                'network',
