@@ -101,6 +101,8 @@ LMU_V7 = ('LMU, order 32, hidden 96, MFCCs standardised per speaker, speed pertu
           'moving average of the weights (decay 0.995), 40 epochs at most')
 LMU_DISTILLED = (f'{LMU_V7}, and half the loss from the temperature-2 probabilities of the TIM-Net row '
                  'timnet_pitch_distilled_lmu\'s model of the same speakers')
+LMU_V9_TRAINING = {'config': 'config/train/lmu.yaml', 'overrides': [*LMU_PITCH_EMA, 'training.epochs=40'],
+                   'teachers': ['timnet_pitch_distilled_lmu']}
 
 
 def stream_row(source: str, description: str, seconds: float) -> Row:
@@ -279,11 +281,13 @@ ROWS = {
                                                      'continues': 'lmu_small_speakernorm_speed_pitch_ema_30'}),
     'lmu_small_speakernorm_speed_pitch_ema_40_prior1': stream_row('lmu_small_speakernorm_speed_pitch_ema_40', LMU_V7,
                                                                   1.0),
-    'lmu_pitch_ema_distilled_timnet': Row(NETWORKS, LMU_DISTILLED, 'network',
-                                          {'config': 'config/train/lmu.yaml',
-                                           'overrides': [*LMU_PITCH_EMA, 'training.epochs=40'],
-                                           'teachers': ['timnet_pitch_distilled_lmu']}),
+    'lmu_pitch_ema_distilled_timnet': Row(NETWORKS, LMU_DISTILLED, 'network', LMU_V9_TRAINING),
     'lmu_pitch_ema_distilled_timnet_prior05': stream_row('lmu_pitch_ema_distilled_timnet', LMU_DISTILLED, 0.5),
+    'lmu_pitch_ema_distilled_timnet_partial': Row(NETWORKS, 'LMU as lmu_pitch_ema_distilled_timnet (lmu-ser-v9\'s '
+                                                  f'recipe), {PARTIAL_SPEAKER}', 'network',
+                                                  {**LMU_V9_TRAINING,
+                                                   'overrides': [*LMU_PITCH_EMA, 'training.epochs=40',
+                                                                 'augment.partial_speaker_prob=0.5']}),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
