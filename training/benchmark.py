@@ -93,6 +93,7 @@ TIMNET_V4_TRAINING = {'config': 'config/train/timnet.yaml', 'overrides': TIMNET_
 PARTIAL_SPEAKER = ('half its training windows standardised as a stream\'s statistics stand early on: the 10 s stream '
                    'prior plus their own clip and up to 3 more of their speaker\'s, instead of all of them')
 TIMNET_PARTIAL = f'TIM-Net as timnet_pitch_distilled_lmu (timnet-ser-v5\'s recipe), {PARTIAL_SPEAKER}'
+
 CKTIM_DISTILLED = ('CkTIM, 3 TABs, MFCCs standardised per speaker, speed perturbation, 36 epochs at most, F0 and '
                    'voicing channels, and half the loss from the temperature-2 probabilities of the LMU 40-epoch '
                    'row\'s model of the same speakers')
@@ -103,6 +104,11 @@ LMU_DISTILLED = (f'{LMU_V7}, and half the loss from the temperature-2 probabilit
                  'timnet_pitch_distilled_lmu\'s model of the same speakers')
 LMU_V9_TRAINING = {'config': 'config/train/lmu.yaml', 'overrides': [*LMU_PITCH_EMA, 'training.epochs=40'],
                    'teachers': ['timnet_pitch_distilled_lmu']}
+
+
+def with_partial_speaker(training: dict) -> dict:
+    """A row's training settings with PARTIAL_SPEAKER's option added."""
+    return {**training, 'overrides': [*training['overrides'], 'augment.partial_speaker_prob=0.5']}
 
 
 def stream_row(source: str, description: str, seconds: float) -> Row:
@@ -189,8 +195,7 @@ ROWS = {
                                         'overrides': TIMNET_PITCH,
                                         'teachers': ['timnet_pitch_distilled_lmu', LMU_TEACHER]}),
     'timnet_pitch_distilled_lmu_partial': Row(NETWORKS, TIMNET_PARTIAL, 'network',
-                                              {**TIMNET_V4_TRAINING,
-                                               'overrides': [*TIMNET_PITCH, 'augment.partial_speaker_prob=0.5']}),
+                                              with_partial_speaker(TIMNET_V4_TRAINING)),
     'timnet_pitch_distilled_lmu_partial_prior1': stream_row('timnet_pitch_distilled_lmu_partial', TIMNET_PARTIAL, 1.0),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
@@ -256,8 +261,7 @@ ROWS = {
                                            'overrides': [*CKTIM_PITCH, 'training.weight_average_decay=0.995']}),
     'cktim3_pitch_distilled_lmu_partial': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu (cktim-ser-v5\'s '
                                               f'recipe), {PARTIAL_SPEAKER}', 'network',
-                                              {**CKTIM_V5_TRAINING,
-                                               'overrides': [*CKTIM_PITCH, 'augment.partial_speaker_prob=0.5']}),
+                                              with_partial_speaker(CKTIM_V5_TRAINING)),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
                                'network',
@@ -285,9 +289,7 @@ ROWS = {
     'lmu_pitch_ema_distilled_timnet_prior05': stream_row('lmu_pitch_ema_distilled_timnet', LMU_DISTILLED, 0.5),
     'lmu_pitch_ema_distilled_timnet_partial': Row(NETWORKS, 'LMU as lmu_pitch_ema_distilled_timnet (lmu-ser-v9\'s '
                                                   f'recipe), {PARTIAL_SPEAKER}', 'network',
-                                                  {**LMU_V9_TRAINING,
-                                                   'overrides': [*LMU_PITCH_EMA, 'training.epochs=40',
-                                                                 'augment.partial_speaker_prob=0.5']}),
+                                                  with_partial_speaker(LMU_V9_TRAINING)),
     'ensemble_timnet_lmu': Row(NETWORKS, 'Mean probabilities of the 40-epoch speaker-normalised TIM-Net and the '
                                'order-32 speaker-normalised LMU (no training of its own)', 'ensemble',
                                {'members': ['timnet_speakernorm_long', 'lmu_small_speakernorm']}),
