@@ -10,8 +10,12 @@ convolution is causal. Fixes over the original CkTIM-net code:
 * the bias is a registered Parameter, so it trains on every device;
 * omega_0 is a constructor argument used by every CKConv, the input ones included.
 
+Optionally (mask_width) the kernel is multiplied by a causal Gaussian over the lag with a learned
+width, as FlexConv (Romero et al., ICLR 2022) does: the kernel starts local and can grow to the
+whole input.
+
 In eval mode the generated kernel spectra are cached per input length; the cache is dropped on
-train() (entering training mode) and whenever a generator parameter changes (tracked through tensor versions, which
+train() (entering training mode) and whenever a parameter changes (tracked through tensor versions, which
 optimizer steps and load_state_dict bump).
 """
 from __future__ import annotations
@@ -145,11 +149,15 @@ class CKConv(nn.Module):
     """Causal continuous-kernel Conv1d whose kernel length equals the input length."""
 
     def __init__(self, in_channels: int, out_channels: int, generator: str = 'conv', hidden_scale: int = 1,
-                 omega_0: float = 25.0, weight_norm: bool = True):
+                 omega_0: float = 25.0, weight_norm: bool = True, mask_width: float | None = None):
         super().__init__()
         self.in_channels, self.out_channels, self.omega_0 = in_channels, out_channels, omega_0
         self.generator = KernelGenerator(in_channels * out_channels, generator, hidden_scale, omega_0, weight_norm)
         self.bias = nn.Parameter(torch.zeros(out_channels))
+        if mask_width is not None and not mask_width > 0:
+            raise ValueError(f'mask_width must be positive, got {mask_width}')
+        # Log of the Gaussian mask's standard deviation, as a fraction of the input length.
+        self.mask_log_width = None if mask_width is None else nn.Parameter(torch.tensor(math.log(mask_width)))
         self._cache_key = None
         self._cache = None
         # ONNX has no FFT we can use: the exporter switches this on to run the same
@@ -161,8 +169,14 @@ class CKConv(nn.Module):
         device = self.bias.device
         positions = torch.linspace(-1.0, 1.0, length, device=device).unsqueeze(-1)
         values = self.generator(positions)                     # (L, O*I)
-        # Fixed fan-in scale keeps the output variance near the input's whatever L is.
-        values = values * (1.0 / math.sqrt(self.in_channels * length))
+        if self.mask_log_width is None:
+            # Fixed fan-in scale keeps the output variance near the input's whatever L is.
+            values = values * (1.0 / math.sqrt(self.in_channels * length))
+        else:
+            lag = (1.0 - positions) / 2                        # 0 at the current sample, 1 at the oldest
+            mask = torch.exp(-0.5 * (lag / self.mask_log_width.exp()).square())
+            # The same fan-in scale, counting the taps the mask lets through.
+            values = values * mask * torch.rsqrt(self.in_channels * mask.square().sum())
         return values.t().reshape(self.out_channels, self.in_channels, length)
 
     @staticmethod
@@ -183,7 +197,7 @@ class CKConv(nn.Module):
         """Real and imaginary parts of the kernel's rfft, (2, F, I, O); cached in eval mode."""
         if self.training:
             return self._spectrum(length)
-        key = (length, self.bias.device, tuple(p._version for p in self.generator.parameters()))
+        key = (length, self.bias.device, tuple(p._version for p in self.parameters()))
         if key != self._cache_key:
             with torch.no_grad():
                 self._cache = self._spectrum(length)

@@ -9,9 +9,9 @@ from .timnet import TIMNet
 ARCHITECTURES = {
     # Plain TIM-Net baseline.
     'timnet': dict(n_tab=8, filters=39, kernel_size=2, dropout=0.1, ck_tab=False, ck_input=False),
-    # CkTIM-net: CKConv in every TAB and in the input convolutions.
+    # CkTIM-net: CKConv in every TAB and in the input convolutions; kernel_mask makes their kernels start local.
     'cktim': dict(n_tab=8, filters=39, kernel_size=2, dropout=0.1, ck_tab=True, ck_input=True,
-                  omega_0=25.0, generator='conv', hidden_scale=1, weight_norm=True),
+                  omega_0=25.0, generator='conv', hidden_scale=1, weight_norm=True, kernel_mask=False),
     'lmu': dict(hidden_size=128, memory_inputs=8, order=64, theta=None, layers=2, dropout=0.1),
 }
 

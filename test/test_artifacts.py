@@ -76,6 +76,13 @@ def test_a_model_on_f0_and_voicing_channels_agrees_on_both_backends(tmp_path, da
         np.testing.assert_allclose(onnx.predict(audio, 16000), torch_model.predict(audio, 16000), atol=PARITY_ATOL)
 
 
+def test_a_cktim_with_kernel_masks_agrees_on_both_backends(tmp_path, data_dir):
+    directory = make_artifact(tmp_path, 'cktim', n_tab=2, kernel_mask=True)
+    onnx, torch_model = load(directory, backend='onnxruntime'), load(directory, backend='torch')
+    for audio in speech_windows(data_dir):
+        np.testing.assert_allclose(onnx.predict(audio, 16000), torch_model.predict(audio, 16000), atol=PARITY_ATOL)
+
+
 @pytest.mark.parametrize('name,spectral_mix', ONNX_PATHS)
 def test_shipped_weights_agree_on_both_backends(data_dir, name, spectral_mix):
     """What ships is what was trained: the shipped ONNX graph (CkTIM's as DFT matmuls, its spectral mix on

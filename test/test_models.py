@@ -19,7 +19,7 @@ def make(name, **settings):
 
 @pytest.mark.parametrize('name,settings', [
     ('timnet', {}), ('cktim', {}), ('cktim', {'generator': 'convKan'}), ('cktim', {'ck_input': False}),
-    ('lmu', {}),
+    ('cktim', {'kernel_mask': True}), ('lmu', {}),
 ])
 def test_output_shape_and_finite(name, settings):
     model = make(name, **settings).eval()
@@ -52,6 +52,7 @@ def test_unknown_model_and_setting_are_rejected():
     lambda: CausalConv1d(4, 5, kernel_size=2, dilation=4),
     lambda: CKConv(4, 5, omega_0=25.0),
     lambda: CKConv(4, 5, generator='convKan'),
+    lambda: CKConv(4, 5, mask_width=0.1),
 ])
 def test_causal_layers_never_look_ahead(layer):
     torch.manual_seed(1)
@@ -75,6 +76,29 @@ def test_ckconv_equals_direct_causal_convolution_with_its_kernel():
         torch.testing.assert_close(conv(x), direct, atol=1e-5, rtol=1e-4)
         conv.use_dft_matmul = True
         torch.testing.assert_close(conv(x), direct, atol=1e-5, rtol=1e-4)
+
+
+def test_kernel_mask_starts_local_keeps_the_fan_in_scale_and_learns_its_width():
+    torch.manual_seed(3)
+    masked, plain = CKConv(4, 5, mask_width=2.0 ** -5), CKConv(4, 5)
+    plain.generator.load_state_dict(masked.generator.state_dict())
+    with torch.no_grad():
+        kernel, full = masked.kernel(FRAMES), plain.kernel(FRAMES)
+    energy = kernel.square().sum(dim=(0, 1))                      # by tap; tap L-1 is lag 0
+    assert energy[:-20].sum() < 1e-6 * energy[-20:].sum()         # nothing beyond about 5 widths
+    assert kernel.square().sum() == pytest.approx(full.square().sum().item(), rel=0.5)
+    masked(torch.randn(2, 4, FRAMES)).square().mean().backward()
+    assert masked.mask_log_width.grad is not None and masked.mask_log_width.grad != 0
+    with pytest.raises(ValueError, match='mask_width'):
+        CKConv(4, 5, mask_width=0.0)
+
+
+def test_kernel_mask_widths_grow_with_the_tab_level():
+    model = make('cktim', n_tab=3, kernel_mask=True)
+    widths = [tab.body[0].mask_log_width.exp().item() for tab in model.forward_tabs]
+    assert widths == pytest.approx([2.0 ** -5, 2.0 ** -4, 2.0 ** -3])
+    assert model.forward_input.mask_log_width.exp().item() == pytest.approx(2.0 ** -6)
+    assert make('cktim', n_tab=3).forward_input.mask_log_width is None
 
 
 def test_siren_init_survives_weight_norm():
