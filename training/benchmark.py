@@ -262,6 +262,13 @@ ROWS = {
     'cktim3_pitch_distilled_lmu_partial': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu (cktim-ser-v5\'s '
                                               f'recipe), {PARTIAL_SPEAKER}', 'network',
                                               with_partial_speaker(CKTIM_V5_TRAINING)),
+    'cktim3_pitch_distilled_lmu_masked': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu (cktim-ser-v5\'s '
+                                             'recipe), every kernel times a causal Gaussian over the lag with a '
+                                             'learned width (FlexConv), starting near 2 frames at the input and '
+                                             '4, 8 and 15 frames at TAB levels 0-2 instead of the whole window',
+                                             'network',
+                                             {**CKTIM_V5_TRAINING,
+                                              'overrides': [*CKTIM_PITCH, 'model.kernel_mask=true']}),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
                                'network',
