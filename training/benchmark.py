@@ -102,6 +102,7 @@ CKTIM_MASKED = ('CkTIM as cktim3_pitch_distilled_lmu (cktim-ser-v5\'s recipe), e
                 'Gaussian over the lag with a learned width (FlexConv), starting near 2 frames at the input and 4, '
                 '8 and 15 frames at TAB levels 0-2 instead of the whole window')
 CKTIM_MASKED_TRAINING = {**CKTIM_V5_TRAINING, 'overrides': [*CKTIM_PITCH, 'model.kernel_mask=true']}
+CKTIM_MASKED_PARTIAL = f'CkTIM as cktim3_pitch_distilled_lmu_masked (cktim-ser-v6\'s recipe), {PARTIAL_SPEAKER}'
 LMU_V7 = ('LMU, order 32, hidden 96, MFCCs standardised per speaker, speed perturbation, F0 and voicing channels, a '
           'moving average of the weights (decay 0.995), 40 epochs at most')
 LMU_DISTILLED = (f'{LMU_V7}, and half the loss from the temperature-2 probabilities of the TIM-Net row '
@@ -268,9 +269,10 @@ ROWS = {
                                               with_partial_speaker(CKTIM_V5_TRAINING)),
     'cktim3_pitch_distilled_lmu_masked': Row(NETWORKS, CKTIM_MASKED, 'network', CKTIM_MASKED_TRAINING),
     'cktim3_pitch_distilled_lmu_masked_prior05': stream_row('cktim3_pitch_distilled_lmu_masked', CKTIM_MASKED, 0.5),
-    'cktim3_pitch_distilled_lmu_masked_partial': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu_masked '
-                                                     f'(cktim-ser-v6\'s recipe), {PARTIAL_SPEAKER}', 'network',
+    'cktim3_pitch_distilled_lmu_masked_partial': Row(NETWORKS, CKTIM_MASKED_PARTIAL, 'network',
                                                      with_partial_speaker(CKTIM_MASKED_TRAINING)),
+    'cktim3_pitch_distilled_lmu_masked_partial_prior1': stream_row('cktim3_pitch_distilled_lmu_masked_partial',
+                                                                   CKTIM_MASKED_PARTIAL, 1.0),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
                                'network',
