@@ -84,7 +84,9 @@ class Distributed:
         return {k: v / self.world for k, v in zip(keys, tensor.tolist(), strict=True)}
 
     def stop(self):
+        """Leave together: a rank that tears gloo down while its peer still talks can abort the peer."""
         if self.enabled:
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
@@ -491,7 +493,6 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
     if dist.main:
         write_json(out_dir / 'summary.json', summary)
         print_summary(summary)
-    dist.barrier()
     dist.stop()
     return summary
 
