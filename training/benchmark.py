@@ -273,6 +273,12 @@ ROWS = {
                                                      with_partial_speaker(CKTIM_MASKED_TRAINING)),
     'cktim3_pitch_distilled_lmu_masked_partial_prior1': stream_row('cktim3_pitch_distilled_lmu_masked_partial',
                                                                    CKTIM_MASKED_PARTIAL, 1.0),
+    'cktim3_masked_partial_distilled_pair': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu_masked_partial '
+                                                '(cktim-ser-v7\'s recipe), learning instead from the averaged '
+                                                'probabilities of the TIM-Net row timnet_pitch_distilled_lmu\'s and '
+                                                'the LMU 40-epoch row\'s models of its fold', 'network',
+                                                {**with_partial_speaker(CKTIM_MASKED_TRAINING),
+                                                 'teachers': ['timnet_pitch_distilled_lmu', LMU_TEACHER]}),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
                                'network',
@@ -308,6 +314,15 @@ ROWS = {
                                      'channels (no training of its own)', 'ensemble',
                                      {'members': ['timnet_speakernorm_speed_pitch',
                                                   'lmu_small_speakernorm_speed_pitch']}),
+    'ensemble_lmu_cktim_masked': Row(NETWORKS, 'Mean probabilities of the LMU 40-epoch row (the v5 TIM-Net\'s and '
+                                     'CkTIM\'s teacher) and the masked CkTIM row cktim3_pitch_distilled_lmu_masked '
+                                     '(no training of its own)', 'ensemble',
+                                     {'members': [LMU_TEACHER, 'cktim3_pitch_distilled_lmu_masked']}),
+    'ensemble_shipped_recipes': Row(NETWORKS, 'Mean probabilities of the rows of the three shipped recipes: '
+                                    'timnet_pitch_distilled_lmu_partial, lmu_pitch_ema_distilled_timnet and '
+                                    'cktim3_pitch_distilled_lmu_masked_partial (no training of its own)', 'ensemble',
+                                    {'members': ['timnet_pitch_distilled_lmu_partial', 'lmu_pitch_ema_distilled_timnet',
+                                                 'cktim3_pitch_distilled_lmu_masked_partial']}),
 }
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
