@@ -202,6 +202,12 @@ ROWS = {
     'timnet_pitch_distilled_lmu_partial': Row(NETWORKS, TIMNET_PARTIAL, 'network',
                                               with_partial_speaker(TIMNET_V4_TRAINING)),
     'timnet_pitch_distilled_lmu_partial_prior1': stream_row('timnet_pitch_distilled_lmu_partial', TIMNET_PARTIAL, 1.0),
+    'timnet_partial_distilled_lmu_cktim': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu_partial '
+                                              '(timnet-ser-v6\'s recipe), learning instead from the averaged '
+                                              'probabilities of the LMU 40-epoch row\'s and the masked CkTIM row '
+                                              'cktim3_pitch_distilled_lmu_masked\'s models of its fold', 'network',
+                                              {**with_partial_speaker(TIMNET_V4_TRAINING),
+                                               'teachers': [LMU_TEACHER, 'cktim3_pitch_distilled_lmu_masked']}),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
                                     'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',
