@@ -116,6 +116,10 @@ def with_partial_speaker(training: dict) -> dict:
     return {**training, 'overrides': [*training['overrides'], 'augment.partial_speaker_prob=0.5']}
 
 
+TIMNET_V6_TRAINING = with_partial_speaker(TIMNET_V4_TRAINING)
+CKTIM_V7_TRAINING = with_partial_speaker(CKTIM_MASKED_TRAINING)
+
+
 def stream_row(source: str, description: str, seconds: float) -> Row:
     """A row scoring `source`'s fold models with streams that start from a prior worth `seconds`."""
     return Row(NETWORKS, f'{description}; each node stream starts from the training statistics counted as '
@@ -200,13 +204,13 @@ ROWS = {
                                         'overrides': TIMNET_PITCH,
                                         'teachers': ['timnet_pitch_distilled_lmu', LMU_TEACHER]}),
     'timnet_pitch_distilled_lmu_partial': Row(NETWORKS, TIMNET_PARTIAL, 'network',
-                                              with_partial_speaker(TIMNET_V4_TRAINING)),
+                                              TIMNET_V6_TRAINING),
     'timnet_pitch_distilled_lmu_partial_prior1': stream_row('timnet_pitch_distilled_lmu_partial', TIMNET_PARTIAL, 1.0),
     'timnet_partial_distilled_lmu_cktim': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu_partial '
                                               '(timnet-ser-v6\'s recipe), learning instead from the averaged '
                                               'probabilities of the LMU 40-epoch row\'s and the masked CkTIM row '
                                               'cktim3_pitch_distilled_lmu_masked\'s models of its fold', 'network',
-                                              {**with_partial_speaker(TIMNET_V4_TRAINING),
+                                              {**TIMNET_V6_TRAINING,
                                                'teachers': [LMU_TEACHER, 'cktim3_pitch_distilled_lmu_masked']}),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
@@ -276,14 +280,14 @@ ROWS = {
     'cktim3_pitch_distilled_lmu_masked': Row(NETWORKS, CKTIM_MASKED, 'network', CKTIM_MASKED_TRAINING),
     'cktim3_pitch_distilled_lmu_masked_prior05': stream_row('cktim3_pitch_distilled_lmu_masked', CKTIM_MASKED, 0.5),
     'cktim3_pitch_distilled_lmu_masked_partial': Row(NETWORKS, CKTIM_MASKED_PARTIAL, 'network',
-                                                     with_partial_speaker(CKTIM_MASKED_TRAINING)),
+                                                     CKTIM_V7_TRAINING),
     'cktim3_pitch_distilled_lmu_masked_partial_prior1': stream_row('cktim3_pitch_distilled_lmu_masked_partial',
                                                                    CKTIM_MASKED_PARTIAL, 1.0),
     'cktim3_masked_partial_distilled_pair': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu_masked_partial '
                                                 '(cktim-ser-v7\'s recipe), learning instead from the averaged '
                                                 'probabilities of the TIM-Net row timnet_pitch_distilled_lmu\'s and '
                                                 'the LMU 40-epoch row\'s models of its fold', 'network',
-                                                {**with_partial_speaker(CKTIM_MASKED_TRAINING),
+                                                {**CKTIM_V7_TRAINING,
                                                  'teachers': ['timnet_pitch_distilled_lmu', LMU_TEACHER]}),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
