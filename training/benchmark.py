@@ -289,6 +289,12 @@ ROWS = {
                                                 'the LMU 40-epoch row\'s models of its fold', 'network',
                                                 {**CKTIM_V7_TRAINING,
                                                  'teachers': ['timnet_pitch_distilled_lmu', LMU_TEACHER]}),
+    'cktim5_pitch_distilled_lmu_masked_partial': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu_masked_partial '
+                                                     '(cktim-ser-v7\'s recipe), 5 TABs instead of 3 (kernel masks '
+                                                     'starting near 4, 8, 15, 30 and 60 frames at levels 0-4)',
+                                                     'network', {**CKTIM_V7_TRAINING,
+                                                                 'overrides': [*CKTIM_V7_TRAINING['overrides'],
+                                                                               'model.n_tab=5']}),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
                                'network',
