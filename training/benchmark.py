@@ -103,6 +103,8 @@ CKTIM_MASKED = ('CkTIM as cktim3_pitch_distilled_lmu (cktim-ser-v5\'s recipe), e
                 '8 and 15 frames at TAB levels 0-2 instead of the whole window')
 CKTIM_MASKED_TRAINING = {**CKTIM_V5_TRAINING, 'overrides': [*CKTIM_PITCH, 'model.kernel_mask=true']}
 CKTIM_MASKED_PARTIAL = f'CkTIM as cktim3_pitch_distilled_lmu_masked (cktim-ser-v6\'s recipe), {PARTIAL_SPEAKER}'
+CKTIM5 = ('CkTIM as cktim3_pitch_distilled_lmu_masked_partial (cktim-ser-v7\'s recipe), 5 TABs instead of 3 (kernel '
+          'masks starting near 4, 8, 15, 30 and 60 frames at levels 0-4)')
 LMU_V7 = ('LMU, order 32, hidden 96, MFCCs standardised per speaker, speed perturbation, F0 and voicing channels, a '
           'moving average of the weights (decay 0.995), 40 epochs at most')
 LMU_DISTILLED = (f'{LMU_V7}, and half the loss from the temperature-2 probabilities of the TIM-Net row '
@@ -289,12 +291,11 @@ ROWS = {
                                                 'the LMU 40-epoch row\'s models of its fold', 'network',
                                                 {**CKTIM_V7_TRAINING,
                                                  'teachers': ['timnet_pitch_distilled_lmu', LMU_TEACHER]}),
-    'cktim5_pitch_distilled_lmu_masked_partial': Row(NETWORKS, 'CkTIM as cktim3_pitch_distilled_lmu_masked_partial '
-                                                     '(cktim-ser-v7\'s recipe), 5 TABs instead of 3 (kernel masks '
-                                                     'starting near 4, 8, 15, 30 and 60 frames at levels 0-4)',
-                                                     'network', {**CKTIM_V7_TRAINING,
-                                                                 'overrides': [*CKTIM_V7_TRAINING['overrides'],
-                                                                               'model.n_tab=5']}),
+    'cktim5_pitch_distilled_lmu_masked_partial': Row(NETWORKS, CKTIM5, 'network',
+                                                     {**CKTIM_V7_TRAINING,
+                                                      'overrides': [*CKTIM_V7_TRAINING['overrides'], 'model.n_tab=5']}),
+    'cktim5_pitch_distilled_lmu_masked_partial_prior2': stream_row('cktim5_pitch_distilled_lmu_masked_partial',
+                                                                   CKTIM5, 2.0),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
                                'temperature 2) from the averaged TIM-Net and LMU pitch rows\' models of its fold',
                                'network',
