@@ -113,9 +113,14 @@ LMU_V9_TRAINING = {'config': 'config/train/lmu.yaml', 'overrides': [*LMU_PITCH_E
                    'teachers': ['timnet_pitch_distilled_lmu']}
 
 
+def with_overrides(training: dict, *overrides: str) -> dict:
+    """A row's training settings with more overrides after its own."""
+    return {**training, 'overrides': [*training['overrides'], *overrides]}
+
+
 def with_partial_speaker(training: dict) -> dict:
     """A row's training settings with PARTIAL_SPEAKER's option added."""
-    return {**training, 'overrides': [*training['overrides'], 'augment.partial_speaker_prob=0.5']}
+    return with_overrides(training, 'augment.partial_speaker_prob=0.5')
 
 
 TIMNET_V6_TRAINING = with_partial_speaker(TIMNET_V4_TRAINING)
@@ -292,8 +297,7 @@ ROWS = {
                                                 {**CKTIM_V7_TRAINING,
                                                  'teachers': ['timnet_pitch_distilled_lmu', LMU_TEACHER]}),
     'cktim5_pitch_distilled_lmu_masked_partial': Row(NETWORKS, CKTIM5, 'network',
-                                                     {**CKTIM_V7_TRAINING,
-                                                      'overrides': [*CKTIM_V7_TRAINING['overrides'], 'model.n_tab=5']}),
+                                                     with_overrides(CKTIM_V7_TRAINING, 'model.n_tab=5')),
     'cktim5_pitch_distilled_lmu_masked_partial_prior2': stream_row('cktim5_pitch_distilled_lmu_masked_partial',
                                                                    CKTIM5, 2.0),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
