@@ -4,10 +4,20 @@ Importing this package does not import torch; `build` and `save_artifact` do, on
 """
 from .artifact import ArtifactError, read_model_json
 from .features import FeatureConfig, MfccExtractor
-from .predictor import BACKENDS, DEVICES, SPECTRAL_MIX, Predictor, load, resolve_device
+from .predictor import (
+    BACKENDS,
+    DEVICES,
+    SPECTRAL_MIX,
+    SPECTRAL_MIX_ATOL,
+    SPECTRAL_MIX_CHOICES,
+    Predictor,
+    load,
+    resolve_device,
+)
 
 __all__ = ['ArtifactError', 'BACKENDS', 'DEVICES', 'FeatureConfig', 'MfccExtractor', 'Predictor', 'SPECTRAL_MIX',
-           'build', 'load', 'read_model_json', 'resolve_device', 'save_artifact']
+           'SPECTRAL_MIX_ATOL', 'SPECTRAL_MIX_CHOICES', 'build', 'load', 'read_model_json', 'resolve_device',
+           'save_artifact']
 
 
 def build(config: dict):

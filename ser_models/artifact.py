@@ -47,6 +47,9 @@ MODEL_JSON_SCHEMA = {
         'weights': _file_entry,
         'onnx': _file_entry,
         'provenance': {'type': 'object'},
+        # CkTIM: the fastest spectral mix whose probabilities stayed within SPECTRAL_MIX_ATOL of the
+        # torch model on real speech when it shipped; 'auto' runs it (float16 where absent).
+        'spectral_mix': {'enum': ['float16', 'float32', 'onnx']},
         # Models on speaker-normalised features: where a stream's statistics start (the training
         # speakers', worth `frames` frames) and how many frames they remember.
         'speaker_normalization': {

@@ -14,6 +14,16 @@ BACKENDS = ('onnxruntime', 'torch')
 # CkTIM's spectral mix on onnxruntime: the native kernel with float16 or float32 kernel spectra, or
 # the graph's own exact float32 operators ('onnx'). Models without CKConvs ignore it.
 SPECTRAL_MIX = (*PRECISIONS, 'onnx')
+# What load() and the node accept: 'auto' runs the spectral mix the model's model.json declares
+# (float16 where it declares none); the others override it.
+SPECTRAL_MIX_CHOICES = ('auto', *SPECTRAL_MIX)
+# The largest gap from the torch model's probabilities a spectral mix may make on real speech.
+SPECTRAL_MIX_ATOL = 1e-3
+
+
+def has_ckconvs(architecture: dict) -> bool:
+    """Whether a model's graph has CKConvs, so SpectralMix nodes."""
+    return bool(architecture.get('ck_tab') or architecture.get('ck_input'))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -120,17 +130,19 @@ class Predictor:
 class OnnxPredictor(Predictor):
     backend = 'onnxruntime'
 
-    def __init__(self, meta: dict, threads: int = 1, device: str = 'cpu', spectral_mix: str = 'float16'):
+    def __init__(self, meta: dict, threads: int = 1, device: str = 'cpu', spectral_mix: str = 'auto'):
         super().__init__(meta)
         import onnxruntime as ort
 
         from . import native
-        if spectral_mix not in SPECTRAL_MIX:
-            raise ValueError(f'spectral_mix must be one of {", ".join(SPECTRAL_MIX)}, got {spectral_mix!r}')
+        if spectral_mix not in SPECTRAL_MIX_CHOICES:
+            raise ValueError(f'spectral_mix must be one of {", ".join(SPECTRAL_MIX_CHOICES)}, got {spectral_mix!r}')
+        if spectral_mix == 'auto':
+            spectral_mix = meta.get('spectral_mix', PRECISIONS[0])
         path = checked_file(meta, 'onnx')
         checked_file(meta, 'weights')  # the graph reads its weights from model.safetensors
         # Only graphs with CKConvs have SpectralMix nodes; the others never look for the library.
-        has_spectral_mix = bool(meta['architecture'].get('ck_tab') or meta['architecture'].get('ck_input'))
+        has_spectral_mix = has_ckconvs(meta['architecture'])
         wanted = has_spectral_mix and spectral_mix != 'onnx'
         library, self.native_problem = native.library() if wanted else (None, '')
         # The spectral mix in effect: 'onnx' where the native kernel was asked for but is missing.
@@ -231,9 +243,9 @@ def resolve_device(device: str, backend: str = 'torch') -> tuple[str, str | None
 
 
 def load(directory, backend: str = 'onnxruntime', device: str = 'cpu', threads: int = 1,
-         spectral_mix: str = 'float16') -> Predictor:
+         spectral_mix: str = 'auto') -> Predictor:
     """Load an artifact directory as a predictor on `device` (any of DEVICES; see resolve_device).
-    spectral_mix (onnxruntime only): see SPECTRAL_MIX. Raises ArtifactError naming the bad file."""
+    spectral_mix (onnxruntime only): see SPECTRAL_MIX_CHOICES. Raises ArtifactError naming the bad file."""
     if backend not in BACKENDS:
         raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
     device, _ = resolve_device(device, backend)
@@ -241,3 +253,24 @@ def load(directory, backend: str = 'onnxruntime', device: str = 'cpu', threads: 
     if backend == 'onnxruntime':
         return OnnxPredictor(meta, threads=threads, device=device, spectral_mix=spectral_mix)
     return TorchPredictor(meta, threads=threads, device=device)
+
+
+def spectral_mix_gaps(directory, windows: np.ndarray) -> dict[str, float]:
+    """Per spectral mix in SPECTRAL_MIX, the largest gap between the probabilities onnxruntime gives
+    for these waveform windows (n, samples) and the torch model's."""
+    reference = load(directory, backend='torch')
+    mfcc = reference.features(windows)
+    expected = reference.predict_features(mfcc)
+    gaps = {}
+    for mix in SPECTRAL_MIX:
+        predictor = load(directory, spectral_mix=mix)
+        if predictor.spectral_mix != mix:
+            raise RuntimeError(f'{predictor.model_id}: cannot measure the {mix} spectral mix here: '
+                               f'{predictor.native_problem or "the model has no CKConvs"}')
+        gaps[mix] = float(np.abs(predictor.predict_features(mfcc) - expected).max())
+    return gaps
+
+
+def fastest_faithful_spectral_mix(gaps: dict[str, float], atol: float = SPECTRAL_MIX_ATOL) -> str:
+    """The first (fastest) spectral mix in SPECTRAL_MIX whose gap is within atol."""
+    return next(mix for mix in SPECTRAL_MIX if gaps[mix] <= atol or mix == 'onnx')

@@ -240,9 +240,10 @@ class SerNode(Node):
         'device': ('auto', 'auto, cpu, cuda or mps (a device the backend cannot use here falls back to cpu '
                            'with a warning)', False),
         'threads': (1, 'inference threads', True),
-        'spectral_mix': ('float16', 'CkTIM on onnxruntime: the native spectral-mix kernel with float16 or float32 '
-                                    'kernel spectra, or onnx (the exact graph operators; also where the native '
-                                    'library is missing, with a warning)', False),
+        'spectral_mix': ('auto', 'CkTIM on onnxruntime: auto (the precision the model declares, float16 where it '
+                                 'declares none), the native spectral-mix kernel with float16 or float32 kernel '
+                                 'spectra, or onnx (the exact graph operators; also where the native library is '
+                                 'missing, with a warning)', False),
         'audio_topics': (['audio'], 'audio topics to classify, one stream each; a stream reads AudioInfo '
                                     'from audio_info and publishes on emotion, both beside its audio topic', True),
         'input_type': ('data', 'data: audio_common_msgs/AudioData; stamped: AudioDataStamped (ros-drivers '
@@ -336,8 +337,9 @@ class SerNode(Node):
     def _load_predictor(self, p: dict):
         if p['backend'] not in ser_models.BACKENDS:
             raise ConfigError(f"backend must be one of {ser_models.BACKENDS}, got {p['backend']!r}")
-        if p['spectral_mix'] not in ser_models.SPECTRAL_MIX:
-            raise ConfigError(f"spectral_mix must be one of {ser_models.SPECTRAL_MIX}, got {p['spectral_mix']!r}")
+        if p['spectral_mix'] not in ser_models.SPECTRAL_MIX_CHOICES:
+            raise ConfigError(f"spectral_mix must be one of {ser_models.SPECTRAL_MIX_CHOICES}, "
+                              f"got {p['spectral_mix']!r}")
         if not p['weights'] and p['model'] not in MODELS:
             raise ConfigError(f"model must be one of {MODELS}, got {p['model']!r}")
         try:

@@ -86,8 +86,13 @@ def test_a_cktim_with_kernel_masks_agrees_on_both_backends(tmp_path, data_dir):
 @pytest.mark.parametrize('name,spectral_mix', ONNX_PATHS)
 def test_shipped_weights_agree_on_both_backends(data_dir, name, spectral_mix):
     """What ships is what was trained: the shipped ONNX graph (CkTIM's as DFT matmuls, its spectral mix on
-    each path) against torch."""
+    each path) against torch. A CkTIM promises the bound for the mix its model.json declares and the more
+    exact ones, not for a faster one."""
     directory = REPO / 'weights' / name
+    declared = ser_models.read_model_json(directory).get('spectral_mix', 'float16')
+    order = ser_models.SPECTRAL_MIX
+    if name == 'cktim' and order.index(spectral_mix) < order.index(declared):
+        pytest.skip(f'weights/cktim declares the {declared} spectral mix; {spectral_mix} is faster and not bound')
     on_ort = load(directory, backend='onnxruntime', spectral_mix=spectral_mix)
     on_torch = load(directory, backend='torch')
     for audio in speech_windows(data_dir):

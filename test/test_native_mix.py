@@ -143,6 +143,40 @@ def test_cktim_runs_each_spectral_mix_it_is_asked_for(library):
         ser_models.load(CKTIM, spectral_mix='int8')
 
 
+def with_declared_mix(directory: Path, mix) -> Path:
+    """A copy of the shipped CkTIM whose model.json declares `mix` (None: declares nothing)."""
+    import json
+    import shutil
+    shutil.copytree(CKTIM, directory)
+    meta = json.loads((directory / 'model.json').read_text())
+    meta.pop('spectral_mix', None)
+    if mix is not None:
+        meta['spectral_mix'] = mix
+    (directory / 'model.json').write_text(json.dumps(meta))
+    return directory
+
+
+@pytest.mark.parametrize('declared', [None, 'float16', 'float32', 'onnx'])
+def test_auto_runs_the_spectral_mix_the_model_declares(library, tmp_path, declared):
+    copy = with_declared_mix(tmp_path / 'cktim', declared)
+    assert ser_models.load(copy).spectral_mix == (declared or 'float16')
+    assert ser_models.load(copy, spectral_mix='auto').spectral_mix == (declared or 'float16')
+    assert ser_models.load(copy, spectral_mix='onnx').spectral_mix == 'onnx'   # an explicit choice wins
+
+
+def test_the_declared_spectral_mix_is_the_fastest_within_the_bound():
+    from ser_models.predictor import fastest_faithful_spectral_mix
+    assert fastest_faithful_spectral_mix({'float16': 4e-4, 'float32': 5e-5, 'onnx': 1e-7}) == 'float16'
+    assert fastest_faithful_spectral_mix({'float16': 0.02, 'float32': 5e-5, 'onnx': 1e-7}) == 'float32'
+    assert fastest_faithful_spectral_mix({'float16': 0.02, 'float32': 0.01, 'onnx': 1e-7}) == 'onnx'
+
+
+def test_a_model_declaring_an_unknown_spectral_mix_is_refused(tmp_path):
+    copy = with_declared_mix(tmp_path / 'cktim', 'int8')
+    with pytest.raises(ser_models.ArtifactError, match='spectral_mix'):
+        ser_models.load(copy)
+
+
 def test_without_the_library_cktim_runs_the_exact_operators(monkeypatch, tmp_path):
     monkeypatch.setenv('SER_MODELS_CACHE', str(tmp_path))       # no library built in this cache
     monkeypatch.setattr(native, 'header_directories', lambda: [tmp_path / 'none'])

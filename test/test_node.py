@@ -7,7 +7,17 @@ import time
 import numpy as np
 import pytest
 from conftest import spin_until
-from node_harness import NodeProcess, default_weights, expected_windows, pcm_chunks, publish_paced, wait_for_subscriber
+from node_harness import (
+    REPO,
+    NodeProcess,
+    default_weights,
+    expected_windows,
+    pcm_chunks,
+    publish_paced,
+    wait_for_subscriber,
+)
+
+import ser_models
 
 pytestmark = pytest.mark.ros
 
@@ -304,7 +314,6 @@ def test_bad_weights_stop_the_node_at_start_with_a_clear_error(node_factory, tmp
 def test_console_script_with_params_file_picks_a_shipped_model(ros_node, speech):
     """`ser_node --ros-args --params-file config/ser.yaml -p model:=lmu`, as the README shows."""
     from audio_common_msgs.msg import AudioData
-    from node_harness import REPO
     node = NodeProcess(f'params_file_{os.getpid()}', {'model': 'lmu', 'qos_reliability': 'reliable'},
                        params_file=str(REPO / 'config' / 'ser.yaml'))
     try:
@@ -437,3 +446,9 @@ def test_live_switches_of_model_backend_and_device_take_effect_without_losing_a_
         assert {m.model.split('-')[0] for m in received[before + 6:]} == {model}
     spin_until(ros_node, lambda: False, timeout=1.0)
     assert len(received) == due
+    # spectral_mix:=auto (the default) runs the mix the CkTIM's model.json declares.
+    from ser_models import native
+    declared = ser_models.read_model_json(REPO / 'weights' / 'cktim').get('spectral_mix', 'float16')
+    expected = declared if native.library()[0] else 'onnx'
+    values = diagnostics_values(ros_node, node.namespace, lambda v: v.get('spectral mix') == expected)
+    assert values.get('spectral mix') == expected, values

@@ -253,8 +253,10 @@ def test_benchmark_reports_parity_and_the_shipped_unseen_speaker_figures():
     import bench
     for model, mix in ((m, mix) for m in bench.MODELS for mix in bench.spectral_mixes(m)):
         row = bench.model_quality(model, mix)
-        assert row['parity_windows'] == 19 and row['parity_max_abs_probability'] < 1e-3, row
-        assert row['spectral_mix'] == mix
+        assert row['parity_windows'] == 19 and row['spectral_mix'] == mix
+        # The node's default (the mix the model declares) and every more exact one keep the bound.
+        if row['parity_promised']:
+            assert row['parity_max_abs_probability'] < ser_models.SPECTRAL_MIX_ATOL, row
         meta = json.loads((REPO / 'weights' / model / 'model.json').read_text())
         figures = meta.get('provenance', {}).get('benchmark')
         if figures:

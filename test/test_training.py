@@ -465,3 +465,24 @@ def test_ship_copies_a_run_with_its_speakers_and_the_recipes_benchmark_figures(d
     frames_per_second = meta['features']['sample_rate'] / meta['features']['hop_length']
     assert restreamed['speaker_normalization'] == {**trained, 'frames': seconds * frames_per_second}
     assert restreamed['provenance']['benchmark']['row'] == stream_row
+
+
+def test_a_shipped_cktim_declares_the_fastest_spectral_mix_within_the_bound(data_dir, small_corpus, tmp_path):
+    import ser_models
+    from training.ship import ship
+    from training.train import run
+    overrides = [*tiny_overrides(data_dir, small_corpus, 1), 'model.name=cktim', 'model.n_tab=1']
+    run(train_config.resolve(overrides=overrides), tmp_path / 'run')
+    target = ship(tmp_path / 'run' / 'fold0' / 'artifact', 'cktim', 'v9', 'timnet', out_root=tmp_path / 'weights',
+                  data=data_dir)
+    meta = json.loads((target / 'model.json').read_text())
+    measured = meta['provenance']['spectral_mix_gaps']
+    with open(data_dir / 'manifest.csv', newline='') as stream:
+        speakers = {(row['dataset'], row['speaker']) for row in csv.DictReader(stream)}
+    assert measured['windows'] == len(speakers)
+    gaps = measured['max_abs_probability']
+    assert set(gaps) == set(ser_models.SPECTRAL_MIX) and gaps['onnx'] < 1e-4
+    faster = ser_models.SPECTRAL_MIX[:ser_models.SPECTRAL_MIX.index(meta['spectral_mix'])]
+    assert gaps[meta['spectral_mix']] <= ser_models.SPECTRAL_MIX_ATOL
+    assert all(gaps[mix] > ser_models.SPECTRAL_MIX_ATOL for mix in faster)
+    assert ser_models.load(target).spectral_mix == meta['spectral_mix']

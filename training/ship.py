@@ -1,7 +1,7 @@
 """Copy a trained artifact into weights/<name> as a shipped model, with its metrics and licence note.
 
     python -m training.ship --artifact runs/final_timnet/all/artifact --name timnet \
-        --benchmark-row timnet_speakernorm [--version v2]
+        --benchmark-row timnet_speakernorm [--version v2] [--data ../shared/data]
 
 The copy gets the model id <name>-ser-<version>; model.json keeps the run's provenance (which
 speakers trained, which validated) and gains the benchmark figures of its recipe: the per-corpus
@@ -9,6 +9,9 @@ UAR on unseen speakers from docs/benchmark/<row>.json, the only accuracy it stat
 weights are its source row's final run, and the stream prior it tested goes into model.json). metrics.json
 holds the same speakers and figures beside the run's per-epoch history (whose validation scores
 chose the epoch and are no test). LICENSE-NOTE.md says which corpora's non-commercial terms carry over.
+A CkTIM's model.json also declares the fastest spectral mix whose probabilities stay within
+ser_models.SPECTRAL_MIX_ATOL of the torch model on a window of real speech from each speaker in --data;
+the node runs that one unless told otherwise.
 """
 from __future__ import annotations
 
@@ -18,8 +21,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from ser_models.artifact import WEIGHTS_FILE, read_model_json, with_stream_prior, write_model_json
+import numpy as np
+
+from ser_models.artifact import WEIGHTS_FILE, read_model_json, window_samples, with_stream_prior, write_model_json
 from ser_models.export import export_from_weights
+from ser_models.predictor import fastest_faithful_spectral_mix, fit_to_length, has_ckconvs, spectral_mix_gaps
+
+from .data import load_audio
+from .datasets import load_clips
 
 REPO = Path(__file__).resolve().parents[1]
 LICENCE_NOTE = """# Licence of these weights
@@ -49,7 +58,19 @@ def benchmark_figures(row: str) -> dict:
     return figures
 
 
-def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights') -> Path:
+def speaker_windows(data: Path, meta: dict) -> np.ndarray:
+    """The centre window of each speaker's first clip, for every speaker of every corpus in data."""
+    first = {}
+    for clip in load_clips(data):
+        first.setdefault(clip.speaker_key, clip)
+    if not first:
+        raise FileNotFoundError(f'{data}: no clips to measure the spectral mix on')
+    return np.stack([fit_to_length(load_audio(clip.path, meta['sample_rate']), window_samples(meta))
+                     for clip in first.values()])
+
+
+def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights',
+         data: Path = REPO.parent / 'shared' / 'data') -> Path:
     meta = read_model_json(artifact)
     figures = benchmark_figures(benchmark_row)
     target = out_root / name
@@ -66,6 +87,14 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
         meta = with_stream_prior(meta, seconds)
     meta['provenance'] = {**meta.get('provenance', {}), 'benchmark': figures}
     write_model_json(target, meta)
+    if has_ckconvs(meta['architecture']):
+        windows = speaker_windows(data, meta)
+        gaps = spectral_mix_gaps(target, windows)
+        meta['spectral_mix'] = fastest_faithful_spectral_mix(gaps)
+        meta['provenance']['spectral_mix_gaps'] = {'windows': len(windows), 'max_abs_probability': gaps}
+        write_model_json(target, meta)
+        print(f"{name}: spectral mix {meta['spectral_mix']} (max |dp| against torch over {len(windows)} "
+              f"speakers' windows: {', '.join(f'{mix} {gap:.1e}' for mix, gap in gaps.items())})")
     history = artifact.parent / 'metrics.json'
     data = meta['provenance'].get('data', {})
     metrics = {'model_id': meta['model_id'], 'benchmark': figures,
@@ -84,8 +113,10 @@ def main(argv=None) -> int:
     parser.add_argument('--name', required=True, choices=['cktim', 'lmu', 'timnet'])
     parser.add_argument('--benchmark-row', required=True, help='the training.benchmark row of this recipe')
     parser.add_argument('--version', default='v2')
+    parser.add_argument('--data', type=Path, default=REPO.parent / 'shared' / 'data',
+                        help="corpus root whose speakers' speech measures a CkTIM's spectral mix")
     args = parser.parse_args(argv)
-    target = ship(args.artifact, args.name, args.version, args.benchmark_row)
+    target = ship(args.artifact, args.name, args.version, args.benchmark_row, data=args.data)
     print(f'shipped {target}: {json.loads((target / "model.json").read_text())["model_id"]}')
     return 0
 
