@@ -85,12 +85,8 @@ def spectral_mixes(model: str) -> tuple:
     return ser_models.SPECTRAL_MIX if model == 'cktim' else ser_models.SPECTRAL_MIX[:1]
 
 
-def declared_spectral_mix(meta: dict) -> str:
-    """The spectral mix spectral_mix:=auto (the node's default) runs for a model."""
-    return meta.get('spectral_mix', 'float16')
-
-
 def model_name(model: str, predictor) -> str:
+    from ser_models.predictor import declared_spectral_mix
     suffix = ''
     if model == 'cktim' and predictor.backend == 'onnxruntime':
         default = ', the default' if predictor.spectral_mix == declared_spectral_mix(predictor.meta) else ''
@@ -148,10 +144,9 @@ def model_quality(model: str, spectral_mix: str) -> dict:
         uar = {'row': figures['row'], 'mean_of_corpora': view['mean_of_corpora'],
                **{corpus: v['uar_mean'] for corpus, v in view['uar'].items()}}
     gap = np.abs(onnx.predict_features(mfcc) - torch_model.predict_features(mfcc)).max()
-    order = ser_models.SPECTRAL_MIX
-    promised = model != 'cktim' or order.index(spectral_mix) >= order.index(declared_spectral_mix(onnx.meta))
-    return {'model': model, 'model_id': onnx.model_id, 'what': model_name(model, onnx),
-            'spectral_mix': spectral_mix, 'parity_promised': promised, 'parity_max_abs_probability': float(gap),
+    from ser_models.predictor import parity_promised
+    return {'model': model, 'model_id': onnx.model_id, 'what': model_name(model, onnx), 'spectral_mix': spectral_mix,
+            'parity_promised': parity_promised(onnx.meta, spectral_mix), 'parity_max_abs_probability': float(gap),
             'parity_windows': int(len(windows)), 'unseen_speaker_uar': uar}
 
 

@@ -21,6 +21,19 @@ SPECTRAL_MIX_CHOICES = ('auto', *SPECTRAL_MIX)
 SPECTRAL_MIX_ATOL = 1e-3
 
 
+def declared_spectral_mix(meta: dict) -> str:
+    """The spectral mix 'auto' runs for a model: the one its model.json declares, else float16."""
+    return meta.get('spectral_mix', PRECISIONS[0])
+
+
+def parity_promised(meta: dict, spectral_mix: str) -> bool:
+    """Whether a model promises SPECTRAL_MIX_ATOL at this spectral mix: true for the mix it declares,
+    the more exact ones after it in SPECTRAL_MIX and models without CKConvs; not for a faster mix."""
+    if not has_ckconvs(meta['architecture']):
+        return True
+    return SPECTRAL_MIX.index(spectral_mix) >= SPECTRAL_MIX.index(declared_spectral_mix(meta))
+
+
 def has_ckconvs(architecture: dict) -> bool:
     """Whether a model's graph has CKConvs, so SpectralMix nodes."""
     return bool(architecture.get('ck_tab') or architecture.get('ck_input'))
@@ -138,7 +151,7 @@ class OnnxPredictor(Predictor):
         if spectral_mix not in SPECTRAL_MIX_CHOICES:
             raise ValueError(f'spectral_mix must be one of {", ".join(SPECTRAL_MIX_CHOICES)}, got {spectral_mix!r}')
         if spectral_mix == 'auto':
-            spectral_mix = meta.get('spectral_mix', PRECISIONS[0])
+            spectral_mix = declared_spectral_mix(meta)
         path = checked_file(meta, 'onnx')
         checked_file(meta, 'weights')  # the graph reads its weights from model.safetensors
         # Only graphs with CKConvs have SpectralMix nodes; the others never look for the library.

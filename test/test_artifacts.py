@@ -88,11 +88,12 @@ def test_shipped_weights_agree_on_both_backends(data_dir, name, spectral_mix):
     """What ships is what was trained: the shipped ONNX graph (CkTIM's as DFT matmuls, its spectral mix on
     each path) against torch. A CkTIM promises the bound for the mix its model.json declares and the more
     exact ones, not for a faster one."""
+    from ser_models.predictor import declared_spectral_mix, parity_promised
     directory = REPO / 'weights' / name
-    declared = ser_models.read_model_json(directory).get('spectral_mix', 'float16')
-    order = ser_models.SPECTRAL_MIX
-    if name == 'cktim' and order.index(spectral_mix) < order.index(declared):
-        pytest.skip(f'weights/cktim declares the {declared} spectral mix; {spectral_mix} is faster and not bound')
+    meta = ser_models.read_model_json(directory)
+    if not parity_promised(meta, spectral_mix):
+        pytest.skip(f'{meta["model_id"]} declares the {declared_spectral_mix(meta)} spectral mix; '
+                    f'{spectral_mix} is faster and not bound')
     on_ort = load(directory, backend='onnxruntime', spectral_mix=spectral_mix)
     on_torch = load(directory, backend='torch')
     for audio in speech_windows(data_dir):

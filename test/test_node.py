@@ -448,7 +448,8 @@ def test_live_switches_of_model_backend_and_device_take_effect_without_losing_a_
     assert len(received) == due
     # spectral_mix:=auto (the default) runs the mix the CkTIM's model.json declares.
     from ser_models import native
-    declared = ser_models.read_model_json(REPO / 'weights' / 'cktim').get('spectral_mix', 'float16')
+    from ser_models.predictor import declared_spectral_mix
+    declared = declared_spectral_mix(ser_models.read_model_json(REPO / 'weights' / 'cktim'))
     expected = declared if native.library()[0] else 'onnx'
     values = diagnostics_values(ros_node, node.namespace, lambda v: v.get('spectral mix') == expected)
     assert values.get('spectral mix') == expected, values
