@@ -108,7 +108,7 @@ def bench_models(repeats: int) -> list[dict]:
             for threads in (1, 2):
                 options = {'spectral_mix': mix} if mix else {}
                 predictor = ser_models.load(path, backend=backend, threads=threads, **options)
-                mfcc = predictor.features(window)
+                mfcc = predictor.model_inputs(window)
                 n_params = None
                 if backend == 'torch':
                     n_params = sum(p.numel() for p in predictor.model.parameters())
@@ -136,7 +136,7 @@ def model_quality(model: str, spectral_mix: str) -> dict:
     onnx, torch_model = ser_models.load(path, spectral_mix=spectral_mix), ser_models.load(path, backend='torch')
     speech = np.frombuffer(speech_pcm(12.0), dtype='<i2').astype(np.float32) / 32768
     windows = np.stack([speech[start:start + WINDOW] for start in range(0, len(speech) - WINDOW + 1, 8000)])
-    mfcc = onnx.features(windows)
+    mfcc = onnx.model_inputs(windows)
     figures = onnx.meta.get('provenance', {}).get('benchmark')
     uar = None
     if figures:

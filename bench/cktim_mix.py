@@ -72,7 +72,7 @@ def spectral_mix_rounds(rounds: int, calls: int) -> dict[str, list[float]]:
     import ser_models
     window = (np.random.default_rng(1).standard_normal((1, 48000)) * 0.1).astype(np.float32)
     predictors = {mix: ser_models.load(REPO / 'weights' / 'cktim', spectral_mix=mix) for mix in ser_models.SPECTRAL_MIX}
-    mfcc = next(iter(predictors.values())).features(window)
+    mfcc = next(iter(predictors.values())).model_inputs(window)
     medians = {mix: [] for mix in predictors}
     for _ in range(rounds):
         for mix, predictor in predictors.items():

@@ -116,15 +116,20 @@ class Predictor:
         start = time.perf_counter()
         if not np.all(np.isfinite(windows)):
             raise ValueError('waveform contains NaN or Inf')
+        probabilities = self.predict_features(self.model_inputs(windows))
+        self.last_inference_seconds = time.perf_counter() - start
+        return probabilities
+
+    def model_inputs(self, windows: np.ndarray) -> np.ndarray:
+        """Windows (B, window_samples) -> the model's input (B, channels, frames), speaker-normalised
+        models standardised with the training speakers' statistics, as a lone call is."""
         mfcc = self.features(windows)
         if self.features.config.normalize == 'speaker':
             if self.population is None:
                 raise ValueError(f'{self.model_id}: speaker-normalised features but model.json has no '
                                  f'speaker_normalization statistics')
             mfcc = self.population(mfcc)
-        probabilities = self.predict_features(mfcc)
-        self.last_inference_seconds = time.perf_counter() - start
-        return probabilities
+        return mfcc
 
     def predict_features(self, mfcc: np.ndarray) -> np.ndarray:
         """Batch of MFCC (B, n_mfcc, frames) from self.features -> probabilities (B, n_classes)."""
@@ -272,7 +277,7 @@ def spectral_mix_gaps(directory, windows: np.ndarray) -> dict[str, float]:
     """Per spectral mix in SPECTRAL_MIX, the largest gap between the probabilities onnxruntime gives
     for these waveform windows (n, samples) and the torch model's."""
     reference = load(directory, backend='torch')
-    mfcc = reference.features(windows)
+    mfcc = reference.model_inputs(windows)
     expected = reference.predict_features(mfcc)
     gaps = {}
     for mix in SPECTRAL_MIX:
