@@ -102,6 +102,19 @@ def test_shipped_weights_agree_on_both_backends(data_dir, name, spectral_mix):
                                    atol=parity_atol(spectral_mix))
 
 
+@pytest.mark.parametrize('name', ['timnet', 'lmu', 'cktim'])
+def test_model_inputs_are_what_a_lone_prediction_feeds_the_model(data_dir, name):
+    """bench.py and training.ship measure parity on model_inputs(): the standardised MFCCs a
+    speaker-normalised model sees, not the raw ones."""
+    predictor = load(REPO / 'weights' / name)
+    windows = np.stack([ser_models.predictor.fit_to_length(audio, predictor.window_samples)
+                        for audio in speech_windows(data_dir)])
+    inputs = predictor.model_inputs(windows)
+    np.testing.assert_array_equal(predictor.predict_features(inputs), predictor.predict_windows(windows))
+    assert predictor.features.config.normalize == 'speaker'
+    assert np.abs(inputs.mean(axis=(0, 2))).max() < 2 and inputs.std() < 3   # raw MFCCs: std about 80
+
+
 def test_round_trip_keeps_everything_model_json_promises(artifacts):
     meta = ser_models.read_model_json(artifacts['cktim'])
     assert meta['labels'] == LABELS and meta['window_seconds'] == WINDOW_SECONDS
