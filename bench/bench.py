@@ -131,6 +131,7 @@ def model_quality(model: str, spectral_mix: str) -> dict:
     The gap is promised (within ser_models.SPECTRAL_MIX_ATOL) for the spectral mix the model declares
     and the more exact ones after it in SPECTRAL_MIX, not for a faster one."""
     import ser_models
+    from ser_models.predictor import parity_promised
     from training.benchmark import ONLINE
     path = weights_dir(model)
     onnx, torch_model = ser_models.load(path, spectral_mix=spectral_mix), ser_models.load(path, backend='torch')
@@ -144,7 +145,6 @@ def model_quality(model: str, spectral_mix: str) -> dict:
         uar = {'row': figures['row'], 'mean_of_corpora': view['mean_of_corpora'],
                **{corpus: v['uar_mean'] for corpus, v in view['uar'].items()}}
     gap = np.abs(onnx.predict_features(mfcc) - torch_model.predict_features(mfcc)).max()
-    from ser_models.predictor import parity_promised
     return {'model': model, 'model_id': onnx.model_id, 'what': model_name(model, onnx), 'spectral_mix': spectral_mix,
             'parity_promised': parity_promised(onnx.meta, spectral_mix), 'parity_max_abs_probability': float(gap),
             'parity_windows': int(len(windows)), 'unseen_speaker_uar': uar}

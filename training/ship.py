@@ -31,6 +31,7 @@ from .data import load_audio
 from .datasets import load_clips
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / 'shared' / 'data'
 LICENCE_NOTE = """# Licence of these weights
 
 These weights were learned from EMOVO (free for research use, Fondazione Ugo Bordoni),
@@ -70,7 +71,7 @@ def speaker_windows(data: Path, meta: dict) -> np.ndarray:
 
 
 def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights',
-         data: Path = REPO.parent / 'shared' / 'data') -> Path:
+         data: Path = SHARED_DATA) -> Path:
     meta = read_model_json(artifact)
     figures = benchmark_figures(benchmark_row)
     target = out_root / name
@@ -96,9 +97,10 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
         print(f"{name}: spectral mix {meta['spectral_mix']} (max |dp| against torch over {len(windows)} "
               f"speakers' windows: {', '.join(f'{mix} {gap:.1e}' for mix, gap in gaps.items())})")
     history = artifact.parent / 'metrics.json'
-    data = meta['provenance'].get('data', {})
+    speakers = meta['provenance'].get('data', {})
     metrics = {'model_id': meta['model_id'], 'benchmark': figures,
-               'train_speakers': data.get('train_speakers'), 'validation_speakers': data.get('validation_speakers'),
+               'train_speakers': speakers.get('train_speakers'),
+               'validation_speakers': speakers.get('validation_speakers'),
                'selected_epoch': meta['provenance'].get('selected_epoch'),
                'history': json.loads(history.read_text()) if history.is_file() else []}
     (target / 'metrics.json').write_text(json.dumps(metrics, indent=1) + '\n')
@@ -113,7 +115,7 @@ def main(argv=None) -> int:
     parser.add_argument('--name', required=True, choices=['cktim', 'lmu', 'timnet'])
     parser.add_argument('--benchmark-row', required=True, help='the training.benchmark row of this recipe')
     parser.add_argument('--version', default='v2')
-    parser.add_argument('--data', type=Path, default=REPO.parent / 'shared' / 'data',
+    parser.add_argument('--data', type=Path, default=SHARED_DATA,
                         help="corpus root whose speakers' speech measures a CkTIM's spectral mix")
     args = parser.parse_args(argv)
     target = ship(args.artifact, args.name, args.version, args.benchmark_row, data=args.data)
