@@ -323,6 +323,10 @@ ROWS = {
                                                      'continues': 'lmu_small_speakernorm_speed_pitch_ema_30'}),
     'lmu_small_speakernorm_speed_pitch_ema_40_prior1': stream_row('lmu_small_speakernorm_speed_pitch_ema_40', LMU_V7,
                                                                   1.0),
+    # One change to the LMU teacher's recipe: a third LMU layer (hidden 96, as the others).
+    'lmu3_pitch_ema_40': Row(NETWORKS, f'{LMU_V7}, 3 LMU layers instead of 2', 'network',
+                             {'config': 'config/train/lmu.yaml',
+                              'overrides': [*LMU_PITCH_EMA, 'training.epochs=40', 'model.layers=3']}),
     'lmu_pitch_ema_distilled_timnet': Row(NETWORKS, LMU_DISTILLED, 'network', LMU_V9_TRAINING),
     'lmu_pitch_ema_distilled_timnet_prior05': stream_row('lmu_pitch_ema_distilled_timnet', LMU_DISTILLED, 0.5),
     'lmu_pitch_ema_distilled_timnet_partial': Row(NETWORKS, 'LMU as lmu_pitch_ema_distilled_timnet (lmu-ser-v9\'s '
