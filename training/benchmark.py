@@ -219,6 +219,10 @@ ROWS = {
                                               'cktim3_pitch_distilled_lmu_masked\'s models of its fold', 'network',
                                               {**TIMNET_V6_TRAINING,
                                                'teachers': [LMU_TEACHER, 'cktim3_pitch_distilled_lmu_masked']}),
+    # One change to timnet-ser-v6's recipe: channel dropout in every TAB 0.3 instead of 0.1.
+    'timnet_partial_dropout03': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu_partial (timnet-ser-v6\'s '
+                                    'recipe), channel dropout 0.3 in every Temporal-Aware Block instead of 0.1',
+                                    'network', with_overrides(TIMNET_V6_TRAINING, 'model.dropout=0.3')),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
                                     'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',
