@@ -223,6 +223,11 @@ ROWS = {
     'timnet_partial_dropout03': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu_partial (timnet-ser-v6\'s '
                                     'recipe), channel dropout 0.3 in every Temporal-Aware Block instead of 0.1',
                                     'network', with_overrides(TIMNET_V6_TRAINING, 'model.dropout=0.3')),
+    # One change to timnet-ser-v6's recipe: 0.8 of the loss from its LMU teacher instead of half.
+    'timnet_partial_distill08': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu_partial (timnet-ser-v6\'s '
+                                    'recipe), 0.8 of the loss from its LMU teacher\'s temperature-2 probabilities '
+                                    'instead of half', 'network',
+                                    with_overrides(TIMNET_V6_TRAINING, 'training.distill_weight=0.8')),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
                                     'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',
