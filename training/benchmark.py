@@ -93,6 +93,7 @@ TIMNET_V4_TRAINING = {'config': 'config/train/timnet.yaml', 'overrides': TIMNET_
 PARTIAL_SPEAKER = ('half its training windows standardised as a stream\'s statistics stand early on: the 10 s stream '
                    'prior plus their own clip and up to 3 more of their speaker\'s, instead of all of them')
 TIMNET_PARTIAL = f'TIM-Net as timnet_pitch_distilled_lmu (timnet-ser-v5\'s recipe), {PARTIAL_SPEAKER}'
+TIMNET_V6 = 'TIM-Net as timnet_pitch_distilled_lmu_partial (timnet-ser-v6\'s recipe)'
 
 CKTIM_DISTILLED = ('CkTIM, 3 TABs, MFCCs standardised per speaker, speed perturbation, 36 epochs at most, F0 and '
                    'voicing channels, and half the loss from the temperature-2 probabilities of the LMU 40-epoch '
@@ -213,20 +214,16 @@ ROWS = {
     'timnet_pitch_distilled_lmu_partial': Row(NETWORKS, TIMNET_PARTIAL, 'network',
                                               TIMNET_V6_TRAINING),
     'timnet_pitch_distilled_lmu_partial_prior1': stream_row('timnet_pitch_distilled_lmu_partial', TIMNET_PARTIAL, 1.0),
-    'timnet_partial_distilled_lmu_cktim': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu_partial '
-                                              '(timnet-ser-v6\'s recipe), learning instead from the averaged '
+    'timnet_partial_distilled_lmu_cktim': Row(NETWORKS, f'{TIMNET_V6}, learning instead from the averaged '
                                               'probabilities of the LMU 40-epoch row\'s and the masked CkTIM row '
                                               'cktim3_pitch_distilled_lmu_masked\'s models of its fold', 'network',
                                               {**TIMNET_V6_TRAINING,
                                                'teachers': [LMU_TEACHER, 'cktim3_pitch_distilled_lmu_masked']}),
-    # One change to timnet-ser-v6's recipe: channel dropout in every TAB 0.3 instead of 0.1.
-    'timnet_partial_dropout03': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu_partial (timnet-ser-v6\'s '
-                                    'recipe), channel dropout 0.3 in every Temporal-Aware Block instead of 0.1',
-                                    'network', with_overrides(TIMNET_V6_TRAINING, 'model.dropout=0.3')),
-    # One change to timnet-ser-v6's recipe: 0.8 of the loss from its LMU teacher instead of half.
-    'timnet_partial_distill08': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu_partial (timnet-ser-v6\'s '
-                                    'recipe), 0.8 of the loss from its LMU teacher\'s temperature-2 probabilities '
-                                    'instead of half', 'network',
+    'timnet_partial_dropout03': Row(NETWORKS, f'{TIMNET_V6}, channel dropout 0.3 in every Temporal-Aware Block '
+                                    'instead of 0.1', 'network',
+                                    with_overrides(TIMNET_V6_TRAINING, 'model.dropout=0.3')),
+    'timnet_partial_distill08': Row(NETWORKS, f'{TIMNET_V6}, 0.8 of the loss from its LMU teacher\'s temperature-2 '
+                                    'probabilities instead of half', 'network',
                                     with_overrides(TIMNET_V6_TRAINING, 'training.distill_weight=0.8')),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
