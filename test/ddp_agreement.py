@@ -31,7 +31,7 @@ def main() -> None:
     train.score = fake_score
     config = train_config.resolve(overrides=['training.epochs=8', 'training.early_stop_patience=2',
                                              'training.plateau_patience=0', 'training.plateau_factor=0.5'])
-    clip_set = SimpleNamespace(clips=[SimpleNamespace(speaker_key=f'ravdess:{i}', dataset='ravdess')
+    clip_set = SimpleNamespace(clips=[SimpleNamespace(speaker_key=f'ravdess:{i}', dataset='ravdess', emotion='neutral')
                                       for i in range(4)])
     architecture = {'name': 'timnet', 'n_classes': 3, 'n_mfcc': 39, 'frames': 121, 'n_tab': 1}
     with tempfile.TemporaryDirectory() as directory:

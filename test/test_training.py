@@ -100,6 +100,30 @@ def test_paper_protocol_is_random_and_stratified(data_dir):
     assert all(not s.validation for s in splits)
 
 
+@pytest.mark.parametrize('balance,balance_classes', [(True, False), (True, True), (False, True)])
+def test_training_draws_balance_corpora_and_labels_as_configured(balance, balance_classes):
+    from training.train import epoch_order, sampling_weights
+    # Three corpora of unequal size; only the first has 'disgust', as EMOVO here.
+    datasets = np.array(['emovo'] * 70 + ['tess'] * 240 + ['ravdess'] * 60)
+    labels = np.array([*np.repeat(['angry', 'sad', 'happy', 'disgust'], [20, 20, 20, 10]),
+                       *np.repeat(['angry', 'sad', 'happy'], 80), *np.repeat(['angry', 'sad', 'happy'], 20)])
+    weights = sampling_weights(datasets, labels, balance, balance_classes)
+    order = epoch_order(np.arange(len(labels)), weights, copies=200, rng=np.random.default_rng(0))
+    drawn_labels, drawn_corpora = Counter(labels[order]), Counter(datasets[order])
+    if balance_classes:
+        assert all(count / len(order) == pytest.approx(1 / 4, abs=0.01) for count in drawn_labels.values())
+        angry_corpora = Counter(datasets[order][labels[order] == 'angry'])
+        if balance:
+            assert all(count / drawn_labels['angry'] == pytest.approx(1 / 3, abs=0.02)
+                       for count in angry_corpora.values())
+    else:
+        assert all(count / len(order) == pytest.approx(1 / 3, abs=0.01) for count in drawn_corpora.values())
+        assert drawn_labels['disgust'] / len(order) == pytest.approx(1 / 3 / 7, abs=0.01)
+    assert sampling_weights(datasets, labels, False, False) is None
+    shuffled = epoch_order(np.arange(5), None, copies=2, rng=np.random.default_rng(0))
+    assert sorted(shuffled) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
 def test_augmentation_changes_training_audio_as_configured():
     rng = np.random.default_rng(0)
     wave = (0.1 * np.sin(np.arange(16000) / 10)).astype(np.float32)
@@ -407,7 +431,8 @@ def test_the_epoch_can_be_chosen_on_unseen_speakers_only(tmp_path, validate_on, 
 
     from training.train import Distributed, FoldTrainer
     speakers = ['tess/OAF', 'tess/YAF', 'ravdess/01', 'ravdess/02', 'tess/OAF', 'ravdess/03', 'ravdess/04']
-    clip_set = SimpleNamespace(clips=[SimpleNamespace(speaker_key=s, dataset=s.split('/')[0]) for s in speakers])
+    clip_set = SimpleNamespace(clips=[SimpleNamespace(speaker_key=s, dataset=s.split('/')[0], emotion='neutral')
+                                      for s in speakers])
     config = train_config.resolve(overrides=[f'training.validate_on={validate_on}'])
     architecture = {'name': 'timnet', 'n_classes': 3, 'n_mfcc': 39, 'frames': 121, 'n_tab': 1}
     trainer = FoldTrainer(config, architecture, clip_set, ([0, 1, 2, 3], [4, 5, 6], []), None, 'cpu',

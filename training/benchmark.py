@@ -225,6 +225,10 @@ ROWS = {
     'timnet_partial_distill08': Row(NETWORKS, f'{TIMNET_V6}, 0.8 of the loss from its LMU teacher\'s temperature-2 '
                                     'probabilities instead of half', 'network',
                                     with_overrides(TIMNET_V6_TRAINING, 'training.distill_weight=0.8')),
+    'timnet_partial_class_balanced': Row(NETWORKS, f'{TIMNET_V6}, training draws every label equally often (each '
+                                         'corpus equally often within a label) instead of every corpus, so EMOVO\'s '
+                                         'disgust, which no other corpus has, is 1/7 of the windows instead of 1/28',
+                                         'network', with_overrides(TIMNET_V6_TRAINING, 'data.balance_classes=true')),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
                                     'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',

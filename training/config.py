@@ -13,7 +13,8 @@ DEFAULTS = {
     'window_seconds': 3.0,
     'features': {},                      # FeatureConfig fields; empty = its defaults
     'data': {'root': '../shared/data', 'manifest': None, 'datasets': ['emovo', 'ravdess', 'tess', 'nemo'],
-             'balance': True},                # draw every corpus equally often in training
+             'balance': True,                 # draw every corpus equally often in training
+             'balance_classes': False},       # and every label (training.train.sampling_weights)
     # For features.normalize=speaker: a stream starts from the training speakers' statistics, worth
     # prior_seconds of speech, and remembers memory_seconds (carried in model.json).
     'speaker_normalization': {'prior_seconds': 10.0, 'memory_seconds': 300.0},

@@ -115,14 +115,34 @@ def environment_info(device: str, dist: Distributed) -> dict:
             'commit': git_commit(), 'started': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
 
 
-def epoch_order(indices: np.ndarray, datasets: np.ndarray, copies: int, balance: bool, rng) -> np.ndarray:
-    """Training order for one epoch; with balance, every corpus is drawn equally often."""
+def sampling_weights(datasets: np.ndarray, labels: np.ndarray, balance: bool,
+                     balance_classes: bool) -> np.ndarray | None:
+    """Each training clip's chance of being drawn, or None for a plain shuffle. balance: every corpus
+    equally often; balance_classes: every label equally often (with balance, each corpus equally often
+    within a label), so a label only one corpus has (EMOVO's disgust) is not drawn a quarter as often."""
+    def inverse_counts(keys) -> np.ndarray:
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        return 1.0 / counts[inverse]
+
+    if balance_classes and balance:
+        corpora_per_label = {label: len(set(datasets[labels == label])) for label in set(labels)}
+        weights = inverse_counts([f'{d}/{label}' for d, label in zip(datasets, labels, strict=True)])
+        weights /= [corpora_per_label[label] for label in labels]
+    elif balance_classes:
+        weights = inverse_counts(labels)
+    elif balance:
+        weights = inverse_counts(datasets)
+    else:
+        return None
+    return weights / weights.sum()
+
+
+def epoch_order(indices: np.ndarray, weights: np.ndarray | None, copies: int, rng) -> np.ndarray:
+    """Training order for one epoch: shuffled copies, or with sampling weights a weighted draw."""
     count = len(indices) * copies
-    if not balance:
+    if weights is None:
         return np.concatenate([rng.permutation(indices) for _ in range(copies)])
-    names, inverse = np.unique(datasets, return_inverse=True)
-    weights = 1.0 / np.bincount(inverse)[inverse]
-    return rng.choice(indices, size=count, replace=True, p=weights / weights.sum())
+    return rng.choice(indices, size=count, replace=True, p=weights)
 
 
 def clip_probabilities(model, clip_set: ClipSet, indices, config: dict, device: str) -> np.ndarray:
@@ -252,8 +272,10 @@ class FoldTrainer:
         self.best = {'uar': -1.0, 'epoch': -1, 'state': None}
         self.start_epoch = 0
         self.checkpoint_path = fold_dir / 'checkpoint.pt'
-        datasets = np.array([clip_set.clips[i].dataset for i in self.train_idx])
-        self.train_datasets = datasets
+        data = config['data']
+        self.sampling_weights = sampling_weights(np.array([clip_set.clips[i].dataset for i in self.train_idx]),
+                                                 np.array([clip_set.clips[i].emotion for i in self.train_idx]),
+                                                 data.get('balance', False), data.get('balance_classes', False))
 
     def save_checkpoint(self, epoch: int):
         if not self.dist.main:
@@ -291,8 +313,7 @@ class FoldTrainer:
         t, a = self.t, self.config['augment']
         rng = np.random.default_rng([t['seed'], epoch])
         torch.manual_seed(t['seed'] * 100003 + epoch * 1009 + self.dist.rank)
-        order = epoch_order(np.asarray(self.train_idx), self.train_datasets, a['copies'],
-                            self.config['data'].get('balance', False), rng)
+        order = epoch_order(np.asarray(self.train_idx), self.sampling_weights, a['copies'], rng)
         order = order[self.dist.rank::self.dist.world]
         worker_rng = np.random.default_rng([t['seed'], epoch, self.dist.rank, 7])
         per_rank_batch = max(1, t['batch_size'] // self.dist.world)
