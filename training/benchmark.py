@@ -228,6 +228,10 @@ ROWS = {
     'timnet_partial_distill_t4': Row(NETWORKS, f'{TIMNET_V6}, its LMU teacher\'s probabilities softened at '
                                      'temperature 4 instead of 2', 'network',
                                      with_overrides(TIMNET_V6_TRAINING, 'training.distill_temperature=4')),
+    'timnet_partial_adamw': Row(NETWORKS, f'{TIMNET_V6}, decoupled weight decay 0.05 (AdamW; Adam without decay '
+                                'before)', 'network',
+                                with_overrides(TIMNET_V6_TRAINING, 'training.optimizer=adamw',
+                                               'training.weight_decay=0.05')),
     'timnet_partial_class_balanced': Row(NETWORKS, f'{TIMNET_V6}, training draws every label equally often (each '
                                          'corpus equally often within a label) instead of every corpus, so EMOVO\'s '
                                          'disgust, which no other corpus has, is 1/7 of the windows instead of 1/28',
