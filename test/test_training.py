@@ -101,7 +101,7 @@ def test_paper_protocol_is_random_and_stratified(data_dir):
 
 
 @pytest.mark.parametrize('balance,balance_classes', [(True, False), (True, True), (False, True)])
-def test_training_draws_balance_corpora_and_labels_as_configured(balance, balance_classes):
+def test_training_draws_corpora_and_labels_as_evenly_as_configured(balance, balance_classes):
     from training.train import epoch_order, sampling_weights
     # Three corpora of unequal size; only the first has 'disgust', as EMOVO here.
     datasets = np.array(['emovo'] * 70 + ['tess'] * 240 + ['ravdess'] * 60)
