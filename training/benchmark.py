@@ -232,6 +232,9 @@ ROWS = {
                                 'before)', 'network',
                                 with_overrides(TIMNET_V6_TRAINING, 'training.optimizer=adamw',
                                                'training.weight_decay=0.05')),
+    'timnet_partial_filters64': Row(NETWORKS, f'{TIMNET_V6}, 64 filters in every convolution instead of 39 (274k '
+                                    'parameters instead of 105k)', 'network',
+                                    with_overrides(TIMNET_V6_TRAINING, 'model.filters=64')),
     'timnet_partial_class_balanced': Row(NETWORKS, f'{TIMNET_V6}, training draws every label equally often (each '
                                          'corpus equally often within a label) instead of every corpus, so EMOVO\'s '
                                          'disgust, which no other corpus has, is 1/7 of the windows instead of 1/28',
