@@ -53,6 +53,23 @@ def test_summary_is_mean_and_sd_over_the_folds_that_test_a_corpus():
     assert summary['emovo']['uar_mean'] == pytest.approx(0.5) and summary['validation']['mean'] == pytest.approx(0.8)
 
 
+def test_validation_agreement_ranks_rows_against_their_test_figures():
+    def summary(test, validation):
+        corpora = lambda uars: {c: {'uar_mean': u} for c, u in zip(benchmark.CORPORA, uars, strict=True)}  # noqa: E731
+        return {**corpora(test), 'mean': float(np.mean(test)),
+                'validation': {**corpora(validation), 'mean': float(np.mean(validation))}}
+    # EMOVO's validation runs against its test figures; RAVDESS's follows them exactly.
+    rows = [summary([0.3, 0.5, 0.7, 0.4], [0.9, 0.55, 0.98, 0.8]),
+            summary([0.4, 0.6, 0.8, 0.5], [0.8, 0.65, 1.0, 0.9]),
+            summary([0.5, 0.7, 0.9, 0.6], [0.7, 0.75, 0.99, 0.95])]
+    agreement = benchmark.validation_agreement(rows)
+    assert agreement['emovo']['corpus_pearson'] == pytest.approx(-1.0)
+    assert agreement['ravdess']['corpus_pearson'] == pytest.approx(1.0)
+    assert agreement['ravdess']['others_spearman'] == pytest.approx(1.0)
+    assert agreement['nemo']['corpus_spearman'] == pytest.approx(1.0)
+    assert 'corpus_pearson' not in agreement['mean'] and -1.0 <= agreement['mean']['mean_pearson'] <= 1.0
+
+
 def test_classical_features_and_speaker_standardisation(data_dir):
     paths = [data_dir / 'emovo/f1/rab-f1-b1.flac', data_dir / 'ravdess/Actor_01/03-01-05-01-01-01-01.flac']
     features = extract('mfcc_stats', paths)

@@ -886,6 +886,47 @@ def validation_report() -> str:
     return '\n'.join(lines)
 
 
+def validation_agreement(summaries: list[dict]) -> dict[str, dict[str, float]]:
+    """How well each validation figure ranks rows as their test figures do: Pearson and Spearman
+    correlation, over the rows, of a corpus's validation UAR (or the validation mean) with test figures:
+    its own corpus's UAR ('corpus'), the mean of corpora ('mean') and the mean of the other corpora
+    ('others')."""
+    from scipy.stats import pearsonr, spearmanr
+    agreement = {}
+    for key in (*CORPORA, 'mean'):
+        validation = [s['validation'][key] if key == 'mean' else s['validation'][key]['uar_mean'] for s in summaries]
+        tests = {'mean': [s['mean'] for s in summaries]}
+        if key != 'mean':
+            tests['corpus'] = [s[key]['uar_mean'] for s in summaries]
+            tests['others'] = [np.mean([s[c]['uar_mean'] for c in CORPORA if c != key]) for s in summaries]
+        agreement[key] = {f'{test}_{method.__name__[:-1]}': float(method(validation, figures)[0])
+                          for test, figures in tests.items() for method in (pearsonr, spearmanr)}
+    return agreement
+
+
+def validation_agreement_report() -> str:
+    """Whether the validation clips rank recipes as the test speakers do, over every trained row (stream
+    rows repeat their source's figures and are left out). It judges the validation design, not a recipe."""
+    summaries = [stored(n) for n, row in ROWS.items()
+                 if row.kind in ('network', 'ensemble') and 'validation' in (stored(n) or {})]
+    if len(summaries) < 3:
+        return ''
+    agreement = validation_agreement(summaries)
+    names = {'emovo': 'EMOVO', 'ravdess': 'RAVDESS', 'tess': 'TESS', 'nemo': 'nEMO', 'mean': 'mean of corpora'}
+    held_out = {'ravdess': 'whole actors held out of training'}
+    lines = [f'How well each validation figure ranks the {len(summaries)} trained rows above as their test figures '
+             'do: correlation over the rows, Pearson / Spearman. Test figures enter only here, to judge the '
+             'validation design; no recipe is chosen by them:', '',
+             '| validation figure | with its corpus\'s test UAR | with the test mean of the other corpora | '
+             'with the test mean of corpora |', '|---|---|---|---|']
+    for key, entry in agreement.items():
+        pairs = [f"{entry[f'{test}_pearson']:.2f} / {entry[f'{test}_spearman']:.2f}" if f'{test}_pearson' in entry
+                 else '–' for test in ('corpus', 'others', 'mean')]
+        source = '' if key == 'mean' else f" ({held_out.get(key, 'clips of training speakers')})"
+        lines.append(f"| {names[key]}{source} | " + ' | '.join(pairs) + ' |')
+    return '\n'.join(lines)
+
+
 def stream_prior_report() -> str:
     """The validation clips as the node hears them, per stream prior (the figures that choose it)."""
     results = {n: json.loads((RESULTS / f'{n}.json').read_text()) for n, row in ROWS.items()
@@ -976,7 +1017,8 @@ def replace_section(path: Path, begin: str, end: str, body: str) -> None:
 
 def results_section() -> str:
     """Everything docs/results.md holds between its benchmark markers."""
-    sections = [report(), validation_report(), stream_prior_report(), confounds(), skew_report()]
+    sections = [report(), validation_report(), validation_agreement_report(), stream_prior_report(), confounds(),
+                skew_report()]
     return '\n\n'.join(section for section in sections if section)
 
 
