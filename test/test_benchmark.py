@@ -87,6 +87,33 @@ def section(path, begin, end):
     return path.read_text().split(begin, 1)[1].split(end, 1)[0].strip()
 
 
+def test_out_of_speaker_probabilities_never_hear_the_clips_speaker(tmp_path, monkeypatch):
+    from training import classical
+    rng = np.random.default_rng(0)
+    speakers = np.repeat([f's{i}' for i in range(6)], 20)
+    targets = np.tile(np.arange(3), 40)
+    features = rng.normal(size=(120, 5)) + targets[:, None] * 1.5 + np.repeat(rng.normal(size=(6, 5)) * 3, 20, axis=0)
+    groups = [['s0', 's3'], ['s1', 's4'], ['s2', 's5']]
+    probabilities = classical.out_of_speaker_probabilities(features, targets, speakers, groups, 4)
+    assert probabilities.shape == (120, 4) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert np.all(probabilities[:, 3] == 0)            # a class no clip has gets nothing
+    assert np.mean(probabilities.argmax(axis=1) == targets) > 0.8
+    # Relabelling s0's clips leaves s0's probabilities as they were: its group's model never saw them.
+    shuffled = targets.copy()
+    shuffled[speakers == 's0'] = rng.permutation(shuffled[speakers == 's0'])
+    again = classical.out_of_speaker_probabilities(features, shuffled, speakers, groups, 4)
+    assert np.allclose(again[speakers == 's0'], probabilities[speakers == 's0'])
+    assert not np.allclose(again[speakers == 's1'], probabilities[speakers == 's1'])
+
+    # The feature cache extracts each clip once, and only the clips it lacks.
+    extracted = []
+    monkeypatch.setattr(classical, 'extract', lambda kind, paths: extracted.append(list(paths)) or
+                        np.array([[len(str(p))] for p in paths], np.float32))
+    first = classical.cached_features('mfcc_stats', [tmp_path / 'a.flac', tmp_path / 'bb.flac'], tmp_path / 'cache')
+    second = classical.cached_features('mfcc_stats', [tmp_path / 'bb.flac', tmp_path / 'ccc.flac'], tmp_path / 'cache')
+    assert [len(batch) for batch in extracted] == [2, 1] and second[0] == first[1]
+
+
 def test_the_documents_show_the_tables_the_stored_results_give():
     """docs/results.md and README.md carry exactly what `python -m training.benchmark report` renders."""
     assert section(benchmark.REPO / 'docs' / 'results.md', benchmark.BEGIN, benchmark.END) == \

@@ -329,6 +329,45 @@ def test_distillation_learns_from_a_teacher_of_the_same_fold_only(data_dir, smal
     assert judge.loss(torch.zeros(4, 3), targets).item() > 0
 
 
+def test_a_clip_teacher_learns_each_training_clip_from_a_classifier_that_never_heard_its_speaker(
+        data_dir, small_corpus, tmp_path, monkeypatch):
+    import torch
+
+    from training import classical, train
+    from training.distill import Teacher
+    overrides = tiny_overrides(data_dir, small_corpus, 2)
+    train.run(train_config.resolve(overrides=overrides), tmp_path / 'plain')
+    plain = read_history(tmp_path / 'plain')
+    fits = []
+    original = classical.out_of_speaker_probabilities
+
+    def recorded(features, targets, speakers, groups, n_classes):
+        fits.append((list(speakers), groups))
+        return original(features, targets, speakers, groups, n_classes)
+    monkeypatch.setattr(train, 'out_of_speaker_probabilities', recorded)
+    clip_teacher = ['training.clip_teacher=mfcc_stats', f'training.feature_cache={tmp_path / "features"}']
+    summary = train.run(train_config.resolve(overrides=overrides + clip_teacher), tmp_path / 'student')
+    student = read_history(tmp_path / 'student')
+    assert len(student) == 2 and student[0]['train_loss'] != pytest.approx(plain[0]['train_loss'], rel=1e-3)
+    assert (tmp_path / 'features' / 'mfcc_stats.npz').is_file()
+    # Only training speakers' clips were fitted and scored, never a test speaker's.
+    (speakers, groups), = fits
+    fold = summary['folds'][0]
+    assert not set(speakers) & set(fold['test_speakers'])
+    assert sorted(s for g in groups for s in g) == sorted(set(speakers))
+
+    # Mixed windows mix their clips' probabilities; the targets are softened probabilities.
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    judge = Teacher([], ['neutral', 'sad', 'angry'], None, set(), set(), temperature=1.0,
+                    clip_probabilities=probabilities)
+    mixed = judge.targets(torch.zeros(2, 3, 4), np.array([0, 1]), share=0.75, partner=np.array([1, 0]))
+    assert torch.allclose(mixed[0], torch.tensor([0.55, 0.175, 0.275]), atol=1e-5)
+    with pytest.raises(ValueError, match='needs the clips'):
+        judge.targets(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match='needs artifacts or clip probabilities'):
+        Teacher([], ['neutral'], None, set(), set(), temperature=1.0)
+
+
 def test_gradient_reversal_flips_and_scales_the_gradient_only():
     import torch
 

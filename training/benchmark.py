@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / 'shared' / 'data'
 RUNS = REPO / 'runs' / 'benchmark'
 FINAL = REPO / 'runs' / 'final'
+FEATURE_CACHE = RUNS / 'features'    # classical features of every clip, shared by rows and clip teachers
 RESULTS = REPO / 'docs' / 'benchmark'
 CORPORA = ('emovo', 'ravdess', 'tess', 'nemo')
 FOLDS = 4
@@ -235,6 +236,11 @@ ROWS = {
     'timnet_partial_filters64': Row(NETWORKS, f'{TIMNET_V6}, 64 filters in every convolution instead of 39 (274k '
                                     'parameters instead of 105k)', 'network',
                                     with_overrides(TIMNET_V6_TRAINING, 'model.filters=64')),
+    'timnet_partial_egemaps_teacher': Row(NETWORKS, f'{TIMNET_V6}, its LMU teacher\'s probabilities averaged with '
+                                          'those of an eGeMAPS SVM (speaker-standardised, as svm_egemaps_speakernorm) '
+                                          'fitted without the clip\'s speaker group, so the targets say how a clip '
+                                          'sounds to a model that never heard its speaker', 'network',
+                                          with_overrides(TIMNET_V6_TRAINING, 'training.clip_teacher=egemaps')),
     'timnet_partial_class_balanced': Row(NETWORKS, f'{TIMNET_V6}, training draws every label equally often (each '
                                          'corpus equally often within a label) instead of every corpus, so EMOVO\'s '
                                          'disgust, which no other corpus has, is 1/7 of the windows instead of 1/28',
@@ -437,18 +443,10 @@ def summarize(folds: list[dict], labels: list[str]) -> dict:
 
 # ---------------------------------------------------------------------------------------- classical rows
 def classical_features(kind: str, clips: list[Clip]) -> np.ndarray:
-    """(clips, dims) whole-clip features, cached under runs/benchmark/features/."""
-    from .classical import extract
-    cache = RUNS / 'features' / f'{kind}.npz'
-    paths = np.array([str(c.path.resolve()) for c in clips])
-    if cache.is_file():
-        stored = np.load(cache)
-        if np.array_equal(stored['paths'], paths):
-            return stored['features']
+    """(clips, dims) whole-clip features, cached under runs/benchmark/features/ (FEATURE_CACHE)."""
+    from .classical import cached_features
     started = time.time()
-    features = extract(kind, [c.path for c in clips])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, paths=paths, features=features)
+    features = cached_features(kind, [c.path for c in clips], FEATURE_CACHE)
     print(f'[benchmark] {kind}: {features.shape[1]} features of {len(clips)} clips in '
           f'{time.time() - started:.0f} s', flush=True)
     return features
@@ -501,6 +499,8 @@ def network_command(name: str, fold: int | None) -> list[str]:
     teachers = [str(fold_artifact(teacher, fold).relative_to(REPO)) for teacher in row.settings.get('teachers', [])]
     if teachers:   # a fold learns from the teachers' models of the same fold, the final run from their final runs
         overrides.append(f'training.teachers=[{",".join(teachers)}]')
+    if any(o.startswith('training.clip_teacher=') for o in overrides):
+        overrides.append(f'training.feature_cache={FEATURE_CACHE.relative_to(REPO)}')
     if fold is None:   # the epoch count the folds' validation speakers chose; no early stop
         overrides += [f'training.epochs={final_epochs(name)}', 'training.select=last_epoch']
     for override in overrides:

@@ -1,7 +1,9 @@
 """Classical speech-emotion baselines: whole-clip feature vectors and scikit-learn classifiers."""
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +39,26 @@ def extract(kind: str, paths: Sequence) -> np.ndarray:
     return np.stack([compute(load_audio(path, SAMPLE_RATE)) for path in paths]).astype(np.float32)
 
 
+def cached_features(kind: str, paths: Sequence, cache_dir: Path | None) -> np.ndarray:
+    """extract(kind, paths), taking clips already extracted from cache_dir/<kind>.npz (keyed by resolved
+    path) and adding the rest to it; no cache_dir: extract all."""
+    keys = np.array([str(Path(path).resolve()) for path in paths])
+    cache = Path(cache_dir) / f'{kind}.npz' if cache_dir else None
+    known: dict[str, np.ndarray] = {}
+    if cache and cache.is_file():
+        with np.load(cache) as stored:
+            known = dict(zip(stored['paths'], stored['features'], strict=True))
+    missing = [key for key in dict.fromkeys(keys) if key not in known]
+    if missing:
+        known.update(zip(missing, extract(kind, missing), strict=True))
+        if cache:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_name(f'{cache.stem}.{os.getpid()}.npz')
+            np.savez(partial, paths=np.array(list(known)), features=np.stack(list(known.values())))
+            os.replace(partial, cache)    # a reader never sees half a file
+    return np.stack([known[key] for key in keys]).astype(np.float32)
+
+
 def standardise_per_speaker(features: np.ndarray, speakers: Sequence[str], fit=None) -> np.ndarray:
     """Each speaker's features to zero mean and unit variance over that speaker's clips (no labels used);
     with `fit` (a boolean per clip), the statistics come from the speaker's clips marked True."""
@@ -50,14 +72,37 @@ def standardise_per_speaker(features: np.ndarray, speakers: Sequence[str], fit=N
     return out
 
 
-def make_classifier(kind: str):
-    """A scikit-learn pipeline (standardisation, then the classifier) with a decision_function."""
+def make_classifier(kind: str, probabilities: bool = False):
+    """A scikit-learn pipeline (standardisation, then the classifier) with a decision_function; with
+    probabilities, the SVM's scores mapped to probabilities by Platt scaling fitted in an internal 5-fold
+    cross-validation (predict_proba)."""
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
     if kind == 'svm':
-        return make_pipeline(StandardScaler(), SVC(kernel='rbf', C=10.0, gamma='scale', class_weight='balanced'))
+        svm = SVC(kernel='rbf', C=10.0, gamma='scale', class_weight='balanced')
+        return make_pipeline(StandardScaler(), CalibratedClassifierCV(svm, ensemble=False) if probabilities else svm)
     if kind == 'logreg':
         return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight='balanced'))
     raise ValueError(f'unknown classifier {kind!r}; choose svm or logreg')
+
+
+def out_of_speaker_probabilities(features: np.ndarray, targets: np.ndarray, speakers: Sequence[str],
+                                 groups: list[list[str]], n_classes: int) -> np.ndarray:
+    """Each clip's class probabilities from the speaker-standardised RBF SVM (the best classical row's
+    classifier) fitted on the clips of the other speaker groups only, so they say how a clip sounds to a
+    model that never heard its speaker. groups: a partition of the speakers. (clips, n_classes)."""
+    speakers = np.asarray(speakers)
+    standardised = standardise_per_speaker(features, speakers)
+    probabilities = np.zeros((len(speakers), n_classes), np.float32)
+    for group in groups:
+        held = np.isin(speakers, group)
+        if not held.any():
+            continue
+        if len(np.unique(targets[~held])) < 2:
+            raise ValueError('out-of-speaker probabilities need at least two classes outside every speaker group')
+        model = make_classifier('svm', probabilities=True).fit(standardised[~held], targets[~held])
+        probabilities[np.ix_(held, model.classes_)] = model.predict_proba(standardised[held])
+    return probabilities

@@ -51,6 +51,11 @@ DEFAULTS = {
         # Knowledge distillation: artifacts whose averaged probabilities (softened by the temperature)
         # the student also learns from, with this share of the loss; none: off (training/distill.py).
         'teachers': [], 'distill_weight': 0.5, 'distill_temperature': 2.0,
+        # A classical teacher as well (or alone): each training clip's probabilities from an RBF SVM on these
+        # whole-clip features (mfcc_stats | egemaps | compare), speaker-standardised, fitted without the
+        # clip's speaker group (training.classical.out_of_speaker_probabilities); null: none. Features
+        # are cached in feature_cache (a folder; null: no cache).
+        'clip_teacher': None, 'feature_cache': None,
         # Exponential moving average of the weights (and BatchNorm statistics), updated every step with this
         # decay; validation scores it and it is what gets kept. 0: off, the raw weights are kept.
         'weight_average_decay': 0.0,

@@ -15,12 +15,25 @@ from ser_models.predictor import load
 
 class Teacher:
     """Trained artifacts averaged, checked to share the student's labels and features and to have seen
-    none of the speakers the student is tested or validated on."""
+    none of the speakers the student is tested or validated on; and/or fixed per-clip probabilities
+    (clip_probabilities, (clips, classes), rows indexed like the student's clips), averaged with the
+    artifacts' mean, half each."""
 
     def __init__(self, artifacts: list[str], labels: list[str], features: FeatureConfig,
-                 test_speakers: set[str], validation_speakers: set[str], temperature: float):
+                 test_speakers: set[str], validation_speakers: set[str], temperature: float,
+                 clip_probabilities: np.ndarray | None = None):
         if temperature <= 0:
             raise ValueError(f'training.distill_temperature must be positive, got {temperature}')
+        if not artifacts and clip_probabilities is None:
+            raise ValueError('a teacher needs artifacts or clip probabilities')
+        if clip_probabilities is not None and clip_probabilities.shape[1] != len(labels):
+            raise ValueError(f'clip probabilities have {clip_probabilities.shape[1]} classes, the student '
+                             f'{len(labels)}')
+        self.clip_probabilities = clip_probabilities
+        self.temperature = temperature
+        self.ensemble = None
+        if not artifacts:
+            return
         members = [load(Path(artifact)) for artifact in artifacts]
         self.ensemble = AveragedPredictor(members)     # refuses members that disagree among themselves
         if self.ensemble.labels != labels:
@@ -36,11 +49,20 @@ class Teacher:
             if set(data.get('validation_speakers', [])) != validation_speakers:
                 raise ValueError(f'teacher {artifact} validated on other speakers than the student, so it '
                                  f'may have trained on the clips that choose the student\'s epoch')
-        self.temperature = temperature
 
-    def targets(self, mfcc: torch.Tensor) -> torch.Tensor:
-        """The teachers' mean probabilities for a batch, softened by the temperature."""
-        probabilities = self.ensemble.predict_features(np.ascontiguousarray(mfcc.detach().cpu().numpy()))
+    def targets(self, mfcc: torch.Tensor, clips: np.ndarray | None = None, share: float = 1.0,
+                partner: np.ndarray | None = None) -> torch.Tensor:
+        """The teachers' mean probabilities for a batch of windows of these clips, softened by the
+        temperature. Mixed windows (share of each, its partner in the batch) mix the clip probabilities too."""
+        members = []
+        if self.ensemble:
+            members.append(self.ensemble.predict_features(np.ascontiguousarray(mfcc.detach().cpu().numpy())))
+        if self.clip_probabilities is not None:
+            if clips is None:
+                raise ValueError('a clip teacher needs the clips of the batch')
+            own = self.clip_probabilities[np.asarray(clips)]
+            members.append(own if partner is None else share * own + (1 - share) * own[np.asarray(partner)])
+        probabilities = np.mean(members, axis=0)
         softened = torch.from_numpy(np.log(np.maximum(probabilities, 1e-8)) / self.temperature)
         return torch.softmax(softened, dim=-1).to(mfcc.device)
 

@@ -32,15 +32,17 @@ from ser_models.registry import count_parameters, resolve_config
 from ser_models.windowing import predict_clips
 
 from . import config as config_module
+from .classical import cached_features, out_of_speaker_probabilities
 from .data import ClipSet, WindowBatcher
 from .datasets import labels_present, load_clips
 from .distill import Teacher
 from .metrics import classification_metrics
 from .plots import plot_confusion, plot_curves
-from .splits import make_splits
+from .splits import make_splits, speaker_folds
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_HOP_SECONDS = 0.5
+CLIP_TEACHER_GROUPS = 4    # speaker groups of training.clip_teacher's out-of-speaker fits
 
 
 class Distributed:
@@ -239,14 +241,15 @@ class FoldTrainer:
             self.adversary = SpeakerAdversary(self.model, speakers).to(device)
             self.speaker_targets = np.array([self.adversary.index.get(c.speaker_key, -1) for c in clip_set.clips])
         self.teacher = None
-        if self.t['teachers']:
+        if self.t['teachers'] or self.t['clip_teacher']:
             if not 0.0 <= float(self.t['distill_weight']) <= 1.0:
                 raise ValueError(f"training.distill_weight must be in [0, 1], got {self.t['distill_weight']}")
             validation_speakers, test_speakers = ({clip_set.clips[i].speaker_key for i in group}
                                                   for group in (self.val_idx, self.test_idx))
             self.teacher = Teacher(self.t['teachers'], clip_set.labels, batcher.features.config,
                                    test_speakers=test_speakers, validation_speakers=validation_speakers,
-                                   temperature=self.t['distill_temperature'])
+                                   temperature=self.t['distill_temperature'],
+                                   clip_probabilities=self.clip_teacher_probabilities())
         decay = float(self.t['weight_average_decay'])
         if not 0.0 <= decay < 1.0:
             raise ValueError(f'training.weight_average_decay must be in [0, 1), got {decay}')
@@ -276,6 +279,22 @@ class FoldTrainer:
         self.sampling_weights = sampling_weights(np.array([clip_set.clips[i].dataset for i in self.train_idx]),
                                                  np.array([clip_set.clips[i].emotion for i in self.train_idx]),
                                                  data.get('balance', False), data.get('balance_classes', False))
+
+    def clip_teacher_probabilities(self) -> np.ndarray | None:
+        """training.clip_teacher's probabilities for the training clips (rows of other clips stay zero),
+        each from a classifier fitted on training clips of other speakers only: never a validation or test
+        clip. Speakers are grouped as the benchmark groups them (every corpus spread over the groups)."""
+        kind = self.t['clip_teacher']
+        if not kind:
+            return None
+        clips = [self.clip_set.clips[i] for i in self.train_idx]
+        features = cached_features(kind, [c.path for c in clips], self.t['feature_cache'])
+        groups = speaker_folds(clips, CLIP_TEACHER_GROUPS, self.t['seed'])
+        probabilities = np.zeros((len(self.clip_set.clips), len(self.clip_set.labels)), np.float32)
+        probabilities[self.train_idx] = out_of_speaker_probabilities(
+            features, self.clip_set.targets[self.train_idx], [c.speaker_key for c in clips], groups,
+            len(self.clip_set.labels))
+        return probabilities
 
     def save_checkpoint(self, epoch: int):
         if not self.dist.main:
@@ -339,7 +358,7 @@ class FoldTrainer:
                 share = float(worker_rng.beta(t['mixup'], t['mixup']))
                 partner = torch.from_numpy(worker_rng.permutation(len(batch))).to(self.device)
                 mfcc = share * mfcc + (1 - share) * mfcc[partner]
-            soft_targets = self.teacher.targets(mfcc) if self.teacher else None
+            soft_targets = self.teacher.targets(mfcc, batch, share, partner) if self.teacher else None
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast('cuda', enabled=self.amp):
                 logits = self.net(mfcc)
