@@ -362,6 +362,7 @@ def test_a_clip_teacher_learns_each_training_clip_from_a_classifier_that_never_h
                     clip_probabilities=probabilities)
     mixed = judge.targets(torch.zeros(2, 3, 4), np.array([0, 1]), share=0.75, partner=np.array([1, 0]))
     assert torch.allclose(mixed[0], torch.tensor([0.55, 0.175, 0.275]), atol=1e-5)
+    assert torch.equal(judge.targets(torch.zeros(2, 3, 4), np.array([0, 1]), 0.75, torch.tensor([1, 0])), mixed)
     with pytest.raises(ValueError, match='needs the clips'):
         judge.targets(torch.zeros(2, 3, 4))
     with pytest.raises(ValueError, match='needs artifacts or clip probabilities'):

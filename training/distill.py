@@ -61,7 +61,10 @@ class Teacher:
             if clips is None:
                 raise ValueError('a clip teacher needs the clips of the batch')
             own = self.clip_probabilities[np.asarray(clips)]
-            members.append(own if partner is None else share * own + (1 - share) * own[np.asarray(partner)])
+            if partner is not None:     # the mixup partners, possibly a tensor on the training device
+                partner = partner.cpu().numpy() if isinstance(partner, torch.Tensor) else np.asarray(partner)
+                own = share * own + (1 - share) * own[partner]
+            members.append(own)
         probabilities = np.mean(members, axis=0)
         softened = torch.from_numpy(np.log(np.maximum(probabilities, 1e-8)) / self.temperature)
         return torch.softmax(softened, dim=-1).to(mfcc.device)
