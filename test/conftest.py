@@ -13,6 +13,8 @@ def pytest_configure(config):
     # Every ROS participant a test starts must stay on loopback.
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.setdefault('ROS_HOME', str(REPO / '.ros'))
+    # The checkout's cache, where scripts/setup.sh builds the native SpectralMix library (as env.sh sets).
+    os.environ.setdefault('SER_MODELS_CACHE', str(REPO / '.ros' / 'ser_models'))
 
 
 @pytest.fixture(scope='session')
@@ -21,6 +23,17 @@ def data_dir():
     if not (DATA_DIR / 'manifest.csv').is_file():
         pytest.skip(f'corpora not found: {DATA_DIR}/manifest.csv is absent (set SER_DATA_DIR)')
     return DATA_DIR
+
+
+@pytest.fixture(scope='session')
+def library():
+    """The native SpectralMix library (scripts/setup.sh builds it); skips with the reason where it is
+    missing, e.g. without a C compiler or onnxruntime's C header."""
+    from ser_models import native
+    path, problem = native.library()
+    if path is None:
+        pytest.skip(f'native spectral mix unavailable: {problem}')
+    return path
 
 
 @pytest.fixture

@@ -17,14 +17,6 @@ CKTIM = Path(__file__).resolve().parents[1] / 'weights' / 'cktim'
 FREQUENCIES, IN_CHANNELS = 7, 5
 
 
-@pytest.fixture(scope='module')
-def library():
-    path, problem = native.library()
-    if path is None:
-        pytest.skip(f'native spectral mix unavailable: {problem}')
-    return path
-
-
 def mix_graph(out_channels: int, constant_kernel: bool = True, kernel_dtype=np.float32):
     """x (F, B, I) -> SpectralMix(x, 2x - 1, kernel) -> (y_real, y_imag), the kernel an initializer or an input."""
     rng = np.random.default_rng(out_channels)

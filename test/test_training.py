@@ -532,7 +532,8 @@ def test_ship_copies_a_run_with_its_speakers_and_the_recipes_benchmark_figures(d
     assert restreamed['provenance']['benchmark']['row'] == stream_row
 
 
-def test_a_shipped_cktim_declares_the_fastest_spectral_mix_within_the_bound(data_dir, small_corpus, tmp_path):
+def test_a_shipped_cktim_declares_the_fastest_spectral_mix_within_the_bound(data_dir, small_corpus, tmp_path,
+                                                                            library):
     import ser_models
     from training.ship import ship
     from training.train import run
