@@ -733,10 +733,19 @@ def save_result(name: str, folds: list[dict], labels: list[str]) -> dict:
     return result
 
 
+def extract_clip_teacher_features(names: list[str], clips: list[Clip]) -> None:
+    """Fill FEATURE_CACHE with the clip teachers' features of every clip before folds train in
+    parallel, so no two folds extract the same clips at once."""
+    for kind in {o.split('=', 1)[1] for n in names for o in ROWS[weights_row(n)].settings.get('overrides', [])
+                 if o.startswith('training.clip_teacher=')}:
+        classical_features(kind, clips)
+
+
 def run(names: list[str], jobs: int) -> int:
     clips = benchmark_clips()
     splits = benchmark_splits(clips)
     networks = [n for n in names if ROWS[n].kind == 'network']
+    extract_clip_teacher_features(networks, clips)
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         codes = list(pool.map(lambda job: train_network_fold(*job), [(n, f) for n in networks for f in range(FOLDS)]))
     if any(codes):
@@ -1047,6 +1056,7 @@ def main(argv=None) -> int:
     if args.action == 'validate':
         return validate(names)
     if args.action == 'final':   # a network row's recipe on every speaker, to ship with training.ship
+        extract_clip_teacher_features(names, benchmark_clips())
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             codes = list(pool.map(lambda name: train_network_fold(name, None),
                                   {weights_row(n) for n in names if ROWS[n].kind in ('network', 'stream')}))
