@@ -245,6 +245,9 @@ ROWS = {
                                          'corpus equally often within a label) instead of every corpus, so EMOVO\'s '
                                          'disgust, which no other corpus has, is 1/7 of the windows instead of 1/28',
                                          'network', with_overrides(TIMNET_V6_TRAINING, 'data.balance_classes=true')),
+    'timnet_partial_seed1': Row(NETWORKS, f'{TIMNET_V6} again, seeded 1 instead of 0 (weights, window draws and '
+                                'augmentation; the same speakers in every fold): how far a row moves by chance',
+                                'network', with_overrides(TIMNET_V6_TRAINING, 'training.seed=1')),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
                                     'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',
@@ -374,6 +377,10 @@ ROWS = {
                                     'cktim3_pitch_distilled_lmu_masked_partial (no training of its own)', 'ensemble',
                                     {'members': ['timnet_pitch_distilled_lmu_partial', 'lmu_pitch_ema_distilled_timnet',
                                                  'cktim3_pitch_distilled_lmu_masked_partial']}),
+    'ensemble_timnet_v6_seeds': Row(NETWORKS, 'Mean probabilities of timnet_pitch_distilled_lmu_partial '
+                                    '(timnet-ser-v6\'s recipe) and timnet_partial_seed1, the same recipe seeded '
+                                    'differently (no training of its own)', 'ensemble',
+                                    {'members': ['timnet_pitch_distilled_lmu_partial', 'timnet_partial_seed1']}),
 }
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
@@ -494,7 +501,8 @@ def network_command(name: str, fold: int | None) -> list[str]:
     args = [sys.executable, '-m', 'training.train', '--config', row.settings['config'],
             '--out', str(out.relative_to(REPO))]
     overrides = [f'data.datasets=[{",".join(CORPORA)}]', *split, f'split.validation_fraction={VALIDATION_FRACTION}',
-                 f'training.seed={SEED}', f'training.epochs={NETWORK_EPOCHS}', 'training.threads=1',
+                 f'split.seed={SEED}', f'training.seed={SEED}', f'training.epochs={NETWORK_EPOCHS}',
+                 'training.threads=1',
                  *row.settings.get('overrides', [])]
     teachers = [str(fold_artifact(teacher, fold).relative_to(REPO)) for teacher in row.settings.get('teachers', [])]
     if teachers:   # a fold learns from the teachers' models of the same fold, the final run from their final runs

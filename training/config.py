@@ -23,6 +23,7 @@ DEFAULTS = {
         'folds': 4,
         'fold': None,                    # None: every fold; an int: only that one
         'validation_fraction': 0.15,     # of training speakers (or clips, for corpora with < 4 speakers)
+        'seed': 0,                       # which speakers fall in which fold; training.seed leaves them alone
     },
     'augment': {
         'copies': 1,                     # augmented passes over the training set per epoch

@@ -33,7 +33,7 @@ def heldout_report(config: dict, model_dir) -> dict:
     root = Path(data['root']) if Path(data['root']).is_absolute() else (REPO / data['root']).resolve()
     clips = load_clips(root, data.get('manifest'), data.get('datasets'))
     split = make_splits(clips, 'all_speakers', 1, config['split']['validation_fraction'],
-                        config['training']['seed'])[0]
+                        config['split']['seed'])[0]
     predictor = ser_models.load(model_dir)
     report = {'model': predictor.model_id, 'datasets': {}}
     for dataset in sorted({c.dataset for c in split.validation}):

@@ -289,7 +289,7 @@ class FoldTrainer:
             return None
         clips = [self.clip_set.clips[i] for i in self.train_idx]
         features = cached_features(kind, [c.path for c in clips], self.t['feature_cache'])
-        groups = speaker_folds(clips, CLIP_TEACHER_GROUPS, self.t['seed'])
+        groups = speaker_folds(clips, CLIP_TEACHER_GROUPS, self.config['split']['seed'])
         probabilities = np.zeros((len(self.clip_set.clips), len(self.clip_set.labels)), np.float32)
         probabilities[self.train_idx] = out_of_speaker_probabilities(
             features, self.clip_set.targets[self.train_idx], [c.speaker_key for c in clips], groups,
@@ -482,7 +482,7 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
         clip_set.fit_speaker_normalizers(extractor)
     position = {id(c): i for i, c in enumerate(clips)}
     split = config['split']
-    splits = make_splits(clips, split['protocol'], split['folds'], split['validation_fraction'], t['seed'])
+    splits = make_splits(clips, split['protocol'], split['folds'], split['validation_fraction'], split['seed'])
     if split.get('fold') is not None:
         splits = [splits[int(split['fold'])]]
     results = []
