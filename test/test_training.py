@@ -251,6 +251,19 @@ def test_short_real_training_run_writes_every_output(data_dir, small_corpus, tmp
     assert predictor.labels == ['neutral', 'sad', 'angry']
 
 
+def test_the_training_seed_leaves_every_side_s_speakers_and_clips_alone(data_dir, small_corpus, tmp_path):
+    """training.seed reseeds the model only; split.seed alone decides who is held out (a rerun is comparable)."""
+    from training.train import run
+    run(train_config.resolve(overrides=[*tiny_overrides(data_dir, small_corpus, 1), 'training.seed=1']),
+        tmp_path / 'run')
+    model = json.loads((tmp_path / 'run' / 'fold0' / 'artifact' / 'model.json').read_text())
+    held = model['provenance']['data']
+    expected = make_splits(read_manifest(small_corpus, data_dir), 'speaker_kfold', 4, 0.15, 0)[0]
+    for side, clips in (('train', expected.train), ('validation', expected.validation), ('test', expected.test)):
+        assert held[f'{side}_speakers'] == sorted({c.speaker_key for c in clips}), side
+    assert (held['train_clips'], held['validation_clips']) == (len(expected.train), len(expected.validation))
+
+
 def fold_speakers(manifest, data_dir, fold):
     clips = read_manifest(manifest, data_dir)
     return sorted(speaker_folds(clips, 4)[fold])
