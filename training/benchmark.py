@@ -245,6 +245,10 @@ ROWS = {
                                          'corpus equally often within a label) instead of every corpus, so EMOVO\'s '
                                          'disgust, which no other corpus has, is 1/7 of the windows instead of 1/28',
                                          'network', with_overrides(TIMNET_V6_TRAINING, 'data.balance_classes=true')),
+    'timnet_partial_no_gain': Row(NETWORKS, f'{TIMNET_V6}, no random gain on training windows (it drew -6 to +6 dB, '
+                                  'moving a window\'s loudness against its speaker\'s statistics, a cue to '
+                                  'arousal, while a stream\'s own statistics already remove a fixed gain)', 'network',
+                                  with_overrides(TIMNET_V6_TRAINING, 'augment.gain_db=[0.0,0.0]')),
     'timnet_partial_seed1': Row(NETWORKS, f'{TIMNET_V6} again, seeded 1 instead of 0 (weights, window draws and '
                                 'augmentation; the same speakers in every fold): how far a row moves by chance',
                                 'network', with_overrides(TIMNET_V6_TRAINING, 'training.seed=1')),
