@@ -194,6 +194,23 @@ def test_partial_speaker_statistics_mix_the_prior_with_a_few_clips_of_the_same_s
     assert not np.allclose(own_only(raw), clip_set.normalizers[5](raw), atol=1e-2)
 
 
+@pytest.mark.parametrize('keeps_f0, semitones', [(False, 12 + 12 * np.log2(1.25)), (True, 12.0)])
+def test_speed_perturbation_can_leave_the_f0_channel_where_the_speaker_has_it(tmp_path, keeps_f0, semitones):
+    from ser_models.features import FeatureConfig, MfccExtractor
+    from training.data import ClipSet, WindowBatcher
+    from training.datasets import Clip
+    t = np.arange(48000) / 16000
+    voice = sum(0.1 / k * np.sin(2 * np.pi * 200 * k * t) for k in range(1, 6))    # 200 Hz: 12 st re 100 Hz
+    sf.write(tmp_path / 'voice.flac', voice.astype(np.float32), 16000)
+    clip_set = ClipSet([Clip(tmp_path / 'voice.flac', 'tones', 'a', 'neutral')], ['neutral'], 16000)
+    extractor = MfccExtractor(FeatureConfig(normalize='none', pitch=True))
+    faster = dict(train_config.DEFAULTS['augment'], noise_prob=0.0, speed_prob=1.0, speed_range=[1.25, 1.25],
+                  shift_max_seconds=0.0, gain_db=[0.0, 0.0], spec_time_masks=0, spec_freq_masks=0,
+                  speed_keeps_f0=keeps_f0)
+    batch, _ = WindowBatcher(extractor, 48000, faster).training_batch(clip_set, [0], np.random.default_rng(0))
+    assert np.median(batch[0, extractor.config.n_mfcc]) == pytest.approx(semitones, abs=0.3)
+
+
 def test_config_layers_presets_and_overrides(tmp_path):
     resolved = train_config.resolve(presets=['original_cktim'], overrides=['training.lr=0.02', 'model.n_tab=6'])
     assert resolved['training']['lr'] == 0.02 and resolved['training']['batch_size'] == 64

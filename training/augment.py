@@ -62,9 +62,15 @@ class WaveAugmenter:
         self.sample_rate = sample_rate
 
     def __call__(self, wave: np.ndarray, rng) -> np.ndarray:
+        return self.augment(wave, rng)[0]
+
+    def augment(self, wave: np.ndarray, rng) -> tuple[np.ndarray, float]:
+        """The augmented wave and the speed factor it was played at (1.0: none)."""
         s = self.s
+        speed = 1.0
         if s['speed_prob'] and rng.random() < s['speed_prob']:
-            wave = change_speed(wave, rng.uniform(*s['speed_range']), self.sample_rate)
+            speed = rng.uniform(*s['speed_range'])
+            wave = change_speed(wave, speed, self.sample_rate)
         if s['pitch_prob'] and rng.random() < s['pitch_prob']:
             wave = shift_pitch(wave, rng.uniform(-s['pitch_semitones'], s['pitch_semitones']), self.sample_rate)
         if s['reverse_prob'] and rng.random() < s['reverse_prob']:
@@ -74,7 +80,7 @@ class WaveAugmenter:
             wave = wave * np.float32(10 ** (rng.uniform(low, high) / 20))
         if s['noise_prob'] and rng.random() < s['noise_prob']:
             wave = add_noise(wave, rng.uniform(*s['noise_snr_db']), rng)
-        return wave
+        return wave, speed
 
     def shift_seconds(self, rng) -> float:
         limit = self.s['shift_max_seconds']

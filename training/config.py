@@ -30,6 +30,9 @@ DEFAULTS = {
         'noise_prob': 0.5, 'noise_snr_db': [10.0, 30.0],
         'shift_max_seconds': 0.3,
         'speed_prob': 0.3, 'speed_range': [0.9, 1.1],
+        # With features.pitch: a sped-up window's F0 channel shifted back by 12 log2(factor) semitones, so
+        # speed perturbation varies tempo and vocal tract but not pitch against the speaker's statistics.
+        'speed_keeps_f0': False,
         'pitch_prob': 0.0, 'pitch_semitones': 2.0,
         'vtlp_prob': 0.0, 'vtlp_range': [0.9, 1.1],   # mel filters warped by alpha (VTLP)
         'reverse_prob': 0.0,

@@ -79,14 +79,18 @@ class WindowBatcher:
 
     def training_batch(self, clip_set: ClipSet, indices, rng) -> tuple[np.ndarray, np.ndarray]:
         windows = np.empty((len(indices), self.window), dtype=np.float32)
+        speeds = np.ones(len(indices))
         for row, index in enumerate(indices):
             wave = clip_set.audio[index]
             shift = 0
             if self.augmenter:
-                wave = self.augmenter(wave, rng)
+                wave, speeds[row] = self.augmenter.augment(wave, rng)
                 shift = int(self.augmenter.shift_seconds(rng) * self.sample_rate)
             windows[row] = self._random_window(wave, shift, rng)
         mfcc = self.vtlp(windows, rng) if self.vtlp else self.features(windows)
+        if self.augment_settings and self.augment_settings.get('speed_keeps_f0') and self.features.config.pitch:
+            # Resampling by a factor moves F0 by 12 log2(factor) semitones; take it back out.
+            mfcc[:, self.features.config.n_mfcc] -= 12 * np.log2(speeds)[:, None].astype(np.float32)
         if clip_set.normalizers is not None:
             for row, index in enumerate(indices):
                 mfcc[row] = self._speaker_normalizer(clip_set, index, rng)(mfcc[row])
