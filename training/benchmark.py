@@ -249,6 +249,10 @@ ROWS = {
                                   'moving a window\'s loudness against its speaker\'s statistics, a cue to '
                                   'arousal, while a stream\'s own statistics already remove a fixed gain)', 'network',
                                   with_overrides(TIMNET_V6_TRAINING, 'augment.gain_db=[0.0,0.0]')),
+    'timnet_partial_speed_keeps_f0': Row(NETWORKS, f'{TIMNET_V6}, a sped-up training window\'s F0 channel shifted '
+                                         'back by the speed\'s semitones, so speed perturbation varies tempo and '
+                                         'vocal tract but not pitch against the speaker\'s statistics', 'network',
+                                         with_overrides(TIMNET_V6_TRAINING, 'augment.speed_keeps_f0=true')),
     'timnet_partial_seed1': Row(NETWORKS, f'{TIMNET_V6} again, seeded 1 instead of 0 (weights, window draws and '
                                 'augmentation; the same speakers in every fold): how far a row moves by chance',
                                 'network', with_overrides(TIMNET_V6_TRAINING, 'training.seed=1')),
