@@ -253,6 +253,8 @@ ROWS = {
                                          'back by the speed\'s semitones, so speed perturbation varies tempo and '
                                          'vocal tract but not pitch against the speaker\'s statistics', 'network',
                                          with_overrides(TIMNET_V6_TRAINING, 'augment.speed_keeps_f0=true')),
+    'timnet_partial_rerun': Row(NETWORKS, f'{TIMNET_V6} again, the same command and seed (training is not '
+                                'bit-reproducible): how far a row moves by chance', 'network', TIMNET_V6_TRAINING),
     'timnet_partial_seed1': Row(NETWORKS, f'{TIMNET_V6} again, seeded 1 instead of 0 (weights, window draws and '
                                 'augmentation; the same speakers in every fold): how far a row moves by chance',
                                 'network', with_overrides(TIMNET_V6_TRAINING, 'training.seed=1')),
@@ -385,10 +387,10 @@ ROWS = {
                                     'cktim3_pitch_distilled_lmu_masked_partial (no training of its own)', 'ensemble',
                                     {'members': ['timnet_pitch_distilled_lmu_partial', 'lmu_pitch_ema_distilled_timnet',
                                                  'cktim3_pitch_distilled_lmu_masked_partial']}),
-    'ensemble_timnet_v6_seeds': Row(NETWORKS, 'Mean probabilities of timnet_pitch_distilled_lmu_partial '
-                                    '(timnet-ser-v6\'s recipe) and timnet_partial_seed1, the same recipe seeded '
-                                    'differently (no training of its own)', 'ensemble',
-                                    {'members': ['timnet_pitch_distilled_lmu_partial', 'timnet_partial_seed1']}),
+    'ensemble_timnet_v6_seeds': Row(NETWORKS, 'Mean probabilities of timnet_partial_rerun and timnet_partial_seed1, '
+                                    'timnet-ser-v6\'s recipe trained twice more, seeded 0 and 1 (no training of '
+                                    'its own)', 'ensemble',
+                                    {'members': ['timnet_partial_rerun', 'timnet_partial_seed1']}),
 }
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
