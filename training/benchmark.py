@@ -253,6 +253,11 @@ ROWS = {
                                          'back by the speed\'s semitones, so speed perturbation varies tempo and '
                                          'vocal tract but not pitch against the speaker\'s statistics', 'network',
                                          with_overrides(TIMNET_V6_TRAINING, 'augment.speed_keeps_f0=true')),
+    'timnet_partial_speed_keeps_f0_seed1': Row(NETWORKS, f'{TIMNET_V6}, F0 kept through speed perturbation as '
+                                               'timnet_partial_speed_keeps_f0, seeded 1 instead of 0: its second draw',
+                                               'network', with_overrides(TIMNET_V6_TRAINING,
+                                                                         'augment.speed_keeps_f0=true',
+                                                                         'training.seed=1')),
     'timnet_partial_rerun': Row(NETWORKS, f'{TIMNET_V6} again, the same command and seed (training is not '
                                 'bit-reproducible): how far a row moves by chance', 'network', TIMNET_V6_TRAINING),
     'timnet_partial_seed1': Row(NETWORKS, f'{TIMNET_V6} again, seeded 1 instead of 0 (weights, window draws and '
