@@ -70,6 +70,15 @@ def test_validation_agreement_ranks_rows_against_their_test_figures():
     assert 'corpus_pearson' not in agreement['mean'] and -1.0 <= agreement['mean']['mean_pearson'] <= 1.0
 
 
+def test_rows_that_differ_only_in_their_training_seed_are_draws_of_one_recipe():
+    v6 = benchmark.recipe('timnet_pitch_distilled_lmu_partial')
+    assert benchmark.recipe('timnet_partial_rerun') == v6
+    assert benchmark.recipe('timnet_partial_seed1') == v6
+    assert benchmark.recipe('timnet_partial_no_gain') != v6
+    assert (benchmark.recipe('timnet_partial_speed_keeps_f0_seed1')
+            == benchmark.recipe('timnet_partial_speed_keeps_f0') != v6)
+
+
 def test_classical_features_and_speaker_standardisation(data_dir):
     paths = [data_dir / 'emovo/f1/rab-f1-b1.flac', data_dir / 'ravdess/Actor_01/03-01-05-01-01-01-01.flac']
     features = extract('mfcc_stats', paths)

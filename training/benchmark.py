@@ -918,6 +918,41 @@ def validation_report() -> str:
     return '\n'.join(lines)
 
 
+def recipe(name: str) -> tuple:
+    """A network row's training recipe with its seed left out: rows that share one are draws of it."""
+    settings = ROWS[name].settings
+    overrides = tuple(sorted(o for o in settings.get('overrides', []) if not o.startswith('training.seed=')))
+    return settings['config'], overrides, tuple(settings.get('teachers', []))
+
+
+def recipe_draws() -> dict[str, list[str]]:
+    """Trained network rows grouped by recipe (keyed by the first row), where a recipe was trained more than once."""
+    groups: dict[tuple, list[str]] = {}
+    for name, row in ROWS.items():
+        if row.kind == 'network' and 'validation' in (stored(name) or {}):
+            groups.setdefault(recipe(name), []).append(name)
+    return {names[0]: names for names in groups.values() if len(names) > 1}
+
+
+def draws_report() -> str:
+    """Recipes trained more than once (reruns and reseeds): how far their figures move between draws."""
+    groups = recipe_draws()
+    if not groups:
+        return ''
+    lines = ['Recipes trained more than once (the same command, or another `training.seed`): mean ± sd over the '
+             "draws of the validation mean, RAVDESS's unseen validation actors and the test mean of corpora; "
+             'the rows are named in the first column:', '',
+             '| recipe (its draws) | draws | validation mean | RAVDESS validation actors | test mean of corpora |',
+             '|---|---|---|---|---|']
+    for names in groups.values():
+        summaries = [stored(n) for n in names]
+        columns = ([s['validation']['mean'] for s in summaries],
+                   [s['validation']['ravdess']['uar_mean'] for s in summaries], [s['mean'] for s in summaries])
+        lines.append(f"| {', '.join(f'`{n}`' for n in names)} | {len(names)} | " + ' | '.join(
+            f'{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}' for values in columns) + ' |')
+    return '\n'.join(lines)
+
+
 def validation_agreement(summaries: list[dict]) -> dict[str, dict[str, float]]:
     """How well each validation figure ranks rows as their test figures do: Pearson and Spearman
     correlation, over the rows, of a corpus's validation UAR (or the validation mean) with test figures:
@@ -1049,8 +1084,8 @@ def replace_section(path: Path, begin: str, end: str, body: str) -> None:
 
 def results_section() -> str:
     """Everything docs/results.md holds between its benchmark markers."""
-    sections = [report(), validation_report(), validation_agreement_report(), stream_prior_report(), confounds(),
-                skew_report()]
+    sections = [report(), validation_report(), draws_report(), validation_agreement_report(),
+                stream_prior_report(), confounds(), skew_report()]
     return '\n\n'.join(section for section in sections if section)
 
 
