@@ -211,6 +211,20 @@ def test_speed_perturbation_can_leave_the_f0_channel_where_the_speaker_has_it(tm
     assert np.median(batch[0, extractor.config.n_mfcc]) == pytest.approx(semitones, abs=0.3)
 
 
+def test_training_threads_bound_torch_and_numpy_blas():
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from training.train import limit_threads
+    before = torch.get_num_threads()
+    with threadpool_limits():              # restores numpy's pools on the way out
+        limit_threads(1)
+        assert torch.get_num_threads() == 1
+        blas = [pool['num_threads'] for pool in threadpool_info() if pool['user_api'] == 'blas']
+        assert blas and set(blas) == {1}
+    torch.set_num_threads(before)
+
+
 def test_config_layers_presets_and_overrides(tmp_path):
     resolved = train_config.resolve(presets=['original_cktim'], overrides=['training.lr=0.02', 'model.n_tab=6'])
     assert resolved['training']['lr'] == 0.02 and resolved['training']['batch_size'] == 64

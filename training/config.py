@@ -69,7 +69,8 @@ DEFAULTS = {
         # Which validation clips choose the epoch: all, or only those of speakers absent from the
         # training side (falls back to all when there are none, e.g. a corpus with clip-level validation).
         'validate_on': 'all',            # all | unseen_speakers
-        'seed': 0, 'device': 'auto', 'threads': 0, 'amp': True,
+        'seed': 0, 'device': 'auto', 'amp': True,
+        'threads': 0,                    # CPU threads for torch and numpy's BLAS; 0: their defaults
     },
 }
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from threadpoolctl import threadpool_limits
 from torch import nn
 from tqdm import tqdm
 
@@ -452,8 +453,7 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
     t = config['training']
     device = pick_device(t['device'], dist)
     dist.start(device)
-    if t['threads']:
-        torch.set_num_threads(int(t['threads']))
+    limit_threads(int(t['threads']))
     np.random.seed(t['seed'])
     torch.manual_seed(t['seed'])
     out_dir = Path(out_dir)
@@ -535,6 +535,14 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
         print_summary(summary)
     dist.stop()
     return summary
+
+
+def limit_threads(threads: int) -> None:
+    """torch's threads and numpy's BLAS pools (feature extraction) to `threads`; 0 leaves them alone.
+    BLAS counts too: two folds training side by side on two cores would otherwise run four BLAS threads."""
+    if threads:
+        torch.set_num_threads(threads)
+        threadpool_limits(threads)
 
 
 def stream_statistics(config: dict, features: FeatureConfig, clip_set: ClipSet, train_indices) -> dict | None:
