@@ -252,3 +252,37 @@ def test_a_stream_row_scores_its_source_rows_fold_models_with_its_own_stream_pri
     split.test[0].speaker_key = 'emovo:m1'
     with pytest.raises(SystemExit, match='held out other speakers'):
         benchmark.fold_predictor('probe', 1, split, load=lambda path: SimpleNamespace(meta=shipped))
+
+
+def test_a_fusion_row_fits_its_classifier_on_the_training_clips_only_and_scores_both_sides(monkeypatch):
+    from types import SimpleNamespace
+
+    from training import classical
+    from training.datasets import Clip
+    from training.splits import Split
+    emotions = ['neutral', 'happy', 'sad']
+    clips = [Clip(f'{speaker}_{emotion}_{take}.flac', 'nemo', speaker, emotion)
+             for speaker in ('A', 'B', 'C') for emotion in emotions for take in range(2)]
+    split = Split('fold0', train=clips[:6], validation=clips[6:12], test=clips[12:])
+    monkeypatch.setitem(benchmark.ROWS, 'probe', benchmark.Row(
+        benchmark.FUSIONS, 'probe', 'fusion', {'weights_of': 'timnet_partial_rerun', 'classical': 'svm_mfcc'}))
+    monkeypatch.setattr(benchmark, 'classical_features', lambda kind, group: np.arange(len(group))[:, None] * 1.0)
+    monkeypatch.setattr(benchmark, 'fold_predictor', lambda name, number, split: SimpleNamespace(labels=emotions))
+    fitted = []
+
+    class Recorder:
+        classes_ = np.arange(3)
+
+        def fit(self, features, targets):
+            fitted.append(features[:, 0].tolist())
+            return self
+    monkeypatch.setattr(classical, 'make_classifier', lambda kind, probabilities: Recorder())
+    # The fused scores name each clip's own label, so every side scores perfectly if it was scored at all.
+    monkeypatch.setattr(benchmark, 'fused_probabilities', lambda predictor, model, group, features: np.eye(3)[
+        [emotions.index(c.emotion) for c in group]])
+    folds = benchmark.score_fusion('probe', clips, [split])
+    assert fitted == [list(range(6))]
+    assert folds[0]['corpora']['nemo']['n'] == 6 and folds[0]['corpora']['nemo']['uar'] == 1.0
+    assert folds[0]['validation']['nemo']['n'] == 6 and folds[0]['validation']['nemo']['uar'] == 1.0
+    assert folds[0]['test_speakers'] == ['nemo:C']
+    assert benchmark.recipe('fusion_timnet_rerun_egemaps') == benchmark.recipe('fusion_timnet_seed1_egemaps')

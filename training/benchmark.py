@@ -76,6 +76,7 @@ class Row:
 
 
 CLASSICAL = 'Classical baselines (whole-clip features)'
+FUSIONS = 'A network and a classical model together (offline: the node serves networks only)'
 NETWORKS = 'Networks (node windowing, ONNX)'
 # Speed perturbation on 80 % of training windows over 0.85-1.15 (the default is 30 % over 0.9-1.1).
 STRONG_SPEED = ['augment.speed_prob=0.8', 'augment.speed_range=[0.85,1.15]']
@@ -396,6 +397,13 @@ ROWS = {
                                     'timnet-ser-v6\'s recipe trained twice more, seeded 0 and 1 (no training of '
                                     'its own)', 'ensemble',
                                     {'members': ['timnet_partial_rerun', 'timnet_partial_seed1']}),
+    'fusion_timnet_rerun_egemaps': Row(FUSIONS, 'Mean probabilities of timnet_partial_rerun\'s fold models '
+                                       '(timnet-ser-v6\'s recipe) and the speaker-standardised eGeMAPS SVM of '
+                                       'svm_egemaps_speakernorm fitted on the same training clips', 'fusion',
+                                       {'weights_of': 'timnet_partial_rerun', 'classical': 'svm_egemaps_speakernorm'}),
+    'fusion_timnet_seed1_egemaps': Row(FUSIONS, 'As fusion_timnet_rerun_egemaps with timnet_partial_seed1\'s fold '
+                                       'models, the same recipe seeded 1: its second draw', 'fusion',
+                                       {'weights_of': 'timnet_partial_seed1', 'classical': 'svm_egemaps_speakernorm'}),
 }
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
@@ -739,6 +747,49 @@ def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) 
     return folds
 
 
+def fused_probabilities(predictor, model, group: list[Clip], features: np.ndarray) -> np.ndarray:
+    """The mean of a network's clip probabilities (node windowing, each speaker's statistics over their
+    clips) and a fitted classifier's on the clips' whole-clip features."""
+    from ser_models.windowing import predict_clips, speaker_normalizers
+
+    from .data import load_audio
+    audio = [load_audio(c.path, predictor.sample_rate) for c in group]
+    network = predict_clips(predictor, audio, predictor.sample_rate,
+                            normalizers=speaker_normalizers(predictor, audio, [c.speaker_key for c in group]))
+    fitted = np.zeros_like(network)
+    fitted[:, model.classes_] = model.predict_proba(features)
+    return (network + fitted) / 2
+
+
+def score_fusion(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:
+    """A network row's fold models and a classical row's classifier, fitted on the fold's training clips
+    only (not its validation clips, which judge the pair), averaging their class probabilities; each
+    speaker standardised over all their clips, as both rows do offline."""
+    from .classical import make_classifier, standardise_per_speaker
+    classical = ROWS[ROWS[name].settings['classical']].settings
+    features = classical_features(classical['features'], clips)
+    if classical.get('speaker_norm'):
+        features = standardise_per_speaker(features, [c.speaker_key for c in clips])
+    labels = labels_present(clips)
+    position = {id(c): i for i, c in enumerate(clips)}
+    targets = np.array([labels.index(c.emotion) for c in clips])
+    allowed = corpus_labels(clips)
+    folds = []
+    for number, split in enumerate(splits):
+        predictor = fold_predictor(name, number, split)
+        if predictor.labels != labels:
+            raise SystemExit(f'{name}: the network has labels {predictor.labels}, the clips {labels}')
+        train = [position[id(c)] for c in split.train]
+        model = make_classifier(classical['classifier'], probabilities=True).fit(features[train], targets[train])
+        folds.append({'fold': number, 'test_speakers': sorted({c.speaker_key for c in split.test})})
+        for side, group in (('corpora', split.test), ('validation', split.validation)):
+            scores = fused_probabilities(predictor, model, group, features[[position[id(c)] for c in group]])
+            folds[-1][side] = score_fold(group, scores, labels, allowed)
+        print(f'[benchmark] {name} fold {number}: ' + ', '.join(
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()), flush=True)
+    return folds
+
+
 # ---------------------------------------------------------------------------------------- driver
 def row_command(name: str) -> str:
     return f'python -m training.benchmark run --only {name}'
@@ -777,6 +828,9 @@ def run(names: list[str], jobs: int) -> int:
         if ROWS[name].kind in SCORED:
             folds = score_network(name, clips, splits)
             labels = fold_predictor(name, 0, splits[0]).labels
+        elif ROWS[name].kind == 'fusion':
+            folds = score_fusion(name, clips, splits)
+            labels = labels_present(clips)
         else:
             folds = run_classical(name, ROWS[name], clips, splits)
             labels = labels_present(clips)
@@ -919,8 +973,11 @@ def validation_report() -> str:
 
 
 def recipe(name: str) -> tuple:
-    """A network row's training recipe with its seed left out: rows that share one are draws of it."""
+    """A network row's training recipe with its seed left out (a fusion row's: its network's, and its
+    classical row): rows that share one are draws of it."""
     settings = ROWS[name].settings
+    if ROWS[name].kind == 'fusion':
+        return 'fusion', recipe(settings['weights_of']), settings['classical']
     overrides = tuple(sorted(o for o in settings.get('overrides', []) if not o.startswith('training.seed=')))
     return settings['config'], overrides, tuple(settings.get('teachers', []))
 
@@ -929,7 +986,7 @@ def recipe_draws() -> dict[str, list[str]]:
     """Trained network rows grouped by recipe (keyed by the first row), where a recipe was trained more than once."""
     groups: dict[tuple, list[str]] = {}
     for name, row in ROWS.items():
-        if row.kind == 'network' and 'validation' in (stored(name) or {}):
+        if row.kind in ('network', 'fusion') and 'validation' in (stored(name) or {}):
             groups.setdefault(recipe(name), []).append(name)
     return {names[0]: names for names in groups.values() if len(names) > 1}
 
