@@ -259,6 +259,13 @@ ROWS = {
                                                'network', with_overrides(TIMNET_V6_TRAINING,
                                                                          'augment.speed_keeps_f0=true',
                                                                          'training.seed=1')),
+    'timnet_partial_time_masks4': Row(NETWORKS, f'{TIMNET_V6}, four SpecAugment time masks (up to 12 frames, '
+                                      '0.3 s, each) on every training window instead of two', 'network',
+                                      with_overrides(TIMNET_V6_TRAINING, 'augment.spec_time_masks=4')),
+    'timnet_partial_time_masks4_seed1': Row(NETWORKS, f'{TIMNET_V6}, four SpecAugment time masks as '
+                                            'timnet_partial_time_masks4, seeded 1 instead of 0: its second draw',
+                                            'network', with_overrides(TIMNET_V6_TRAINING, 'augment.spec_time_masks=4',
+                                                                      'training.seed=1')),
     'timnet_partial_rerun': Row(NETWORKS, f'{TIMNET_V6} again, the same command and seed (training is not '
                                 'bit-reproducible): how far a row moves by chance', 'network', TIMNET_V6_TRAINING),
     'timnet_partial_seed1': Row(NETWORKS, f'{TIMNET_V6} again, seeded 1 instead of 0 (weights, window draws and '
