@@ -989,13 +989,13 @@ def recipe(name: str) -> tuple:
     return settings['config'], overrides, tuple(settings.get('teachers', []))
 
 
-def recipe_draws() -> dict[str, list[str]]:
-    """Trained network rows grouped by recipe (keyed by the first row), where a recipe was trained more than once."""
+def recipe_draws() -> list[list[str]]:
+    """Scored network (and fusion) rows grouped by recipe, where a recipe was trained more than once."""
     groups: dict[tuple, list[str]] = {}
     for name, row in ROWS.items():
         if row.kind in ('network', 'fusion') and 'validation' in (stored(name) or {}):
             groups.setdefault(recipe(name), []).append(name)
-    return {names[0]: names for names in groups.values() if len(names) > 1}
+    return [names for names in groups.values() if len(names) > 1]
 
 
 def draws_report() -> str:
@@ -1008,7 +1008,7 @@ def draws_report() -> str:
              'the rows are named in the first column:', '',
              '| recipe (its draws) | draws | validation mean | RAVDESS validation actors | test mean of corpora |',
              '|---|---|---|---|---|']
-    for names in groups.values():
+    for names in groups:
         summaries = [stored(n) for n in names]
         columns = ([s['validation']['mean'] for s in summaries],
                    [s['validation']['ravdess']['uar_mean'] for s in summaries], [s['mean'] for s in summaries])
