@@ -494,15 +494,22 @@ def skew_mask(test: list[Clip], emotion: str) -> np.ndarray:
     return np.array([c.emotion == emotion for c in test])
 
 
+def classical_inputs(settings: dict, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """A classical row's whole-clip features of the clips, raw and as its classifier reads them (each
+    speaker standardised over their clips where the row says so), the labels and each clip's target."""
+    from .classical import standardise_per_speaker
+    raw = classical_features(settings['features'], clips)
+    features = standardise_per_speaker(raw, [c.speaker_key for c in clips]) if settings.get('speaker_norm') else raw
+    labels = labels_present(clips)
+    return raw, features, labels, np.array([labels.index(c.emotion) for c in clips])
+
+
 def run_classical(name: str, row: Row, clips: list[Clip], splits: list[Split]) -> list[dict]:
     from .classical import make_classifier, standardise_per_speaker
-    raw = classical_features(row.settings['features'], clips)
+    raw, features, labels, targets = classical_inputs(row.settings, clips)
     speaker_norm = row.settings.get('speaker_norm')
     speakers = [c.speaker_key for c in clips]
-    features = standardise_per_speaker(raw, speakers) if speaker_norm else raw
-    labels = labels_present(clips)
     index = {id(c): i for i, c in enumerate(clips)}
-    targets = np.array([labels.index(c.emotion) for c in clips])
     allowed = corpus_labels(clips)
     folds = []
     for number, split in enumerate(splits):
@@ -772,14 +779,10 @@ def score_fusion(name: str, clips: list[Clip], splits: list[Split]) -> list[dict
     """A network row's fold models and a classical row's classifier, fitted on the fold's training clips
     only (not its validation clips, which judge the pair), averaging their class probabilities; each
     speaker standardised over all their clips, as both rows do offline."""
-    from .classical import make_classifier, standardise_per_speaker
+    from .classical import make_classifier
     classical = ROWS[ROWS[name].settings['classical']].settings
-    features = classical_features(classical['features'], clips)
-    if classical.get('speaker_norm'):
-        features = standardise_per_speaker(features, [c.speaker_key for c in clips])
-    labels = labels_present(clips)
+    _, features, labels, targets = classical_inputs(classical, clips)
     position = {id(c): i for i, c in enumerate(clips)}
-    targets = np.array([labels.index(c.emotion) for c in clips])
     allowed = corpus_labels(clips)
     folds = []
     for number, split in enumerate(splits):
