@@ -300,9 +300,10 @@ def fold_speakers(manifest, data_dir, fold):
     return sorted(speaker_folds(clips, 4)[fold])
 
 
-@pytest.mark.parametrize('recipe', [[], ['training.mixup=0.4', 'training.speaker_adversarial=0.5'],
+@pytest.mark.parametrize('recipe', [[], ['training.mixup=0.4', 'training.speaker_adversarial=0.5',
+                                         'training.feature_targets=mfcc_stats'],
                                     ['training.weight_average_decay=0.9']],
-                         ids=['plain', 'mixup_and_speaker_adversary', 'weight_average'])
+                         ids=['plain', 'mixup_speaker_adversary_and_feature_targets', 'weight_average'])
 def test_resume_continues_exactly_where_it_stopped(data_dir, small_corpus, tmp_path, recipe):
     from training.train import run
 
@@ -411,6 +412,47 @@ def test_a_clip_teacher_learns_each_training_clip_from_a_classifier_that_never_h
         judge.targets(torch.zeros(2, 3, 4))
     with pytest.raises(ValueError, match='needs artifacts or clip probabilities'):
         Teacher([], ['neutral'], None, set(), set(), temperature=1.0)
+
+
+def test_feature_targets_are_training_clips_standardised_per_speaker_and_their_head_is_not_exported(
+        data_dir, small_corpus, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from safetensors.torch import load_file
+
+    from training import train
+    overrides = tiny_overrides(data_dir, small_corpus, 1)
+    train.run(train_config.resolve(overrides=overrides), tmp_path / 'plain')
+    targets = ['training.feature_targets=mfcc_stats', f'training.feature_cache={tmp_path / "features"}']
+    train.run(train_config.resolve(overrides=overrides + targets), tmp_path / 'multitask')
+    plain, multitask = read_history(tmp_path / 'plain'), read_history(tmp_path / 'multitask')
+    assert multitask[0]['train_loss'] != pytest.approx(plain[0]['train_loss'], rel=1e-3)
+    assert (tmp_path / 'features' / 'mfcc_stats.npz').is_file()
+    exported = [set(load_file(tmp_path / run / 'fold0' / 'artifact' / 'model.safetensors'))
+                for run in ('plain', 'multitask')]
+    assert exported[0] == exported[1]
+
+    # Training clips only, each against its own speaker's training clips; beyond the limit clipped.
+    speakers = ['a', 'a', 'a', 'b', 'b', 'b', 'a', 'c']
+    clip_set = SimpleNamespace(clips=[SimpleNamespace(speaker_key=s, dataset='emovo', emotion='neutral', path=str(i))
+                                      for i, s in enumerate(speakers)])
+    features = np.array([[1.0, 0], [2, 0], [3, 0], [10, 5], [20, 5], [30, 5]], np.float32)
+    features[2, 1] = 1e6
+    monkeypatch.setattr(train, 'cached_features', lambda kind, paths, cache: features[[int(p) for p in paths]])
+    monkeypatch.setattr(train, 'FEATURE_TARGET_LIMIT', 1.0)
+    config = train_config.resolve(overrides=['training.feature_targets=mfcc_stats'])
+    architecture = {'name': 'timnet', 'n_classes': 3, 'n_mfcc': 39, 'frames': 121, 'n_tab': 1}
+    trainer = train.FoldTrainer(config, architecture, clip_set, ([0, 1, 2, 3, 4, 5], [6], [7]), None, 'cpu',
+                                train.Distributed(), tmp_path)
+    wanted = trainer.feature_targets
+    assert wanted.shape == (8, 2) and not wanted[6:].any()
+    assert np.allclose(wanted[:6, 0], [-1, 0, 1] * 2)                       # +-1.22 before clipping
+    assert np.allclose(wanted[:6, 1], [-0.7071, -0.7071, 1, 0, 0, 0], atol=1e-4)  # 1.41 before clipping
+    config = train_config.resolve(overrides=['training.feature_targets=mfcc_stats',
+                                             'training.feature_target_weight=-1'])
+    with pytest.raises(ValueError, match='feature_target_weight must be'):
+        train.FoldTrainer(config, architecture, clip_set, ([0, 1, 2, 3, 4, 5], [6], [7]), None, 'cpu',
+                          train.Distributed(), tmp_path)
 
 
 def test_gradient_reversal_flips_and_scales_the_gradient_only():

@@ -128,6 +128,7 @@ def with_partial_speaker(training: dict) -> dict:
 
 TIMNET_V6_TRAINING = with_partial_speaker(TIMNET_V4_TRAINING)
 CKTIM_V7_TRAINING = with_partial_speaker(CKTIM_MASKED_TRAINING)
+TIMNET_EGEMAPS_TARGETS = with_overrides(TIMNET_V6_TRAINING, 'training.feature_targets=egemaps')
 
 
 def stream_row(source: str, description: str, seconds: float) -> Row:
@@ -266,6 +267,14 @@ ROWS = {
                                             'timnet_partial_time_masks4, seeded 1 instead of 0: its second draw',
                                             'network', with_overrides(TIMNET_V6_TRAINING, 'augment.spec_time_masks=4',
                                                                       'training.seed=1')),
+    'timnet_partial_egemaps_targets': Row(NETWORKS, f'{TIMNET_V6}, its embedding also regressing each training '
+                                          'clip\'s eGeMAPS functionals, standardised over its speaker\'s clips (a '
+                                          'linear head, not exported; 0.2 times their mean squared error added to '
+                                          'the loss)', 'network', TIMNET_EGEMAPS_TARGETS),
+    'timnet_partial_egemaps_targets_seed1': Row(NETWORKS, f'{TIMNET_V6}, eGeMAPS targets as '
+                                                'timnet_partial_egemaps_targets, seeded 1 instead of 0: its second '
+                                                'draw',
+                                                'network', with_overrides(TIMNET_EGEMAPS_TARGETS, 'training.seed=1')),
     'timnet_partial_rerun': Row(NETWORKS, f'{TIMNET_V6} again, the same command and seed (training is not '
                                 'bit-reproducible): how far a row moves by chance', 'network', TIMNET_V6_TRAINING),
     'timnet_partial_seed1': Row(NETWORKS, f'{TIMNET_V6} again, seeded 1 instead of 0 (weights, window draws and '
@@ -544,7 +553,7 @@ def network_command(name: str, fold: int | None) -> list[str]:
     teachers = [str(fold_artifact(teacher, fold).relative_to(REPO)) for teacher in row.settings.get('teachers', [])]
     if teachers:   # a fold learns from the teachers' models of the same fold, the final run from their final runs
         overrides.append(f'training.teachers=[{",".join(teachers)}]')
-    if any(o.startswith('training.clip_teacher=') for o in overrides):
+    if clip_feature_kinds(overrides):
         overrides.append(f'training.feature_cache={FEATURE_CACHE.relative_to(REPO)}')
     if fold is None:   # the epoch count the folds' validation speakers chose; no early stop
         overrides += [f'training.epochs={final_epochs(name)}', 'training.select=last_epoch']
@@ -817,11 +826,19 @@ def save_result(name: str, folds: list[dict], labels: list[str]) -> dict:
     return result
 
 
-def extract_clip_teacher_features(names: list[str], clips: list[Clip]) -> None:
-    """Fill FEATURE_CACHE with the clip teachers' features of every clip before folds train in
-    parallel, so no two folds extract the same clips at once."""
-    for kind in {o.split('=', 1)[1] for n in names for o in ROWS[weights_row(n)].settings.get('overrides', [])
-                 if o.startswith('training.clip_teacher=')}:
+# Training options that read whole-clip classical features of the training clips (from FEATURE_CACHE).
+CLIP_FEATURE_OPTIONS = ('training.clip_teacher=', 'training.feature_targets=')
+
+
+def clip_feature_kinds(overrides: list[str]) -> set[str]:
+    """The classical feature kinds these training overrides read."""
+    return {o.split('=', 1)[1] for o in overrides if o.startswith(CLIP_FEATURE_OPTIONS)}
+
+
+def extract_clip_features(names: list[str], clips: list[Clip]) -> None:
+    """Fill FEATURE_CACHE with the classical features the rows' training reads, for every clip, before
+    folds train in parallel, so no two folds extract the same clips at once."""
+    for kind in {k for n in names for k in clip_feature_kinds(ROWS[weights_row(n)].settings.get('overrides', []))}:
         classical_features(kind, clips)
 
 
@@ -829,7 +846,7 @@ def run(names: list[str], jobs: int) -> int:
     clips = benchmark_clips()
     splits = benchmark_splits(clips)
     networks = [n for n in names if ROWS[n].kind == 'network']
-    extract_clip_teacher_features(networks, clips)
+    extract_clip_features(networks, clips)
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         codes = list(pool.map(lambda job: train_network_fold(*job), [(n, f) for n in networks for f in range(FOLDS)]))
     if any(codes):
@@ -1181,7 +1198,7 @@ def main(argv=None) -> int:
     if args.action == 'validate':
         return validate(names)
     if args.action == 'final':   # a network row's recipe on every speaker, to ship with training.ship
-        extract_clip_teacher_features(names, benchmark_clips())
+        extract_clip_features(names, benchmark_clips())
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             codes = list(pool.map(lambda name: train_network_fold(name, None),
                                   {weights_row(n) for n in names if ROWS[n].kind in ('network', 'stream')}))

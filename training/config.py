@@ -60,6 +60,11 @@ DEFAULTS = {
         # clip's speaker group (training.classical.out_of_speaker_probabilities); null: none. Features
         # are cached in feature_cache (a folder; null: no cache).
         'clip_teacher': None, 'feature_cache': None,
+        # Multi-task: a linear head on the embedding the emotion classifier reads also regresses each
+        # training clip's whole-clip features of this kind (as clip_teacher's), standardised over its
+        # speaker's clips, adding feature_target_weight times their mean squared error to the loss; the
+        # head is not exported. null: off.
+        'feature_targets': None, 'feature_target_weight': 0.2,
         # Exponential moving average of the weights (and BatchNorm statistics), updated every step with this
         # decay; validation scores it and it is what gets kept. 0: off, the raw weights are kept.
         'weight_average_decay': 0.0,

@@ -24,6 +24,7 @@ import torch
 import yaml
 from threadpoolctl import threadpool_limits
 from torch import nn
+from torch.nn import functional
 from tqdm import tqdm
 
 from ser_models import FeatureConfig, build, save_artifact
@@ -33,7 +34,7 @@ from ser_models.registry import count_parameters, resolve_config
 from ser_models.windowing import predict_clips
 
 from . import config as config_module
-from .classical import cached_features, out_of_speaker_probabilities
+from .classical import cached_features, out_of_speaker_probabilities, standardise_per_speaker
 from .data import ClipSet, WindowBatcher
 from .datasets import labels_present, load_clips
 from .distill import Teacher
@@ -43,6 +44,7 @@ from .splits import make_splits, speaker_folds
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_HOP_SECONDS = 0.5
+FEATURE_TARGET_LIMIT = 5.0   # standard deviations: training.feature_targets beyond are clipped
 CLIP_TEACHER_GROUPS = 4    # speaker groups of training.clip_teacher's out-of-speaker fits
 
 
@@ -205,21 +207,23 @@ class GradientReversal(torch.autograd.Function):
         return -ctx.scale * grad, None
 
 
-class SpeakerAdversary(nn.Module):
-    """A speaker classifier on the input of the model's emotion classifier, behind gradient reversal."""
+class EmbeddingHead(nn.Module):
+    """A linear head on the embedding the model's emotion classifier reads (kept by a forward hook): the
+    speaker adversary, behind gradient reversal, and the whole-clip feature regressor. Never exported."""
 
-    def __init__(self, model: nn.Module, speakers: list[str]):
+    def __init__(self, model: nn.Module, outputs: int):
         super().__init__()
-        self.index = {speaker: i for i, speaker in enumerate(speakers)}
-        self.head = nn.Linear(model.classifier.in_features, len(speakers))
+        self.head = nn.Linear(model.classifier.in_features, outputs)
         self.embedding = None
         model.classifier.register_forward_pre_hook(self._keep)
 
     def _keep(self, module, inputs):
         self.embedding = inputs[0]
 
-    def logits(self, scale: float) -> torch.Tensor:
-        return self.head(GradientReversal.apply(self.embedding, scale))
+    def forward(self, reversal: float | None = None) -> torch.Tensor:
+        """The head on the last forward pass's embedding; with reversal, its gradient flipped and scaled."""
+        embedding = self.embedding if reversal is None else GradientReversal.apply(self.embedding, reversal)
+        return self.head(embedding)
 
 
 class FoldTrainer:
@@ -238,9 +242,16 @@ class FoldTrainer:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.adversary = None
         if self.t['speaker_adversarial'] > 0:
-            speakers = sorted({clip_set.clips[i].speaker_key for i in self.train_idx})
-            self.adversary = SpeakerAdversary(self.model, speakers).to(device)
-            self.speaker_targets = np.array([self.adversary.index.get(c.speaker_key, -1) for c in clip_set.clips])
+            speakers = {speaker: i for i, speaker in enumerate(sorted({clip_set.clips[i].speaker_key
+                                                                       for i in self.train_idx}))}
+            self.adversary = EmbeddingHead(self.model, len(speakers)).to(device)
+            self.speaker_targets = np.array([speakers.get(c.speaker_key, -1) for c in clip_set.clips])
+        self.feature_head = None
+        if self.t['feature_targets']:
+            if float(self.t['feature_target_weight']) < 0:
+                raise ValueError(f"training.feature_target_weight must be >= 0, got {self.t['feature_target_weight']}")
+            self.feature_targets = self.clip_feature_targets()
+            self.feature_head = EmbeddingHead(self.model, self.feature_targets.shape[1]).to(device)
         self.teacher = None
         if self.t['teachers'] or self.t['clip_teacher']:
             if not 0.0 <= float(self.t['distill_weight']) <= 1.0:
@@ -258,7 +269,7 @@ class FoldTrainer:
         if decay > 0:
             self.averaged = torch.optim.swa_utils.AveragedModel(
                 self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
-        parameters = list(self.model.parameters()) + (list(self.adversary.parameters()) if self.adversary else [])
+        parameters = [*self.model.parameters(), *(p for head in self.heads for p in head.parameters())]
         self.optimizer = make_optimizer(parameters, self.t)
         if self.t['validate_on'] not in ('all', 'unseen_speakers'):
             raise ValueError(f"training.validate_on must be all or unseen_speakers, got {self.t['validate_on']!r}")
@@ -281,6 +292,20 @@ class FoldTrainer:
                                                  np.array([clip_set.clips[i].emotion for i in self.train_idx]),
                                                  data.get('balance', False), data.get('balance_classes', False))
 
+    @property
+    def heads(self) -> list[EmbeddingHead]:
+        return [head for head in (self.adversary, self.feature_head) if head is not None]
+
+    def clip_feature_targets(self) -> np.ndarray:
+        """training.feature_targets of every training clip, standardised over its speaker's training clips
+        and clipped to +-FEATURE_TARGET_LIMIT (rows of other clips stay zero)."""
+        clips = [self.clip_set.clips[i] for i in self.train_idx]
+        features = cached_features(self.t['feature_targets'], [c.path for c in clips], self.t['feature_cache'])
+        standardised = standardise_per_speaker(np.nan_to_num(features), [c.speaker_key for c in clips])
+        targets = np.zeros((len(self.clip_set.clips), features.shape[1]), np.float32)
+        targets[self.train_idx] = np.clip(standardised, -FEATURE_TARGET_LIMIT, FEATURE_TARGET_LIMIT)
+        return targets
+
     def clip_teacher_probabilities(self) -> np.ndarray | None:
         """training.clip_teacher's probabilities for the training clips (rows of other clips stay zero),
         each from a classifier fitted on training clips of other speakers only: never a validation or test
@@ -302,6 +327,7 @@ class FoldTrainer:
             return
         state = {'epoch': epoch, 'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
                  'adversary': self.adversary.state_dict() if self.adversary else {},
+                 'feature_head': self.feature_head.state_dict() if self.feature_head else {},
                  'averaged': self.averaged.state_dict() if self.averaged else {},
                  'scheduler': self.scheduler.state_dict() if self.scheduler else {},
                  'scaler': self.scaler.state_dict(), 'history': json.dumps(self.history),
@@ -318,6 +344,8 @@ class FoldTrainer:
         self.model.load_state_dict(state['model'])
         if self.adversary:
             self.adversary.load_state_dict(state['adversary'])
+        if self.feature_head:
+            self.feature_head.load_state_dict(state['feature_head'])
         if self.averaged:
             self.averaged.load_state_dict(state['averaged'])
         self.optimizer.load_state_dict(state['optimizer'])
@@ -369,11 +397,16 @@ class FoldTrainer:
                     loss = (1 - weight) * loss + weight * self.teacher.loss(logits.float(), soft_targets)
                 if self.adversary:
                     speakers = torch.from_numpy(self.speaker_targets[np.asarray(batch)]).to(self.device)
-                    speaker_logits = self.adversary.logits(reversal).float()
+                    speaker_logits = self.adversary(reversal).float()
                     loss = loss + t['speaker_adversarial'] * self.mixed_loss(speaker_logits, speakers, share, partner)
+                if self.feature_head:
+                    wanted = torch.from_numpy(self.feature_targets[np.asarray(batch)]).to(self.device)
+                    if partner is not None:
+                        wanted = share * wanted + (1 - share) * wanted[partner]
+                    loss = loss + t['feature_target_weight'] * functional.mse_loss(self.feature_head().float(), wanted)
             self.scaler.scale(loss).backward()
-            if self.adversary and self.dist.enabled:   # DDP syncs the model only; the head is averaged here
-                for parameter in self.adversary.parameters():
+            if self.dist.enabled:   # DDP syncs the model only; the heads are averaged here
+                for parameter in (p for head in self.heads for p in head.parameters()):
                     torch.distributed.all_reduce(parameter.grad)
                     parameter.grad /= self.dist.world
             self.scaler.step(self.optimizer)
