@@ -50,6 +50,10 @@ MODEL_JSON_SCHEMA = {
         # CkTIM: the fastest spectral mix whose probabilities stayed within SPECTRAL_MIX_ATOL of the
         # torch model on real speech when it shipped; 'auto' runs it (float16 where absent).
         'spectral_mix': {'enum': ['float16', 'float32', 'onnx']},
+        # Speeds each window is also heard at (resampled as speed perturbation does), the class
+        # probabilities averaged over them; absent: [1.0], the window as it is.
+        'test_time_speeds': {'type': 'array', 'minItems': 1, 'uniqueItems': True,
+                             'items': {'type': 'number', 'minimum': 0.5, 'maximum': 2.0}},
         # Models on speaker-normalised features: where a stream's statistics start (the training
         # speakers', worth `frames` frames) and how many frames they remember.
         'speaker_normalization': {

@@ -89,6 +89,11 @@ class Predictor:
         self.device = 'cpu'
         self.last_inference_seconds = 0.0
 
+    @property
+    def test_time_speeds(self) -> tuple[float, ...]:
+        """Speeds each window is also heard at, probabilities averaged (model.json; (1.0,): as it is)."""
+        return tuple(float(speed) for speed in self.meta.get('test_time_speeds', [1.0]))
+
     def stream_normalizer(self) -> SpeakerNormalizer | None:
         """A new stream's speaker statistics (the training speakers' as its prior, with the stored memory);
         None for models on per-window CMVN."""

@@ -24,9 +24,36 @@ def clip_windows(waveform: np.ndarray, window: int, hop: int) -> np.ndarray:
     return np.stack([waveform[s:s + window] for s in starts])
 
 
+def change_speed(waveform: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
+    """The waveform played factor times faster (tempo and pitch together), as speed perturbation does."""
+    import soxr
+    return soxr.resample(waveform, sample_rate * factor, sample_rate).astype(np.float32)
+
+
+def speed_copies(waveform: np.ndarray, window: int, hop: int, speed: float, sample_rate: int) -> np.ndarray:
+    """(N, window): clip_windows' N windows as if the clip played `speed` times faster. Each is cut
+    round(window * speed) samples long, ending where its clip_windows window ends (what a stream holds
+    then; zeros before the clip), and resampled to window samples; a short clip is sped up whole and
+    centre-padded. Speed 1 gives clip_windows' windows."""
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if speed == 1:
+        return clip_windows(waveform, window, hop)
+    if waveform.shape[-1] <= window:
+        return fit_to_length(change_speed(waveform, speed, sample_rate), window)[None]
+    ends = list(range(window, waveform.shape[-1] + 1, hop))
+    if ends[-1] != waveform.shape[-1]:
+        ends.append(waveform.shape[-1])
+    length = int(round(window * speed))
+    lead = max(0, length - window)
+    padded = np.concatenate([np.zeros(lead, np.float32), waveform])
+    return np.stack([fit_to_length(change_speed(padded[end + lead - length:end + lead], speed, sample_rate), window)
+                     for end in ends])
+
+
 def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = 0.5,
                   batch_windows: int = 256, normalizers=None) -> np.ndarray:
-    """(clips, n_classes) probabilities for clips of any length: each the mean over its node windows.
+    """(clips, n_classes) probabilities for clips of any length: each the mean over its node windows
+    (and their copies at the model's test_time_speeds).
 
     The one clip-scoring path of training validation, the benchmark and training.evaluate; windows of
     several clips go through the predictor together, batch_windows at a time. A model whose features
@@ -44,8 +71,9 @@ def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = 0
         if sample_rate != predictor.sample_rate:
             import soxr
             waveform = soxr.resample(waveform, sample_rate, predictor.sample_rate)
-        windows.append(clip_windows(waveform, predictor.window_samples, hop))
-        owners.append(np.full(len(windows[-1]), position))
+        windows += [speed_copies(waveform, predictor.window_samples, hop, speed, predictor.sample_rate)
+                    for speed in predictor.test_time_speeds]
+        owners.append(np.full(sum(len(w) for w in windows[-len(predictor.test_time_speeds):]), position))
     windows, owners = np.concatenate(windows), np.concatenate(owners)
     batches = [slice(start, start + batch_windows) for start in range(0, len(windows), batch_windows)]
     if normalizers is None:
@@ -73,7 +101,8 @@ def predict_clips_online(predictor, waveforms, speakers, order, hop_seconds: flo
     """(clips, n_classes) as the node hears them: each speaker's clips played one after another in
     `order` (clip indices), every window normalised by that speaker's running stream statistics
     (Predictor.stream_normalizer: the training prior, updated window by window before use, as
-    EmotionPipeline does). For models on speaker-normalised features; waveforms at the model rate."""
+    EmotionPipeline does), and each window's copies at the model's test_time_speeds with it. For models on
+    speaker-normalised features; waveforms at the model rate."""
     hop = int(round(hop_seconds * predictor.sample_rate))
     weight = min(1.0, hop / predictor.window_samples)
     streams: dict = {}
@@ -82,10 +111,15 @@ def predict_clips_online(predictor, waveforms, speakers, order, hop_seconds: flo
         if speakers[index] not in streams:
             streams[speakers[index]] = predictor.stream_normalizer()
         normalizer = streams[speakers[index]]
-        for mfcc in predictor.features(clip_windows(waveforms[index], predictor.window_samples, hop)):
-            normalizer.update(mfcc, weight=weight)
-            features.append(normalizer(mfcc))
-            owners.append(index)
+        heard = predictor.features(clip_windows(waveforms[index], predictor.window_samples, hop))
+        copies = [heard if speed == 1 else predictor.features(speed_copies(
+            waveforms[index], predictor.window_samples, hop, speed, predictor.sample_rate))
+            for speed in predictor.test_time_speeds]
+        for position, mfcc in enumerate(heard):
+            normalizer.update(mfcc, weight=weight)    # from the audio as heard, never a sped copy
+            for copy in copies:
+                features.append(normalizer(copy[position]))
+                owners.append(index)
     features, owners = np.stack(features), np.asarray(owners)
     probabilities = np.concatenate([predictor.predict_features(features[start:start + 256])
                                     for start in range(0, len(features), 256)])

@@ -171,6 +171,7 @@ def edit_json(directory, change):
     (lambda d: edit_json(d, lambda m: m['features'].update(hop_length=200)), 'does not match'),
     (lambda d: edit_json(d, lambda m: m['features'].update(pitch=True)), 'does not match the 41 feature channels'),
     (lambda d: edit_json(d, lambda m: m['weights'].update(file='../../etc/passwd')), 'weights/file'),
+    (lambda d: edit_json(d, lambda m: m.update(test_time_speeds=[1.0, 3.0])), 'test_time_speeds'),
 ])
 def test_bad_model_json_gives_a_clear_error(broken, damage, message):
     damage(broken)
@@ -295,3 +296,37 @@ def test_a_stream_prior_changes_only_how_many_seconds_the_training_statistics_co
         with_stream_prior(meta, 0.0)
     with pytest.raises(ArtifactError, match='no speaker_normalization'):
         with_stream_prior({k: v for k, v in meta.items() if k != 'speaker_normalization'}, 1.0)
+
+
+def test_speed_copies_end_where_the_windows_end_and_speed_one_is_the_window_itself():
+    from ser_models.windowing import change_speed, clip_windows, speed_copies
+    rate, window, hop = 16000, 48000, 8000
+    clip = np.random.default_rng(0).standard_normal(70000).astype(np.float32)
+    assert np.array_equal(speed_copies(clip, window, hop, 1.0, rate), clip_windows(clip, window, hop))
+    faster = speed_copies(clip, window, hop, 1.1, rate)
+    assert faster.shape == clip_windows(clip, window, hop).shape == (4, window)
+    # The last window ends at the clip's end: 52800 samples of it played 1.1 times as fast.
+    expected = change_speed(clip[-52800:], 1.1, rate)
+    assert abs(len(expected) - window) <= 1 and np.allclose(faster[-1][:len(expected)], expected[:window])
+    # The first would reach 4800 samples before the clip: a stream heard silence there.
+    first = change_speed(np.concatenate([np.zeros(4800, np.float32), clip[:window]]), 1.1, rate)
+    assert np.allclose(faster[0][:window - 1], first[:window - 1])
+    slower = speed_copies(clip, window, hop, 0.9, rate)
+    segment = clip[hop + window - 43200:hop + window]
+    assert np.allclose(slower[1][:window - 1], change_speed(segment, 0.9, rate)[:window - 1])
+    short = clip[:20000]
+    assert speed_copies(short, window, hop, 1.1, rate).shape == (1, window)
+
+
+def test_clip_probabilities_average_the_windows_heard_at_every_test_time_speed(artifacts, data_dir):
+    from ser_models.windowing import predict_clips, speed_copies
+    predictor = load(artifacts['timnet'])
+    clip = speech_windows(data_dir)[0]
+    hop = predictor.sample_rate // 2
+    alone = predict_clips(predictor, [clip], predictor.sample_rate)
+    predictor.meta = {**predictor.meta, 'test_time_speeds': [0.9, 1.0, 1.1]}
+    heard = predict_clips(predictor, [clip], predictor.sample_rate)
+    copies = np.concatenate([speed_copies(clip, predictor.window_samples, hop, speed, predictor.sample_rate)
+                             for speed in (0.9, 1.0, 1.1)])
+    assert np.allclose(heard[0], predictor.predict_windows(copies).mean(axis=0), atol=1e-6)
+    assert not np.allclose(heard, alone)

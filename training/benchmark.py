@@ -71,7 +71,8 @@ class Row:
     group: str
     description: str
     kind: str    # 'classical', 'network', 'ensemble' (of network rows) or 'stream' (a network row's
-                 # fold models, streams starting from a prior worth settings['stream_prior_seconds'])
+                 # fold models served otherwise: streams starting from a prior worth
+                 # settings['stream_prior_seconds'], windows also heard at settings['test_time_speeds'])
     settings: dict = field(default_factory=dict)
 
 
@@ -128,6 +129,7 @@ def with_partial_speaker(training: dict) -> dict:
 
 TIMNET_V6_TRAINING = with_partial_speaker(TIMNET_V4_TRAINING)
 CKTIM_V7_TRAINING = with_partial_speaker(CKTIM_MASKED_TRAINING)
+TEST_TIME_SPEEDS = [0.9, 1.0, 1.1]    # inside the 0.85-1.15 that STRONG_SPEED trains on
 TIMNET_EGEMAPS_TARGETS = with_overrides(TIMNET_V6_TRAINING, 'training.feature_targets=egemaps')
 
 
@@ -280,6 +282,11 @@ ROWS = {
     'timnet_partial_seed1': Row(NETWORKS, f'{TIMNET_V6} again, seeded 1 instead of 0 (weights, window draws and '
                                 'augmentation; the same speakers in every fold): how far a row moves by chance',
                                 'network', with_overrides(TIMNET_V6_TRAINING, 'training.seed=1')),
+    **{f'{source}_speeds': Row(NETWORKS, f'{TIMNET_V6}, {source}\'s models (seed {seed}), each window also heard '
+                                         'played 0.9 and 1.1 times as fast (test-time speed copies), the three '
+                                         'probabilities averaged', 'stream',
+                               {'weights_of': source, 'test_time_speeds': TEST_TIME_SPEEDS})
+       for source, seed in (('timnet_partial_rerun', 0), ('timnet_partial_seed1', 1))},
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
                                     'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',
@@ -664,8 +671,19 @@ def fold_predictor(name: str, number: int, split: Split, load=None):
             raise SystemExit(f'{network} fold {number}: the run held out other speakers than the benchmark fold')
         predictors.append((load or ser_models.load)(fold_artifact(network, number)))
     if row.kind == 'stream':
-        with_prior(predictors[0], row.settings['stream_prior_seconds'])
+        predictors[0].meta = as_served(predictors[0].meta, row.settings)
     return AveragedPredictor(predictors) if row.kind == 'ensemble' else predictors[0]
+
+
+def as_served(meta: dict, settings: dict) -> dict:
+    """A stream row's model.json for its source's weights: streams starting from its prior and windows
+    also heard at its test-time speeds, where the row sets them."""
+    from ser_models.artifact import with_stream_prior
+    if 'stream_prior_seconds' in settings:
+        meta = with_stream_prior(meta, settings['stream_prior_seconds'])
+    if 'test_time_speeds' in settings:
+        meta = {**meta, 'test_time_speeds': list(settings['test_time_speeds'])}
+    return meta
 
 
 def with_prior(predictor, seconds: float):

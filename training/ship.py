@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_models.artifact import WEIGHTS_FILE, read_model_json, window_samples, with_stream_prior, write_model_json
+from ser_models.artifact import WEIGHTS_FILE, read_model_json, window_samples, write_model_json
 from ser_models.export import export_from_weights
 from ser_models.predictor import fastest_faithful_spectral_mix, fit_to_length, has_ckconvs, spectral_mix_gaps
 
@@ -82,10 +82,8 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
     # The ONNX graph is exported again from the weights with the current exporter.
     meta = export_from_weights(meta, target)
     meta['model_id'] = f'{name}-ser-{version}'
-    from .benchmark import ROWS
-    seconds = ROWS[benchmark_row].settings.get('stream_prior_seconds')
-    if seconds:   # a stream row: its source's weights, streams starting from the prior the row tested
-        meta = with_stream_prior(meta, seconds)
+    from .benchmark import ROWS, as_served
+    meta = as_served(meta, ROWS[benchmark_row].settings)   # a stream row: served as the row tested it
     meta['provenance'] = {**meta.get('provenance', {}), 'benchmark': figures}
     write_model_json(target, meta)
     if has_ckconvs(meta['architecture']):
