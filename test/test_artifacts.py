@@ -330,3 +330,24 @@ def test_clip_probabilities_average_the_windows_heard_at_every_test_time_speed(a
                              for speed in (0.9, 1.0, 1.1)])
     assert np.allclose(heard[0], predictor.predict_windows(copies).mean(axis=0), atol=1e-6)
     assert not np.allclose(heard, alone)
+
+
+def test_a_stream_learns_its_statistics_from_the_audio_as_heard_never_from_a_sped_copy(data_dir):
+    from ser_models.windowing import clip_windows, predict_clips_online
+    predictor = load(REPO / 'weights' / 'timnet')
+    clip = speech_windows(data_dir)[1]
+    hop = predictor.sample_rate // 2
+    updates, start_stream = [], predictor.stream_normalizer
+
+    def recorded_stream():
+        normalizer = start_stream()
+        update = normalizer.update
+        normalizer.update = lambda mfcc, weight: (updates.append(mfcc.copy()), update(mfcc, weight=weight))
+        return normalizer
+    predictor.stream_normalizer = recorded_stream
+    predictor.meta = {**predictor.meta, 'test_time_speeds': [0.9, 1.1]}
+    sped = predict_clips_online(predictor, [clip], ['a'], [0])
+    heard = predictor.features(clip_windows(clip, predictor.window_samples, hop))
+    assert len(updates) == len(heard) > 1 and np.allclose(np.stack(updates), heard)
+    predictor.meta = {**predictor.meta, 'test_time_speeds': [1.0]}
+    assert not np.allclose(sped, predict_clips_online(predictor, [clip], ['a'], [0]))
