@@ -61,6 +61,7 @@ class EmotionPipeline:
     def __init__(self, predictor: Predictor, fmt: StreamFormat, settings: PipelineSettings | None = None):
         """fmt is the stream's format until set_format says otherwise; until then, MP3 bytes in a
         stream declared as PCM are recognised and decoded as MP3 (audio_capture's default)."""
+        self.check_model(predictor)
         self.predictor = predictor
         self.settings = settings or PipelineSettings()
         self.check_window(self.settings.window, self.settings.hop)
@@ -77,6 +78,14 @@ class EmotionPipeline:
     @property
     def window_seconds(self) -> float:
         return self.settings.window or self.predictor.window_seconds
+
+    @staticmethod
+    def check_model(predictor: Predictor) -> None:
+        """Refuses models the stream cannot serve as model.json asks."""
+        if predictor.test_time_speeds != (1.0,):
+            raise ValueError(f'{predictor.model_id}: model.json asks for test_time_speeds '
+                             f'{list(predictor.test_time_speeds)}, which only offline scoring '
+                             f'(ser_models.windowing) plays; a stream hears each window as it is')
 
     def check_window(self, window: float, hop: float, predictor: Predictor | None = None) -> None:
         model_window = (predictor or self.predictor).window_seconds
@@ -102,6 +111,8 @@ class EmotionPipeline:
     def update(self, predictor: Predictor | None = None, **changes) -> None:
         """Apply new settings (and possibly a new model) keeping the buffered stream where possible."""
         proposed = PipelineSettings(**{**self.settings.__dict__, **changes})
+        if predictor is not None:
+            self.check_model(predictor)
         self.check_window(proposed.window, proposed.hop, predictor)
         old_rate = self.predictor.sample_rate
         if predictor is not None:

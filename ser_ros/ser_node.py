@@ -354,6 +354,10 @@ class SerNode(Node):
                                         spectral_mix=p['spectral_mix'])
         except ser_models.ArtifactError as error:
             raise ConfigError(f'cannot load {model_dir}: {error}') from None
+        try:
+            EmotionPipeline.check_model(predictor)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if getattr(predictor, 'folding_problem', ''):
             self.get_logger().warning(f'{predictor.model_id}: no folded graph cached ({predictor.folding_problem}); '
                                       'folded in this process instead, which raises its peak memory')

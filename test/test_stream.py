@@ -168,3 +168,20 @@ def test_streams_sharing_a_predictor_are_classified_in_one_call_and_a_bad_window
     solo = alone.classify(alone.push(audio[2].tobytes(), 1))
     for a, b in zip(results[2], solo, strict=True):
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
+
+
+def test_a_model_asking_for_test_time_speeds_is_refused_by_a_stream_not_served_otherwise():
+    from pathlib import Path
+
+    from ser_models import load
+    from ser_models.pipeline import EmotionPipeline
+    predictor = load(Path(__file__).resolve().parents[1] / 'weights' / 'timnet')
+    fmt = StreamFormat(16000, 1, 'F32LE')
+    pipeline = EmotionPipeline(predictor, fmt)
+    sped = load(Path(__file__).resolve().parents[1] / 'weights' / 'timnet')
+    sped.meta = {**sped.meta, 'test_time_speeds': [0.9, 1.0, 1.1]}
+    with pytest.raises(ValueError, match='test_time_speeds'):
+        EmotionPipeline(sped, fmt)
+    with pytest.raises(ValueError, match='test_time_speeds'):
+        pipeline.update(sped)
+    assert pipeline.predictor is predictor
