@@ -27,6 +27,14 @@ def test_every_speaker_is_tested_exactly_once_and_never_validates_its_own_fold(d
         validation = {c.speaker_key for c in split.validation if c.dataset == 'ravdess'}
         assert validation and not validation & {c.speaker_key for c in split.train}
     assert sum(any(c.dataset == 'tess' for c in s.test) for s in splits) == 2
+    # A row trained with split.min_validation_speakers=3 is scored on the folds it trained on: the same
+    # test speakers, and one whole EMOVO and nEMO speaker of each fold's training side validating.
+    for split, row_split in zip(splits, benchmark.benchmark_splits(clips, 'timnet_v6_speaker_validation_speeds'),
+                                strict=True):
+        assert {c.path for c in row_split.test} == {c.path for c in split.test}
+        for corpus in ('emovo', 'nemo'):
+            validating = {c.speaker_key for c in row_split.validation if c.dataset == corpus}
+            assert len(validating) == 1 and not validating & {c.speaker_key for c in row_split.train}
 
 
 def test_argmax_runs_over_the_corpus_classes_only():

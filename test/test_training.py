@@ -638,3 +638,20 @@ def test_a_shipped_cktim_declares_the_fastest_spectral_mix_within_the_bound(data
     assert gaps[meta['spectral_mix']] <= ser_models.SPECTRAL_MIX_ATOL
     assert all(gaps[mix] > ser_models.SPECTRAL_MIX_ATOL for mix in faster)
     assert ser_models.load(target).spectral_mix == meta['spectral_mix']
+
+
+def test_fewer_speakers_may_give_whole_speakers_to_validation_leaving_the_other_corpora_s_carve_alone():
+    from training.datasets import Clip
+    from training.splits import carve_validation
+    clips = [Clip(f'{corpus}-{speaker}-{emotion}-{take}.flac', corpus, speaker, emotion)
+             for corpus, speakers in (('emovo', 'abc'), ('ravdess', 'defghijk'))
+             for speaker in speakers for emotion in ('neutral', 'angry', 'sad') for take in range(4)]
+
+    def held(validation, corpus):
+        return {c.speaker for c in validation if c.dataset == corpus}
+    keep, default = carve_validation(clips, 0.25, 0)
+    assert held(default, 'emovo') == set('abc') and len(held(default, 'ravdess')) == 2   # clips of every one
+    keep, lowered = carve_validation(clips, 0.25, 0, min_speakers=3)
+    assert len(held(lowered, 'emovo')) == 1
+    assert not held(lowered, 'emovo') & {c.speaker for c in keep if c.dataset == 'emovo'}
+    assert [c for c in lowered if c.dataset == 'ravdess'] == [c for c in default if c.dataset == 'ravdess']

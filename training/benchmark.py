@@ -36,7 +36,7 @@ import numpy as np
 
 from .datasets import Clip, labels_present, load_clips
 from .metrics import classification_metrics
-from .splits import Split, make_splits
+from .splits import MIN_SPEAKERS_FOR_SPEAKER_VALIDATION, Split, make_splits
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / 'shared' / 'data'
@@ -129,6 +129,11 @@ def with_partial_speaker(training: dict) -> dict:
 
 TIMNET_V6_TRAINING = with_partial_speaker(TIMNET_V4_TRAINING)
 CKTIM_V7_TRAINING = with_partial_speaker(CKTIM_MASKED_TRAINING)
+# Validation from whole speakers of every corpus with three or more on a fold's training side: EMOVO and
+# nEMO give one of their three, as RAVDESS gives two of its fifteen (the default asks four or more).
+SPEAKER_VALIDATION = 'split.min_validation_speakers=3'
+SPEAKER_VALIDATION_TEXT = ('validated on whole unseen speakers of EMOVO and nEMO too (one of their three training '
+                           'speakers a fold), not on clips of training speakers')
 TEST_TIME_SPEEDS = [0.9, 1.0, 1.1]    # inside the 0.85-1.15 that STRONG_SPEED trains on
 TIMNET_EGEMAPS_TARGETS = with_overrides(TIMNET_V6_TRAINING, 'training.feature_targets=egemaps')
 
@@ -287,6 +292,17 @@ ROWS = {
                                          'probabilities averaged', 'stream',
                                {'weights_of': source, 'test_time_speeds': TEST_TIME_SPEEDS})
        for source, seed in (('timnet_partial_rerun', 0), ('timnet_partial_seed1', 1))},
+    'lmu_teacher_speaker_validation': Row(NETWORKS, f'{LMU_V7}, {SPEAKER_VALIDATION_TEXT}', 'network',
+                                          {'config': 'config/train/lmu.yaml',
+                                           'overrides': [*LMU_PITCH_EMA, 'training.epochs=40', SPEAKER_VALIDATION]}),
+    'timnet_v6_speaker_validation': Row(NETWORKS, f'{TIMNET_V6}, {SPEAKER_VALIDATION_TEXT}, its LMU teacher '
+                                        'lmu_teacher_speaker_validation validated so too', 'network',
+                                        {**with_overrides(TIMNET_V6_TRAINING, SPEAKER_VALIDATION),
+                                         'teachers': ['lmu_teacher_speaker_validation']}),
+    'timnet_v6_speaker_validation_speeds': Row(NETWORKS, f'{TIMNET_V6}, timnet_v6_speaker_validation\'s models, '
+                                               'each window also heard played 0.9 and 1.1 times as fast', 'stream',
+                                               {'weights_of': 'timnet_v6_speaker_validation',
+                                                'test_time_speeds': TEST_TIME_SPEEDS}),
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
                                     'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',
@@ -436,8 +452,16 @@ def benchmark_clips(data_root: Path = DATA) -> list[Clip]:
     return load_clips(data_root, datasets=CORPORA)
 
 
-def benchmark_splits(clips: list[Clip]) -> list[Split]:
-    return make_splits(clips, 'speaker_kfold', FOLDS, VALIDATION_FRACTION, SEED)
+def benchmark_splits(clips: list[Clip], name: str | None = None) -> list[Split]:
+    """The benchmark's folds, with validation carved as row `name`'s training carves it."""
+    return make_splits(clips, 'speaker_kfold', FOLDS, VALIDATION_FRACTION, SEED, min_validation_speakers(name))
+
+
+def min_validation_speakers(name: str | None) -> int:
+    """split.min_validation_speakers as row `name` (or the network row it scores) trains with it."""
+    overrides = ROWS[weights_row(name)].settings.get('overrides', []) if name else []
+    chosen = [o.split('=', 1)[1] for o in overrides if o.startswith('split.min_validation_speakers=')]
+    return int(chosen[-1]) if chosen else MIN_SPEAKERS_FOR_SPEAKER_VALIDATION
 
 
 # ---------------------------------------------------------------------------------------- scoring
@@ -726,13 +750,13 @@ def stream_prior(names: list[str]) -> int:
     """Network rows' validation clips as the node hears them, for each prior in STREAM_PRIORS; stored with
     the row (docs/benchmark/ROW.json, 'stream_prior') and printed. Test speakers are not scored."""
     clips = benchmark_clips()
-    splits = benchmark_splits(clips)
     allowed = corpus_labels(clips)
     for name in [n for n in names if ROWS[n].kind == 'network']:
         path = RESULTS / f'{name}.json'
         if not path.is_file():
             raise SystemExit(f'{name}: score the row first ({row_command(name)})')
         result = json.loads(path.read_text())
+        splits = benchmark_splits(clips, name)
         folds = {seconds: [] for seconds in STREAM_PRIORS}
         for number, split in enumerate(splits):
             predictor = fold_predictor(name, number, split)
@@ -862,7 +886,6 @@ def extract_clip_features(names: list[str], clips: list[Clip]) -> None:
 
 def run(names: list[str], jobs: int) -> int:
     clips = benchmark_clips()
-    splits = benchmark_splits(clips)
     networks = [n for n in names if ROWS[n].kind == 'network']
     extract_clip_features(networks, clips)
     with ThreadPoolExecutor(max(1, jobs)) as pool:
@@ -870,6 +893,7 @@ def run(names: list[str], jobs: int) -> int:
     if any(codes):
         return 1
     for name in names:
+        splits = benchmark_splits(clips, name)
         if ROWS[name].kind in SCORED:
             folds = score_network(name, clips, splits)
             labels = fold_predictor(name, 0, splits[0]).labels
@@ -895,7 +919,6 @@ def rescore(names: list[str], spectral_mix: str) -> int:
     from ser_models.artifact import read_model_json, write_model_json
     from ser_models.export import export_from_weights
     clips = benchmark_clips()
-    splits = benchmark_splits(clips)
     with tempfile.TemporaryDirectory() as scratch:
         def reexported(source: Path):
             copy = Path(scratch) / f'{source.parent.parent.name}-{source.parent.name}'
@@ -906,7 +929,8 @@ def rescore(names: list[str], spectral_mix: str) -> int:
             return ser_models.load(copy, spectral_mix=spectral_mix)
         for name in [n for n in names if ROWS[n].kind == 'network']:
             before = stored(name)
-            summary = summarize(score_network(name, clips, splits, reexported), before['labels'])
+            summary = summarize(score_network(name, clips, benchmark_splits(clips, name), reexported),
+                                before['labels'])
             views = [('offline', summary, before)] + [
                 (f'node stream ({variant})', summary['online'][variant], before['online'][variant])
                 for variant in ONLINE if 'online' in summary and 'online' in before]
@@ -922,14 +946,13 @@ def validate(names: list[str]) -> int:
     figures were kept; speaker-normalised ones also as the node hears them), leaving their test figures
     as they are."""
     clips = benchmark_clips()
-    splits = benchmark_splits(clips)
     allowed = corpus_labels(clips)
     for name in names:
         path = RESULTS / f'{name}.json'
         if ROWS[name].kind not in SCORED or not path.is_file():
             continue
         result = json.loads(path.read_text())
-        for fold, split in zip(result['folds'], splits, strict=True):
+        for fold, split in zip(result['folds'], benchmark_splits(clips, name), strict=True):
             predictor = fold_predictor(name, fold['fold'], split)
             audio = validation_audio(predictor, split)
             fold['validation'] = validation_scores(predictor, split, allowed, audio)

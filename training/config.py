@@ -24,6 +24,8 @@ DEFAULTS = {
         'fold': None,                    # None: every fold; an int: only that one
         'validation_fraction': 0.15,     # of training speakers (or clips, for corpora with < 4 speakers)
         'seed': 0,                       # which speakers fall in which fold; training.seed leaves them alone
+        # Corpora with at least this many speakers on the training side give whole speakers to validation.
+        'min_validation_speakers': 4,
     },
     'augment': {
         'copies': 1,                     # augmented passes over the training set per epoch

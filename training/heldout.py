@@ -23,7 +23,7 @@ from . import config as config_module
 from .data import load_audio
 from .datasets import load_clips
 from .metrics import classification_metrics
-from .splits import MIN_SPEAKERS_FOR_SPEAKER_VALIDATION, make_splits
+from .splits import make_splits
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,14 +32,15 @@ def heldout_report(config: dict, model_dir) -> dict:
     data = config['data']
     root = Path(data['root']) if Path(data['root']).is_absolute() else (REPO / data['root']).resolve()
     clips = load_clips(root, data.get('manifest'), data.get('datasets'))
-    split = make_splits(clips, 'all_speakers', 1, config['split']['validation_fraction'],
-                        config['split']['seed'])[0]
+    settings = config['split']
+    split = make_splits(clips, 'all_speakers', 1, settings['validation_fraction'], settings['seed'],
+                        settings['min_validation_speakers'])[0]
     predictor = ser_models.load(model_dir)
     report = {'model': predictor.model_id, 'datasets': {}}
     for dataset in sorted({c.dataset for c in split.validation}):
         group = [c for c in split.validation if c.dataset == dataset]
         speakers = sorted({c.speaker for c in group})
-        whole = len({c.speaker for c in clips if c.dataset == dataset}) >= MIN_SPEAKERS_FOR_SPEAKER_VALIDATION
+        whole = len({c.speaker for c in clips if c.dataset == dataset}) >= settings['min_validation_speakers']
         truth = [predictor.labels.index(c.emotion) for c in group]
         audio = [load_audio(c.path, predictor.sample_rate) for c in group]
         normalizers = speaker_normalizers(predictor, audio, [c.speaker_key for c in group])

@@ -38,10 +38,13 @@ def speaker_folds(clips: list[Clip], folds: int, seed: int = 0) -> list[list[str
     return assignment
 
 
-def carve_validation(train: list[Clip], fraction: float, seed: int) -> tuple[list[Clip], list[Clip]]:
-    """Validation from the training side only: whole speakers of corpora with enough of them,
-    otherwise a stratified share of that corpus's clips."""
+def carve_validation(train: list[Clip], fraction: float, seed: int,
+                     min_speakers: int = MIN_SPEAKERS_FOR_SPEAKER_VALIDATION) -> tuple[list[Clip], list[Clip]]:
+    """Validation from the training side only: whole speakers of corpora with at least min_speakers
+    of them there, otherwise a stratified share of that corpus's clips. Corpora below the default
+    MIN_SPEAKERS_FOR_SPEAKER_VALIDATION draw their speakers apart, so the others' carve stays the default's."""
     rng = np.random.default_rng(seed + 1)
+    below_default = np.random.default_rng([seed + 1, 1])
     keep, validation = [], []
     by_dataset = defaultdict(list)
     for clip in train:
@@ -50,32 +53,39 @@ def carve_validation(train: list[Clip], fraction: float, seed: int) -> tuple[lis
         clips = by_dataset[dataset]
         speakers = sorted({c.speaker_key for c in clips})
         if len(speakers) >= MIN_SPEAKERS_FOR_SPEAKER_VALIDATION:
-            count = max(1, round(fraction * len(speakers)))
-            held = set(rng.choice(speakers, size=count, replace=False))
-            for clip in clips:
-                (validation if clip.speaker_key in held else keep).append(clip)
+            held = held_speakers(speakers, fraction, rng)
         else:
+            held = held_speakers(speakers, fraction, below_default) if len(speakers) >= min_speakers else None
             by_label = defaultdict(list)
             for clip in clips:
                 by_label[clip.emotion].append(clip)
-            for label in sorted(by_label):
+            for label in sorted(by_label):     # drawn even when speakers are held, to keep rng's sequence
                 group = by_label[label]
                 order = rng.permutation(len(group))
                 cut = max(1, round(fraction * len(group)))
-                validation += [group[i] for i in order[:cut]]
-                keep += [group[i] for i in order[cut:]]
+                if held is None:
+                    validation += [group[i] for i in order[:cut]]
+                    keep += [group[i] for i in order[cut:]]
+        if held is not None:
+            for clip in clips:
+                (validation if clip.speaker_key in held else keep).append(clip)
     return keep, validation
 
 
-def make_splits(clips: list[Clip], protocol: str, folds: int, validation_fraction: float,
-                seed: int = 0) -> list[Split]:
+def held_speakers(speakers: list[str], fraction: float, rng) -> set[str]:
+    count = max(1, round(fraction * len(speakers)))
+    return set(rng.choice(speakers, size=count, replace=False))
+
+
+def make_splits(clips: list[Clip], protocol: str, folds: int, validation_fraction: float, seed: int = 0,
+                min_validation_speakers: int = MIN_SPEAKERS_FOR_SPEAKER_VALIDATION) -> list[Split]:
     if protocol == 'speaker_kfold':
         splits = []
         for index, test_speakers in enumerate(speaker_folds(clips, folds, seed)):
             held = set(test_speakers)
             train = [c for c in clips if c.speaker_key not in held]
             test = [c for c in clips if c.speaker_key in held]
-            train, validation = carve_validation(train, validation_fraction, seed + index)
+            train, validation = carve_validation(train, validation_fraction, seed + index, min_validation_speakers)
             splits.append(Split(f'fold{index}', train, validation, test))
         return splits
     if protocol == 'paper_random_kfold':
@@ -84,6 +94,6 @@ def make_splits(clips: list[Clip], protocol: str, folds: int, validation_fractio
         return [Split(f'fold{index}', [clips[i] for i in train_idx], [], [clips[i] for i in test_idx])
                 for index, (train_idx, test_idx) in enumerate(folder.split(np.zeros(len(clips)), labels))]
     if protocol == 'all_speakers':
-        train, validation = carve_validation(list(clips), validation_fraction, seed)
+        train, validation = carve_validation(list(clips), validation_fraction, seed, min_validation_speakers)
         return [Split('all', train, validation, [])]
     raise ValueError(f'unknown split protocol {protocol!r}')

@@ -515,7 +515,8 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
         clip_set.fit_speaker_normalizers(extractor)
     position = {id(c): i for i, c in enumerate(clips)}
     split = config['split']
-    splits = make_splits(clips, split['protocol'], split['folds'], split['validation_fraction'], split['seed'])
+    splits = make_splits(clips, split['protocol'], split['folds'], split['validation_fraction'], split['seed'],
+                         split['min_validation_speakers'])
     if split.get('fold') is not None:
         splits = [splits[int(split['fold'])]]
     results = []
