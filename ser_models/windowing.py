@@ -71,9 +71,10 @@ def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = 0
         if sample_rate != predictor.sample_rate:
             import soxr
             waveform = soxr.resample(waveform, sample_rate, predictor.sample_rate)
-        windows += [speed_copies(waveform, predictor.window_samples, hop, speed, predictor.sample_rate)
-                    for speed in predictor.test_time_speeds]
-        owners.append(np.full(sum(len(w) for w in windows[-len(predictor.test_time_speeds):]), position))
+        copies = [speed_copies(waveform, predictor.window_samples, hop, speed, predictor.sample_rate)
+                  for speed in predictor.test_time_speeds]
+        windows += copies
+        owners.append(np.full(sum(len(copy) for copy in copies), position))
     windows, owners = np.concatenate(windows), np.concatenate(owners)
     batches = [slice(start, start + batch_windows) for start in range(0, len(windows), batch_windows)]
     if normalizers is None:

@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
-import soxr
+
+from ser_models.windowing import change_speed
 
 
 def add_noise(wave: np.ndarray, snr_db: float, rng) -> np.ndarray:
     power = float(np.mean(wave ** 2)) + 1e-10
     noise = rng.standard_normal(wave.shape).astype(np.float32)
     return wave + noise * np.float32(np.sqrt(power / 10 ** (snr_db / 10)))
-
-
-def change_speed(wave: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
-    """Play factor times faster (tempo and pitch together), as speed perturbation does."""
-    return soxr.resample(wave, sample_rate * factor, sample_rate).astype(np.float32)
 
 
 def shift_pitch(wave: np.ndarray, semitones: float, sample_rate: int) -> np.ndarray:
