@@ -135,6 +135,8 @@ SPEAKER_VALIDATION = 'split.min_validation_speakers=3'
 SPEAKER_VALIDATION_TEXT = ('validated on whole unseen speakers of EMOVO and nEMO too (one of their three training '
                            'speakers a fold), not on clips of training speakers')
 TEST_TIME_SPEEDS = [0.9, 1.0, 1.1]    # inside the 0.85-1.15 that STRONG_SPEED trains on
+TIMNET_V6_SPEAKER_VALIDATION = {**with_overrides(TIMNET_V6_TRAINING, SPEAKER_VALIDATION),
+                                'teachers': ['lmu_teacher_speaker_validation']}
 TIMNET_EGEMAPS_TARGETS = with_overrides(TIMNET_V6_TRAINING, 'training.feature_targets=egemaps')
 
 
@@ -297,12 +299,15 @@ ROWS = {
                                            'overrides': [*LMU_PITCH_EMA, 'training.epochs=40', SPEAKER_VALIDATION]}),
     'timnet_v6_speaker_validation': Row(NETWORKS, f'{TIMNET_V6}, {SPEAKER_VALIDATION_TEXT}, its LMU teacher '
                                         'lmu_teacher_speaker_validation validated so too', 'network',
-                                        {**with_overrides(TIMNET_V6_TRAINING, SPEAKER_VALIDATION),
-                                         'teachers': ['lmu_teacher_speaker_validation']}),
-    'timnet_v6_speaker_validation_speeds': Row(NETWORKS, f'{TIMNET_V6}, timnet_v6_speaker_validation\'s models, '
-                                               'each window also heard played 0.9 and 1.1 times as fast', 'stream',
-                                               {'weights_of': 'timnet_v6_speaker_validation',
-                                                'test_time_speeds': TEST_TIME_SPEEDS}),
+                                        TIMNET_V6_SPEAKER_VALIDATION),
+    'timnet_v6_speaker_validation_seed1': Row(NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation '
+                                              'and learning from the same teacher, seeded 1 instead of 0: its second '
+                                              'draw', 'network',
+                                              with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'training.seed=1')),
+    **{f'{source}_speeds': Row(NETWORKS, f'{TIMNET_V6}, {source}\'s models, each window also heard played 0.9 and '
+                                         '1.1 times as fast', 'stream',
+                               {'weights_of': source, 'test_time_speeds': TEST_TIME_SPEEDS})
+       for source in ('timnet_v6_speaker_validation', 'timnet_v6_speaker_validation_seed1')},
     'timnet_pitch_redistilled': Row(NETWORKS, 'TIM-Net as timnet_pitch_distilled_lmu, learning instead from the LMU '
                                     'row lmu_pitch_ema_distilled_timnet\'s model of its fold, itself taught by '
                                     'timnet_pitch_distilled_lmu\'s (lmu-ser-v9\'s weights in the final run)',
@@ -443,6 +448,10 @@ ROWS = {
     'fusion_timnet_seed1_egemaps': Row(FUSIONS, 'As fusion_timnet_rerun_egemaps with timnet_partial_seed1\'s fold '
                                        'models, the same recipe seeded 1: its second draw', 'fusion',
                                        {'weights_of': 'timnet_partial_seed1', 'classical': 'svm_egemaps_speakernorm'}),
+    **{f'fusion_{source}_egemaps': Row(FUSIONS, f'As fusion_timnet_rerun_egemaps with {source}\'s fold models '
+                                                '(validated on whole unseen speakers of every corpus but TESS)',
+                                       'fusion', {'weights_of': source, 'classical': 'svm_egemaps_speakernorm'})
+       for source in ('timnet_v6_speaker_validation', 'timnet_v6_speaker_validation_seed1')},
 }
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
