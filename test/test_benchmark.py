@@ -300,3 +300,13 @@ def test_a_fusion_row_fits_its_classifier_on_the_training_clips_only_and_scores_
     assert folds[0]['validation']['nemo']['n'] == 6 and folds[0]['validation']['nemo']['uar'] == 1.0
     assert folds[0]['test_speakers'] == ['nemo:C']
     assert benchmark.recipe('fusion_timnet_rerun_egemaps') == benchmark.recipe('fusion_timnet_seed1_egemaps')
+
+
+def test_ship_refuses_a_row_served_in_a_way_the_node_refuses(tmp_path):
+    """A stream row with test-time speed copies scores offline only, so training.ship stops before it
+    writes a model.json the node would refuse."""
+    from training.ship import ship
+    assert benchmark.ROWS['timnet_partial_rerun_speeds'].settings['test_time_speeds'] != [1.0]
+    with pytest.raises(SystemExit, match='test_time_speeds'):
+        ship(benchmark.REPO / 'weights' / 'timnet', 'timnet', 'v0', 'timnet_partial_rerun_speeds', out_root=tmp_path)
+    assert not list(tmp_path.iterdir())

@@ -25,7 +25,8 @@ import numpy as np
 
 from ser_models.artifact import WEIGHTS_FILE, read_model_json, window_samples, write_model_json
 from ser_models.export import export_from_weights
-from ser_models.predictor import fastest_faithful_spectral_mix, fit_to_length, has_ckconvs, spectral_mix_gaps
+from ser_models.pipeline import EmotionPipeline
+from ser_models.predictor import Predictor, fastest_faithful_spectral_mix, fit_to_length, has_ckconvs, spectral_mix_gaps
 
 from .data import load_audio
 from .datasets import load_clips
@@ -72,7 +73,12 @@ def speaker_windows(data: Path, meta: dict) -> np.ndarray:
 
 def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights',
          data: Path = SHARED_DATA) -> Path:
+    from .benchmark import ROWS, as_served
     meta = read_model_json(artifact)
+    try:   # before anything is written: a row served as the node cannot serve it does not ship
+        EmotionPipeline.check_model(Predictor(as_served(meta, ROWS[benchmark_row].settings)))
+    except ValueError as error:
+        raise SystemExit(f'{benchmark_row} cannot ship: {error}') from None
     figures = benchmark_figures(benchmark_row)
     target = out_root / name
     if target.exists():
@@ -82,7 +88,6 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
     # The ONNX graph is exported again from the weights with the current exporter.
     meta = export_from_weights(meta, target)
     meta['model_id'] = f'{name}-ser-{version}'
-    from .benchmark import ROWS, as_served
     meta = as_served(meta, ROWS[benchmark_row].settings)   # a stream row: served as the row tested it
     meta['provenance'] = {**meta.get('provenance', {}), 'benchmark': figures}
     write_model_json(target, meta)
