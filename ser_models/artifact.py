@@ -132,6 +132,12 @@ def with_stream_prior(meta: dict, seconds: float) -> dict:
                                               'frames': seconds * features.sample_rate / features.hop_length}}
 
 
+def stream_prior_seconds(meta: dict) -> float:
+    """How many seconds of speech a stream's prior is worth (with_stream_prior's inverse)."""
+    features = FeatureConfig.from_dict(meta['features'])
+    return meta['speaker_normalization']['frames'] * features.hop_length / features.sample_rate
+
+
 def window_samples(meta: dict) -> int:
     return int(round(meta['window_seconds'] * meta['sample_rate']))
 

@@ -5,6 +5,8 @@ import numpy as np
 
 from .predictor import fit_to_length
 
+HOP_SECONDS = 0.5    # the node's default hop, which offline scoring cuts windows at
+
 
 def clip_windows(waveform: np.ndarray, window: int, hop: int) -> np.ndarray:
     """(N, window) windows covering a mono clip; a clip shorter than one window is centre-padded.
@@ -50,7 +52,7 @@ def speed_copies(waveform: np.ndarray, window: int, hop: int, speed: float, samp
                      for end in ends])
 
 
-def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = 0.5,
+def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = HOP_SECONDS,
                   batch_windows: int = 256, normalizers=None) -> np.ndarray:
     """(clips, n_classes) probabilities for clips of any length: each the mean over its node windows
     (and their copies at the model's test_time_speeds).
@@ -98,7 +100,8 @@ def mean_per_clip(probabilities: np.ndarray, owners: np.ndarray, clips: int) -> 
     return (totals / np.bincount(owners, minlength=clips)[:, None]).astype(np.float32)
 
 
-def predict_clips_online(predictor, waveforms, speakers, order, hop_seconds: float = 0.5) -> np.ndarray:
+def predict_clips_online(predictor, waveforms, speakers, order,
+                         hop_seconds: float = HOP_SECONDS) -> np.ndarray:
     """(clips, n_classes) as the node hears them: each speaker's clips played one after another in
     `order` (clip indices), every window normalised by that speaker's running stream statistics
     (Predictor.stream_normalizer: the training prior, updated window by window before use, as

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -452,6 +453,13 @@ ROWS = {
                                                 '(validated on whole unseen speakers of every corpus but TESS)',
                                        'fusion', {'weights_of': source, 'classical': 'svm_egemaps_speakernorm'})
        for source in ('timnet_v6_speaker_validation', 'timnet_v6_speaker_validation_seed1')},
+    **{f'fused_{source}_egemaps': Row(FUSIONS, f'{source}\'s fold models fused window by window with an RBF SVM '
+                                               'on each node window\'s eGeMAPS functionals (each speaker '
+                                               'standardised, a stream from the training prior on), probabilities '
+                                               'averaged: servable by the node', 'fusion',
+                                      {'weights_of': source, 'functionals': 'egemaps', 'classifier': 'svm'})
+       for source in ('timnet_partial_rerun', 'timnet_partial_seed1', 'timnet_v6_speaker_validation',
+                      'timnet_v6_speaker_validation_seed1')},
 }
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
@@ -865,6 +873,113 @@ def score_fusion(name: str, clips: list[Clip], splits: list[Split]) -> list[dict
     return folds
 
 
+def window_functionals(kind: str, clips: list[Clip], window: int, hop: int) -> list[np.ndarray]:
+    """Each clip's (windows, dims) functionals of its node windows (clip_windows at 16 kHz), cached under
+    FEATURE_CACHE by clip path."""
+    from ser_models.functionals import FunctionalsExtractor
+    from ser_models.windowing import clip_windows
+
+    from .data import load_audio
+    cache = FEATURE_CACHE / f'{kind}_windows_{window}_{hop}.npz'
+    known: dict[str, np.ndarray] = {}
+    if cache.is_file():
+        with np.load(cache) as stored_features:
+            known = dict(zip(stored_features['paths'],
+                             np.split(stored_features['features'], np.cumsum(stored_features['counts'])[:-1]),
+                             strict=True))
+    keys = [str(Path(c.path).resolve()) for c in clips]
+    missing = [key for key in dict.fromkeys(keys) if key not in known]
+    if missing:
+        started = time.time()
+        extractor = FunctionalsExtractor(kind, 16000)
+        known.update({key: extractor.windows(clip_windows(load_audio(key, 16000), window, hop)) for key in missing})
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f'{cache.stem}.{os.getpid()}.npz')
+        np.savez(partial, paths=np.array(list(known)), counts=np.array([len(v) for v in known.values()]),
+                 features=np.concatenate(list(known.values())))
+        os.replace(partial, cache)
+        print(f'[benchmark] {kind} of the node windows of {len(missing)} clips in {time.time() - started:.0f} s',
+              flush=True)
+    return [known[key] for key in keys]
+
+
+def fold_functionals(settings: dict, vectors: list[np.ndarray], clips: list[Clip], labels: list[str],
+                     prior_windows: float):
+    """The classical half of a fused row for one fold: its classifier fitted on the windows of the
+    training clips `clips` (each speaker standardised over their windows), its stream prior the training
+    windows' statistics worth prior_windows windows."""
+    from ser_models.functionals import Functionals, as_frames, speaker_statistics
+
+    from .classical import make_classifier
+    inputs, targets = [], []
+    for speaker in sorted({c.speaker_key for c in clips}):
+        own = [i for i, c in enumerate(clips) if c.speaker_key == speaker]
+        stacked = np.concatenate([vectors[i] for i in own])
+        inputs.append(speaker_statistics(stacked)(as_frames(stacked))[..., 0])
+        targets += [labels.index(clips[i].emotion) for i in own for _ in range(len(vectors[i]))]
+    model = make_classifier(settings['classifier'], probabilities=True).fit(np.concatenate(inputs), targets)
+
+    def classify(standardised: np.ndarray) -> np.ndarray:
+        probabilities = np.zeros((len(standardised), len(labels)), np.float32)
+        probabilities[:, model.classes_] = model.predict_proba(standardised)
+        return probabilities
+    prior = speaker_statistics(np.concatenate(vectors)).summary(prior_windows)
+    return Functionals(None, classify, prior, settings.get('weight', 0.5))
+
+
+def score_fused_windows(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:
+    """A network row's fold models fused window by window with a classifier on each node window's
+    functionals (Functionals): scored offline (each speaker's statistics over all their clips, for both
+    halves) and as the node would hear them (running stream statistics from the training prior), on the
+    validation clips and the test speakers, as network rows are."""
+    from ser_models.artifact import stream_prior_seconds
+    from ser_models.windowing import HOP_SECONDS, predict_clips, predict_clips_online, speaker_normalizers
+
+    from .data import load_audio
+    settings = ROWS[name].settings
+    position = {id(c): i for i, c in enumerate(clips)}
+    allowed = corpus_labels(clips)
+    folds = []
+    for number, split in enumerate(splits):
+        predictor = fold_predictor(name, number, split)
+        if predictor.features.config.normalize != 'speaker' or predictor.labels != labels_present(clips):
+            raise SystemExit(f'{name}: fusion needs a speaker-normalised network over {labels_present(clips)}')
+        hop = int(round(HOP_SECONDS * predictor.sample_rate))
+        vectors = window_functionals(settings['functionals'], clips, predictor.window_samples, hop)
+        prior_windows = stream_prior_seconds(predictor.meta) / predictor.window_seconds
+        functionals = fold_functionals(settings, [vectors[position[id(c)]] for c in split.train], split.train,
+                                       predictor.labels, prior_windows)
+        weight = hop / predictor.window_samples
+        folds.append({'fold': number, 'test_speakers': sorted({c.speaker_key for c in split.test})})
+        for side, group in (('test', split.test), ('validation', split.validation)):
+            audio = [load_audio(c.path, predictor.sample_rate) for c in group]
+            speakers = [c.speaker_key for c in group]
+            own = [vectors[position[id(c)]] for c in group]
+            orders = {'shuffled': np.random.default_rng(SEED).permutation(len(audio))}
+            views = {'offline': functionals.fuse(
+                predict_clips(predictor, audio, predictor.sample_rate,
+                              normalizers=speaker_normalizers(predictor, audio, speakers)),
+                functionals.clip_probabilities(own, speakers))}
+            if side == 'test':
+                orders['by_emotion'] = sorted(range(len(audio)), key=lambda i: (group[i].emotion, i))
+                population = [predictor.population] * len(audio)
+                views['prior'] = functionals.fuse(
+                    predict_clips(predictor, audio, predictor.sample_rate, normalizers=population),
+                    functionals.clip_probabilities(own, speakers, range(len(audio)), weight=0.0))
+            views.update({variant: functionals.fuse(predict_clips_online(predictor, audio, speakers, order),
+                                                    functionals.clip_probabilities(own, speakers, order, weight))
+                          for variant, order in orders.items()})
+            scored = {view: score_fold(group, scores, predictor.labels, allowed) for view, scores in views.items()}
+            if side == 'test':
+                folds[-1]['corpora'] = scored.pop('offline')
+                folds[-1]['online'] = scored
+            else:
+                folds[-1]['validation'], folds[-1]['validation_stream'] = scored['offline'], scored['shuffled']
+        print(f'[benchmark] {name} fold {number}: ' + ', '.join(
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()), flush=True)
+    return folds
+
+
 # ---------------------------------------------------------------------------------------- driver
 def row_command(name: str) -> str:
     return f'python -m training.benchmark run --only {name}'
@@ -911,6 +1026,9 @@ def run(names: list[str], jobs: int) -> int:
         if ROWS[name].kind in SCORED:
             folds = score_network(name, clips, splits)
             labels = fold_predictor(name, 0, splits[0]).labels
+        elif ROWS[name].kind == 'fusion' and 'functionals' in ROWS[name].settings:
+            folds = score_fused_windows(name, clips, splits)
+            labels = labels_present(clips)
         elif ROWS[name].kind == 'fusion':
             folds = score_fusion(name, clips, splits)
             labels = labels_present(clips)
@@ -1058,10 +1176,11 @@ def validation_report() -> str:
 
 def recipe(name: str) -> tuple:
     """A network row's training recipe with its seed left out (a fusion row's: its network's, and its
-    classical row): rows that share one are draws of it."""
+    classical row or window functionals): rows that share one are draws of it."""
     settings = ROWS[name].settings
     if ROWS[name].kind == 'fusion':
-        return 'fusion', recipe(settings['weights_of']), settings['classical']
+        classical = settings.get('classical') or ('windows', settings['functionals'], settings['classifier'])
+        return 'fusion', recipe(settings['weights_of']), classical
     overrides = tuple(sorted(o for o in settings.get('overrides', []) if not o.startswith('training.seed=')))
     return settings['config'], overrides, tuple(settings.get('teachers', []))
 

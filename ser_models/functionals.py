@@ -1,0 +1,96 @@
+"""The classical half of a fused model: acoustic functionals of each window (openSMILE's eGeMAPS v02),
+standardised with the speaker's statistics as a speaker-normalised network's features are, and a
+classifier on them whose probabilities are averaged with the network's, window by window.
+
+ROS-free; openSMILE is imported when an extractor is made.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .features import SpeakerNormalizer
+
+FUNCTIONAL_SETS = {'egemaps': 'eGeMAPSv02', 'compare': 'ComParE_2016'}
+
+
+class FunctionalsExtractor:
+    """(dims,) float32 functionals of a mono waveform at sample_rate."""
+
+    def __init__(self, kind: str, sample_rate: int = 16000):
+        if kind not in FUNCTIONAL_SETS:
+            raise ValueError(f'unknown functionals {kind!r}; choose one of {sorted(FUNCTIONAL_SETS)}')
+        try:
+            import opensmile
+        except ImportError as error:
+            raise ImportError(f'{kind} functionals need openSMILE: pip install opensmile') from error
+        self.kind, self.sample_rate = kind, sample_rate
+        self._smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, FUNCTIONAL_SETS[kind]),
+                                      feature_level=opensmile.FeatureLevel.Functionals)
+
+    def __call__(self, waveform: np.ndarray) -> np.ndarray:
+        signal = np.asarray(waveform, dtype=np.float32)
+        return self._smile.process_signal(signal, self.sample_rate).to_numpy()[0].astype(np.float32)
+
+    def windows(self, windows: np.ndarray) -> np.ndarray:
+        """(N, dims) functionals of (N, samples) windows."""
+        return np.stack([self(window) for window in windows])
+
+
+def as_frames(vectors: np.ndarray) -> np.ndarray:
+    """(..., dims) vectors as SpeakerNormalizer's (..., channels, frames): one frame each."""
+    return np.asarray(vectors)[..., None]
+
+
+def speaker_statistics(vectors: np.ndarray) -> SpeakerNormalizer:
+    """Statistics of one speaker's (N, dims) window functionals, every window counted once."""
+    normalizer = SpeakerNormalizer(vectors.shape[-1])
+    normalizer.update(as_frames(vectors))
+    return normalizer
+
+
+class Functionals:
+    """Window functionals, their speaker statistics and a classifier on them.
+
+    classify: (N, dims) standardised functionals -> (N, len(labels)) probabilities in the network's
+    label order. prior: the training speakers' statistics ({'mean', 'std', 'frames'}, frames counted in
+    windows), where a stream's start. weight: the share of the fused probability. extractor: waveform ->
+    (dims,) functionals (None where they come precomputed).
+    """
+
+    def __init__(self, extractor: Callable[[np.ndarray], np.ndarray] | None,
+                 classify: Callable[[np.ndarray], np.ndarray], prior: dict, weight: float = 0.5):
+        if not 0.0 < weight <= 1.0:
+            raise ValueError(f'functionals weight must be in (0, 1], got {weight}')
+        self.extractor, self.classify, self.prior, self.weight = extractor, classify, prior, weight
+
+    def stream_normalizer(self) -> SpeakerNormalizer:
+        return SpeakerNormalizer(len(self.prior['mean']), prior=self.prior)
+
+    def fuse(self, network: np.ndarray, functionals: np.ndarray) -> np.ndarray:
+        """Window probabilities of the network and of the classifier, averaged with the weight."""
+        return ((1.0 - self.weight) * network + self.weight * functionals).astype(np.float32)
+
+    def clip_probabilities(self, vectors: Sequence[np.ndarray], speakers: Sequence[str],
+                           order: Sequence[int] | None = None, weight: float = 1.0) -> np.ndarray:
+        """(clips, labels): each clip's classifier probabilities averaged over its windows' functionals
+        (vectors: one (windows, dims) array a clip). order None: each speaker standardised over all of
+        their clips' windows, as offline scoring does; else each speaker's clips heard in that order,
+        every window standardised by the running statistics after it is added (each counted `weight`,
+        hop / window on a stream), as a stream does."""
+        if order is None:
+            fitted = {s: speaker_statistics(np.concatenate([v for v, o in zip(vectors, speakers, strict=True)
+                                                            if o == s])) for s in set(speakers)}
+            standardised = [fitted[s](as_frames(v))[..., 0] for v, s in zip(vectors, speakers, strict=True)]
+        else:
+            streams: dict[str, SpeakerNormalizer] = {}
+            standardised = [None] * len(vectors)
+            for index in order:
+                normalizer = streams.setdefault(speakers[index], self.stream_normalizer())
+                rows = []
+                for vector in vectors[index]:
+                    normalizer.update(as_frames(vector), weight=weight)
+                    rows.append(normalizer(as_frames(vector))[..., 0])
+                standardised[index] = np.stack(rows)
+        return np.stack([self.classify(rows).mean(axis=0) for rows in standardised]).astype(np.float32)
