@@ -62,6 +62,21 @@ MODEL_JSON_SCHEMA = {
                            'std': {'type': 'array', 'items': {'type': 'number', 'exclusiveMinimum': 0}},
                            'frames': {'type': 'number', 'minimum': 0},
                            'memory_frames': {'type': 'number', 'exclusiveMinimum': 0}}},
+        # A fused model: a classifier on each window's acoustic functionals (ser_models.functionals),
+        # its probabilities averaged with the network's at `weight`.
+        'functionals': {
+            'type': 'object', 'required': ['kind', 'onnx', 'classes', 'weight', 'speaker_normalization'],
+            'properties': {'kind': {'enum': ['egemaps', 'compare']},
+                           'onnx': _file_entry,
+                           'classes': {'type': 'array', 'items': {'type': 'string'}, 'minItems': 2,
+                                       'uniqueItems': True},
+                           'weight': {'type': 'number', 'exclusiveMinimum': 0, 'maximum': 1},
+                           'speaker_normalization': {
+                               'type': 'object', 'required': ['mean', 'std', 'frames'],
+                               'properties': {'mean': {'type': 'array', 'items': {'type': 'number'}},
+                                              'std': {'type': 'array',
+                                                      'items': {'type': 'number', 'exclusiveMinimum': 0}},
+                                              'frames': {'type': 'number', 'minimum': 0}}}}},
     },
 }
 
@@ -115,6 +130,14 @@ def read_model_json(directory) -> dict:
     if meta['architecture']['frames'] != expected_frames:
         raise ArtifactError(f"{path}: architecture.frames {meta['architecture']['frames']} does not match "
                             f"the {expected_frames} frames of a {meta['window_seconds']} s window")
+    functionals = meta.get('functionals')
+    if functionals:
+        unknown = sorted(set(functionals['classes']) - set(meta['labels']))
+        if unknown:
+            raise ArtifactError(f'{path}: functionals classes {unknown} are not among the labels')
+        statistics = functionals['speaker_normalization']
+        if len(statistics['mean']) != len(statistics['std']):
+            raise ArtifactError(f'{path}: functionals speaker_normalization needs as many means as deviations')
     meta['_directory'] = str(directory)
     return meta
 
@@ -142,9 +165,10 @@ def window_samples(meta: dict) -> int:
     return int(round(meta['window_seconds'] * meta['sample_rate']))
 
 
-def checked_file(meta: dict, key: str) -> Path:
-    """Path of the artifact file named in meta[key], verified to exist and match its sha256."""
-    entry = meta.get(key)
+def checked_file(meta: dict, key: str, entry: dict | None = None) -> Path:
+    """Path of the artifact file named in meta[key] (or `entry`, named key), verified to exist and match
+    its sha256."""
+    entry = entry or meta.get(key)
     directory = Path(meta['_directory'])
     if entry is None:
         raise ArtifactError(f'{directory / MODEL_JSON}: no {key!r} entry')

@@ -94,3 +94,35 @@ class Functionals:
                     rows.append(normalizer(as_frames(vector))[..., 0])
                 standardised[index] = np.stack(rows)
         return np.stack([self.classify(rows).mean(axis=0) for rows in standardised]).astype(np.float32)
+
+
+def load_functionals(meta: dict, threads: int = 1) -> Functionals | None:
+    """A read_model_json meta's classical half (None for a network alone): openSMILE for the functionals,
+    onnxruntime for the classifier graph, its classes placed in the model's label order."""
+    import onnxruntime as ort
+
+    from .artifact import ArtifactError, checked_file
+    spec = meta.get('functionals')
+    if not spec:
+        return None
+    path = checked_file(meta, 'functionals', spec['onnx'])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise ArtifactError(f'{path}: onnxruntime cannot load it: {error}') from None
+    dims = len(spec['speaker_normalization']['mean'])
+    declared = session.get_inputs()[0].shape[-1]
+    if declared != dims:
+        raise ArtifactError(f'{path}: the classifier reads {declared} functionals, model.json has statistics of {dims}')
+    name = session.get_inputs()[0].name
+    columns = [meta['labels'].index(label) for label in spec['classes']]
+
+    def classify(standardised: np.ndarray) -> np.ndarray:
+        probabilities = np.zeros((len(standardised), len(meta['labels'])), np.float32)
+        probabilities[:, columns] = session.run(['probabilities'], {name: standardised.astype(np.float32)})[0]
+        return probabilities
+    extractor = FunctionalsExtractor(spec['kind'], meta['sample_rate'])
+    return Functionals(extractor, classify, spec['speaker_normalization'], spec['weight'])

@@ -68,7 +68,7 @@ class EmotionPipeline:
         self.stream = self._make_stream(fmt)
         self.smoother = Smoother(self.settings.smoothing)
         self.features = StreamingMfcc(predictor.features)
-        self.normalizer = self.predictor.stream_normalizer()
+        self._start_speaker_statistics()
         self._last_voiced_index = 0
         self._silence_restart = False
         self.windows_skipped_unvoiced = 0
@@ -121,7 +121,7 @@ class EmotionPipeline:
             self.features = StreamingMfcc(predictor.features)
         self.settings = proposed
         if predictor is not None:
-            self.normalizer = self.predictor.stream_normalizer()
+            self._start_speaker_statistics()
         if predictor is not None and predictor.sample_rate != old_rate:
             self.stream = self._make_stream(self.stream.format)
             self._anchor = None
@@ -130,6 +130,13 @@ class EmotionPipeline:
         self.stream.gate.threshold_db = proposed.vad_threshold_db
         self.stream.gate.min_voiced_fraction = proposed.vad_min_voiced_fraction
         self.smoother.factor = proposed.smoothing
+
+    def _start_speaker_statistics(self) -> None:
+        """The stream's speaker statistics from the model's prior: of the network's features and, for a
+        fused model, of the window functionals."""
+        self.normalizer = self.predictor.stream_normalizer()
+        functionals = self.predictor.functionals
+        self.functionals_normalizer = functionals.stream_normalizer() if functionals else None
 
     def set_format(self, fmt: StreamFormat) -> None:
         self.stream.set_format(fmt, self.settings.channel)
@@ -184,17 +191,31 @@ class EmotionPipeline:
 
     # ------------------------------------------------------------------ classification
     def mfcc(self, item: PendingWindow) -> np.ndarray:
-        """The model's input for one window; full-length windows reuse the frames of the last one."""
+        """The network's input for one window; full-length windows reuse the frames of the last one.
+        A new speaker's first window restarts the stream's statistics."""
+        if item.new_speaker:
+            self._start_speaker_statistics()
         if item.samples.size == self.predictor.window_samples:
             mfcc = self.features(item.samples, item.end_index)
         else:
             mfcc = self.predictor.features(fit_to_length(item.samples, self.predictor.window_samples), STREAM_FFT)
         if self.normalizer is None:
             return mfcc
-        if item.new_speaker:
-            self.normalizer.reset()
-        self.normalizer.update(mfcc, weight=min(1.0, self.settings.hop / self.window_seconds))
+        self.normalizer.update(mfcc, weight=self._stream_weight)
         return self.normalizer(mfcc)
+
+    @property
+    def _stream_weight(self) -> float:
+        """How much of a window is new audio: each sample counts once in the stream statistics."""
+        return min(1.0, self.settings.hop / self.window_seconds)
+
+    def functionals(self, item: PendingWindow) -> np.ndarray:
+        """A fused model's standardised functionals of one window (after mfcc() for the same window)."""
+        from .functionals import as_frames
+        vector = as_frames(self.predictor.functionals.extractor(fit_to_length(item.samples,
+                                                                              self.predictor.window_samples)))
+        self.functionals_normalizer.update(vector, weight=self._stream_weight)
+        return self.functionals_normalizer(vector)[..., 0]
 
     def classify(self, pending: list[PendingWindow]) -> list[WindowResult]:
         """Classify the voiced windows in one batched call; results in the order given."""
@@ -225,7 +246,9 @@ def classify_streams(jobs: list[tuple[EmotionPipeline, list[PendingWindow]]]) ->
     if len(predictors) > 1:
         raise ValueError('classify_streams needs pipelines that share one predictor')
     started = time.perf_counter()
-    inputs, errors = [], {}
+    predictor = jobs[0][0].predictor if jobs else None
+    fused = predictor is not None and predictor.functionals is not None
+    inputs, functionals, errors = [], [], {}
     for pipeline, pending in jobs:
         for item in pending:
             if not item.voiced:
@@ -234,10 +257,16 @@ def classify_streams(jobs: list[tuple[EmotionPipeline, list[PendingWindow]]]) ->
                 errors[id(item)] = 'waveform contains NaN or Inf'
                 continue
             inputs.append(pipeline.mfcc(item))
+            if fused:
+                functionals.append(pipeline.functionals(item))
     rows = iter(())
     per_window = 0.0
     if inputs:
-        rows = iter(jobs[0][0].predictor.predict_features(np.stack(inputs)))
+        probabilities = predictor.predict_features(np.stack(inputs))
+        if fused:
+            classical = predictor.functionals.classify(np.stack(functionals))
+            probabilities = predictor.functionals.fuse(probabilities, classical)
+        rows = iter(probabilities)
         per_window = (time.perf_counter() - started) / len(inputs)
     results = []
     for pipeline, pending in jobs:

@@ -8,6 +8,7 @@ import numpy as np
 from .artifact import ArtifactError, checked_file, read_model_json, window_samples
 from .features import FeatureConfig, MfccExtractor, SpeakerNormalizer
 from .folding import folded_model
+from .functionals import load_functionals
 from .native import PRECISIONS
 
 BACKENDS = ('onnxruntime', 'torch')
@@ -88,6 +89,7 @@ class Predictor:
                            if self.features.config.normalize == 'speaker' and statistics else None)
         self.device = 'cpu'
         self.last_inference_seconds = 0.0
+        self.functionals = None     # a fused model's classical half (ser_models.functionals), set by load()
 
     @property
     def test_time_speeds(self) -> tuple[float, ...]:
@@ -274,8 +276,11 @@ def load(directory, backend: str = 'onnxruntime', device: str = 'cpu', threads: 
     device, _ = resolve_device(device, backend)
     meta = read_model_json(directory)
     if backend == 'onnxruntime':
-        return OnnxPredictor(meta, threads=threads, device=device, spectral_mix=spectral_mix)
-    return TorchPredictor(meta, threads=threads, device=device)
+        predictor = OnnxPredictor(meta, threads=threads, device=device, spectral_mix=spectral_mix)
+    else:
+        predictor = TorchPredictor(meta, threads=threads, device=device)
+    predictor.functionals = load_functionals(meta, threads)
+    return predictor
 
 
 def spectral_mix_gaps(directory, windows: np.ndarray) -> dict[str, float]:

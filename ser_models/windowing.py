@@ -53,21 +53,25 @@ def speed_copies(waveform: np.ndarray, window: int, hop: int, speed: float, samp
 
 
 def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = HOP_SECONDS,
-                  batch_windows: int = 256, normalizers=None) -> np.ndarray:
+                  batch_windows: int = 256, normalizers=None, speakers=None) -> np.ndarray:
     """(clips, n_classes) probabilities for clips of any length: each the mean over its node windows
     (and their copies at the model's test_time_speeds).
 
     The one clip-scoring path of training validation, the benchmark and training.evaluate; windows of
     several clips go through the predictor together, batch_windows at a time. A model whose features
-    are speaker-normalised needs normalizers: one SpeakerNormalizer per clip (its speaker's).
+    are speaker-normalised needs normalizers: one SpeakerNormalizer per clip (its speaker's). A fused
+    model (predictor.functionals) needs each clip's speaker, whose window functionals are standardised
+    over all of that speaker's windows.
     """
     speaker_normalised = predictor.features.config.normalize == 'speaker'
     if speaker_normalised != (normalizers is not None):
         raise ValueError('normalizers are needed exactly when the model takes speaker-normalised features')
+    if predictor.functionals is not None and speakers is None:
+        raise ValueError("a fused model needs each clip's speaker")
     if not len(waveforms):
         return np.zeros((0, len(predictor.labels)), dtype=np.float32)
     hop = int(round(hop_seconds * predictor.sample_rate))
-    windows, owners = [], []
+    windows, owners, heard = [], [], []
     for position, waveform in enumerate(waveforms):
         waveform = np.asarray(waveform, dtype=np.float32)
         if sample_rate != predictor.sample_rate:
@@ -75,6 +79,8 @@ def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = H
             waveform = soxr.resample(waveform, sample_rate, predictor.sample_rate)
         copies = [speed_copies(waveform, predictor.window_samples, hop, speed, predictor.sample_rate)
                   for speed in predictor.test_time_speeds]
+        heard.append(copies[predictor.test_time_speeds.index(1.0)] if 1.0 in predictor.test_time_speeds
+                     else clip_windows(waveform, predictor.window_samples, hop))
         windows += copies
         owners.append(np.full(sum(len(copy) for copy in copies), position))
     windows, owners = np.concatenate(windows), np.concatenate(owners)
@@ -90,7 +96,11 @@ def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = H
                 mfcc[rows] = normalizers[owner](mfcc[rows])
             probabilities.append(predictor.predict_features(mfcc))
         probabilities = np.concatenate(probabilities)
-    return mean_per_clip(probabilities, owners, len(waveforms))
+    network = mean_per_clip(probabilities, owners, len(waveforms))
+    if predictor.functionals is None:
+        return network
+    vectors = [predictor.functionals.extractor.windows(clip) for clip in heard]
+    return predictor.functionals.fuse(network, predictor.functionals.clip_probabilities(vectors, list(speakers)))
 
 
 def mean_per_clip(probabilities: np.ndarray, owners: np.ndarray, clips: int) -> np.ndarray:
@@ -105,8 +115,9 @@ def predict_clips_online(predictor, waveforms, speakers, order,
     """(clips, n_classes) as the node hears them: each speaker's clips played one after another in
     `order` (clip indices), every window normalised by that speaker's running stream statistics
     (Predictor.stream_normalizer: the training prior, updated window by window before use, as
-    EmotionPipeline does), and each window's copies at the model's test_time_speeds with it. For models on
-    speaker-normalised features; waveforms at the model rate."""
+    EmotionPipeline does; a fused model's window functionals likewise), and each window's copies at the
+    model's test_time_speeds with it. For models on speaker-normalised features; waveforms at the model
+    rate."""
     hop = int(round(hop_seconds * predictor.sample_rate))
     weight = min(1.0, hop / predictor.window_samples)
     streams: dict = {}
@@ -127,7 +138,13 @@ def predict_clips_online(predictor, waveforms, speakers, order,
     features, owners = np.stack(features), np.asarray(owners)
     probabilities = np.concatenate([predictor.predict_features(features[start:start + 256])
                                     for start in range(0, len(features), 256)])
-    return mean_per_clip(probabilities, owners, len(waveforms))
+    network = mean_per_clip(probabilities, owners, len(waveforms))
+    if predictor.functionals is None:
+        return network
+    vectors = [predictor.functionals.extractor.windows(clip_windows(waveform, predictor.window_samples, hop))
+               for waveform in waveforms]
+    return predictor.functionals.fuse(network, predictor.functionals.clip_probabilities(vectors, speakers, order,
+                                                                                        weight))
 
 
 def speaker_normalizers(predictor, waveforms, speakers, fit=None) -> list | None:

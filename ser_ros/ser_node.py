@@ -352,7 +352,7 @@ class SerNode(Node):
         try:
             predictor = ser_models.load(model_dir, backend=p['backend'], device=device, threads=p['threads'],
                                         spectral_mix=p['spectral_mix'])
-        except ser_models.ArtifactError as error:
+        except (ser_models.ArtifactError, ImportError) as error:   # ImportError: a fused model without openSMILE
             raise ConfigError(f'cannot load {model_dir}: {error}') from None
         try:
             EmotionPipeline.check_model(predictor)

@@ -52,16 +52,97 @@ def test_a_stream_starts_from_the_prior_and_keeps_speakers_apart():
     assert not np.allclose(interleaved, frozen)
 
 
+def voiced(seconds: float, rate: int = 16000) -> np.ndarray:
+    """A vowel-like signal: seven harmonics of a gliding 120-160 Hz pitch, its loudness pulsing 3 times a
+    second."""
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 140 + 20 * np.sin(2 * np.pi * 0.5 * t)
+    harmonics = sum(np.sin(2 * np.pi * k * np.cumsum(pitch) / rate) / k for k in range(1, 8))
+    return (0.1 * (1 + np.sin(2 * np.pi * 3 * t)) * harmonics).astype(np.float32)
+
+
 def test_egemaps_of_voiced_windows():
     pytest.importorskip('opensmile')
     rate = 16000
-    t = np.arange(3 * rate) / rate
-    pitch = 140 + 20 * np.sin(2 * np.pi * 0.5 * t)
-    voiced = sum(np.sin(2 * np.pi * k * np.cumsum(pitch) / rate) / k for k in range(1, 8)).astype(np.float32)
-    voiced *= 0.1 * (1 + np.sin(2 * np.pi * 3 * t))
+    signal = voiced(3.0, rate)
     extractor = FunctionalsExtractor('egemaps', rate)
-    vectors = extractor.windows(np.stack([voiced, 0.5 * voiced]))
+    vectors = extractor.windows(np.stack([signal, 0.5 * signal]))
     assert vectors.shape == (2, 88) and np.all(np.isfinite(vectors))
     assert not np.allclose(vectors[0], vectors[1])      # loudness functionals see the gain
     with pytest.raises(ValueError, match='unknown functionals'):
         FunctionalsExtractor('mfcc', rate)
+
+
+def fused_copy(directory, weight: float = 0.5):
+    """The shipped TIM-Net with a classical half: an RBF SVM on random functionals of three of its
+    classes, exported as the ship does; returns (directory, the fitted scikit-learn model)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from training.classical import export_functionals, fit_on_windows
+    shipped = Path(__file__).resolve().parents[1] / 'weights' / 'timnet'
+    shutil.copytree(shipped, directory)
+    meta = json.loads((directory / 'model.json').read_text())
+    rng = np.random.default_rng(2)
+    targets = [0, 2, 3] * 8
+    vectors = [rng.normal(t, 1.0, size=(3, 88)).astype(np.float32) for t in targets]
+    model, pooled = fit_on_windows('svm', vectors, [f's{i % 4}' for i in range(len(targets))], targets)
+    meta['functionals'] = export_functionals(model, directory, 'egemaps', meta['labels'], pooled.summary(0.5),
+                                             weight)
+    (directory / 'model.json').write_text(json.dumps(meta))
+    return directory, model
+
+
+def test_the_exported_classifier_gives_scikit_learns_probabilities(tmp_path):
+    pytest.importorskip('skl2onnx')
+    from ser_models import load
+    directory, model = fused_copy(tmp_path / 'fused')
+    functionals = load(directory).functionals
+    standardised = np.random.default_rng(3).normal(size=(5, 88)).astype(np.float32)
+    expected = np.zeros((5, 7), np.float32)
+    expected[:, model.classes_] = model.predict_proba(standardised)
+    np.testing.assert_allclose(functionals.classify(standardised), expected, atol=1e-5)
+
+
+def test_a_stream_fuses_each_window_with_its_functionals(tmp_path):
+    pytest.importorskip('skl2onnx')
+    from ser_models import load
+    from ser_models.pipeline import EmotionPipeline
+    from ser_models.stream import StreamFormat
+    speech = voiced(5.0).tobytes()
+    fused = load(fused_copy(tmp_path / 'fused', weight=0.3)[0])
+    network = load(tmp_path / 'fused')
+    network.functionals = None
+    runs = []
+    for predictor in (fused, network):
+        pipeline = EmotionPipeline(predictor, StreamFormat(sample_format='F32LE'))
+        windows = [w for w in pipeline.push(speech) if w.voiced]
+        runs.append((windows, pipeline.classify(windows)))
+    (windows, fused_results), (_, network_results) = runs
+    assert len(fused_results) == len(network_results) == len(windows) >= 3
+    statistics = fused.functionals.stream_normalizer()
+    for window, mixed, alone in zip(windows, fused_results, network_results, strict=True):
+        vector = as_frames(fused.functionals.extractor(window.samples))
+        statistics.update(vector, weight=0.5 / 3.0)
+        classical = fused.functionals.classify(statistics(vector)[None, :, 0])[0]
+        np.testing.assert_allclose(mixed.probabilities, 0.7 * alone.probabilities + 0.3 * classical, atol=1e-5)
+    assert not np.allclose(fused_results[0].probabilities, network_results[0].probabilities)
+
+
+def test_a_corrupt_or_inconsistent_classical_half_is_refused(tmp_path):
+    pytest.importorskip('skl2onnx')
+    import json
+
+    from ser_models import ArtifactError, load
+    directory, _ = fused_copy(tmp_path / 'fused')
+    graph = directory / 'functionals.onnx'
+    graph.write_bytes(graph.read_bytes()[:-10])
+    with pytest.raises(ArtifactError, match='functionals.onnx'):
+        load(directory)
+    directory, _ = fused_copy(tmp_path / 'other')
+    meta = json.loads((directory / 'model.json').read_text())
+    meta['functionals']['classes'][0] = 'bored'
+    (directory / 'model.json').write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match='bored'):
+        load(directory)

@@ -135,6 +135,8 @@ CKTIM_V7_TRAINING = with_partial_speaker(CKTIM_MASKED_TRAINING)
 SPEAKER_VALIDATION = 'split.min_validation_speakers=3'
 SPEAKER_VALIDATION_TEXT = ('validated on whole unseen speakers of EMOVO and nEMO too (one of their three training '
                            'speakers a fold), not on clips of training speakers')
+# Fused rows' streams start from the training statistics worth 10 s, as their networks' fold models do.
+FUSED_STREAM_PRIOR = 10.0
 TEST_TIME_SPEEDS = [0.9, 1.0, 1.1]    # inside the 0.85-1.15 that STRONG_SPEED trains on
 TIMNET_V6_SPEAKER_VALIDATION = {**with_overrides(TIMNET_V6_TRAINING, SPEAKER_VALIDATION),
                                 'teachers': ['lmu_teacher_speaker_validation']}
@@ -457,7 +459,8 @@ ROWS = {
                                                'on each node window\'s eGeMAPS functionals (each speaker '
                                                'standardised, a stream from the training prior on), probabilities '
                                                'averaged: servable by the node', 'fusion',
-                                      {'weights_of': source, 'functionals': 'egemaps', 'classifier': 'svm'})
+                                      {'weights_of': source, 'functionals': 'egemaps', 'classifier': 'svm',
+                                       'stream_prior_seconds': FUSED_STREAM_PRIOR})
        for source in ('timnet_partial_rerun', 'timnet_partial_seed1', 'timnet_v6_speaker_validation',
                       'timnet_v6_speaker_validation_seed1')},
 }
@@ -716,7 +719,7 @@ def fold_predictor(name: str, number: int, split: Split, load=None):
         if held_out != {c.speaker_key for c in split.test}:
             raise SystemExit(f'{network} fold {number}: the run held out other speakers than the benchmark fold')
         predictors.append((load or ser_models.load)(fold_artifact(network, number)))
-    if row.kind == 'stream':
+    if row.kind in ('stream', 'fusion'):
         predictors[0].meta = as_served(predictors[0].meta, row.settings)
     return AveragedPredictor(predictors) if row.kind == 'ensemble' else predictors[0]
 
@@ -752,7 +755,7 @@ def validation_scores(predictor, split: Split, allowed: dict[str, set[str]], aud
     from ser_models.windowing import predict_clips, speaker_normalizers
 
     speakers = [c.speaker_key for c in split.validation]
-    scores = predict_clips(predictor, audio, predictor.sample_rate,
+    scores = predict_clips(predictor, audio, predictor.sample_rate, speakers=speakers,
                            normalizers=speaker_normalizers(predictor, audio, speakers))
     return score_fold(split.validation, scores, predictor.labels, allowed)
 
@@ -808,7 +811,7 @@ def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) 
         predictor = fold_predictor(name, number, split, load)
         audio = [load_audio(c.path, predictor.sample_rate) for c in split.test]
         speakers = [c.speaker_key for c in split.test]
-        scores = predict_clips(predictor, audio, predictor.sample_rate,
+        scores = predict_clips(predictor, audio, predictor.sample_rate, speakers=speakers,
                                normalizers=speaker_normalizers(predictor, audio, speakers))
         validation = validation_audio(predictor, split)
         folds.append({'fold': number, 'test_speakers': sorted(set(speakers)),
@@ -906,25 +909,15 @@ def window_functionals(kind: str, clips: list[Clip], window: int, hop: int) -> l
 def fold_functionals(settings: dict, vectors: list[np.ndarray], clips: list[Clip], labels: list[str],
                      prior_windows: float):
     """The classical half of a fused row for one fold: its classifier fitted on the windows of the
-    training clips `clips` (each speaker standardised over their windows), its stream prior the training
-    windows' statistics worth prior_windows windows."""
-    from ser_models.functionals import Functionals, as_frames, speaker_statistics
+    training clips `clips` (classical.fit_on_windows), its stream prior the training windows' statistics
+    worth prior_windows windows."""
+    from ser_models.functionals import Functionals
 
-    from .classical import make_classifier
-    inputs, targets = [], []
-    for speaker in sorted({c.speaker_key for c in clips}):
-        own = [i for i, c in enumerate(clips) if c.speaker_key == speaker]
-        stacked = np.concatenate([vectors[i] for i in own])
-        inputs.append(speaker_statistics(stacked)(as_frames(stacked))[..., 0])
-        targets += [labels.index(clips[i].emotion) for i in own for _ in range(len(vectors[i]))]
-    model = make_classifier(settings['classifier'], probabilities=True).fit(np.concatenate(inputs), targets)
-
-    def classify(standardised: np.ndarray) -> np.ndarray:
-        probabilities = np.zeros((len(standardised), len(labels)), np.float32)
-        probabilities[:, model.classes_] = model.predict_proba(standardised)
-        return probabilities
-    prior = speaker_statistics(np.concatenate(vectors)).summary(prior_windows)
-    return Functionals(None, classify, prior, settings.get('weight', 0.5))
+    from .classical import fit_on_windows, probabilities_in_label_order
+    model, pooled = fit_on_windows(settings['classifier'], vectors, [c.speaker_key for c in clips],
+                                   [labels.index(c.emotion) for c in clips])
+    return Functionals(None, probabilities_in_label_order(model, len(labels)), pooled.summary(prior_windows),
+                       settings.get('weight', 0.5))
 
 
 def score_fused_windows(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:

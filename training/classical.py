@@ -106,3 +106,44 @@ def out_of_speaker_probabilities(features: np.ndarray, targets: np.ndarray, spea
         model = make_classifier('svm', probabilities=True).fit(standardised[~held], targets[~held])
         probabilities[np.ix_(held, model.classes_)] = model.predict_proba(standardised[held])
     return probabilities
+
+
+def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Sequence[str], targets: Sequence[int]):
+    """A classifier (make_classifier, with probabilities) on every window's functionals of the clips
+    (vectors: one (windows, dims) array a clip), each speaker's windows standardised over that speaker's
+    own; and the raw windows' pooled statistics, a stream's prior. Returns (model, SpeakerNormalizer)."""
+    from ser_models.functionals import as_frames, speaker_statistics
+    inputs, window_targets = [], []
+    for speaker in sorted(set(speakers)):
+        own = [i for i, s in enumerate(speakers) if s == speaker]
+        stacked = np.concatenate([vectors[i] for i in own])
+        inputs.append(speaker_statistics(stacked)(as_frames(stacked))[..., 0])
+        window_targets += [targets[i] for i in own for _ in range(len(vectors[i]))]
+    model = make_classifier(classifier, probabilities=True).fit(np.concatenate(inputs), window_targets)
+    return model, speaker_statistics(np.concatenate(list(vectors)))
+
+
+def probabilities_in_label_order(model, n_labels: int):
+    """standardised functionals -> (N, n_labels) probabilities of a fitted classifier whose classes are
+    label indices (a class it never saw gets 0)."""
+    def classify(standardised: np.ndarray) -> np.ndarray:
+        probabilities = np.zeros((len(standardised), n_labels), np.float32)
+        probabilities[:, model.classes_] = model.predict_proba(standardised)
+        return probabilities
+    return classify
+
+
+def export_functionals(model, directory: Path, kind: str, labels: Sequence[str], prior: dict,
+                       weight: float) -> dict:
+    """The classifier as directory/functionals.onnx (skl2onnx) and its model.json 'functionals' entry."""
+    from skl2onnx import to_onnx
+
+    from ser_models.artifact import sha256_of
+    dims = len(prior['mean'])
+    graph = to_onnx(model, np.zeros((1, dims), np.float32), options={id(model): {'zipmap': False}},
+                    target_opset=17)
+    path = Path(directory) / 'functionals.onnx'
+    path.write_bytes(graph.SerializeToString())
+    return {'kind': kind, 'onnx': {'file': path.name, 'sha256': sha256_of(path)},
+            'classes': [labels[int(c)] for c in model.classes_], 'weight': weight,
+            'speaker_normalization': {key: prior[key] for key in ('mean', 'std', 'frames')}}

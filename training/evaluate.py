@@ -56,7 +56,8 @@ def evaluate(model_dir, data_root, manifest=None, backend='onnxruntime', hop_sec
             probabilities = predict_clips_online(predictor, audio, [speaker] * len(group), order, hop_seconds)
         else:
             probabilities = predict_clips(predictor, audio, predictor.sample_rate, hop_seconds,
-                                          normalizers=speaker_normalizers(predictor, audio, [speaker] * len(group)))
+                                          normalizers=speaker_normalizers(predictor, audio, [speaker] * len(group)),
+                                          speakers=[speaker] * len(group))
         for clip, row in zip(group, probabilities, strict=True):
             groups[clip.dataset].append(len(truth))
             truth.append(labels.index(clip.emotion))

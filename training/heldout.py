@@ -43,8 +43,9 @@ def heldout_report(config: dict, model_dir) -> dict:
         whole = len({c.speaker for c in clips if c.dataset == dataset}) >= settings['min_validation_speakers']
         truth = [predictor.labels.index(c.emotion) for c in group]
         audio = [load_audio(c.path, predictor.sample_rate) for c in group]
-        normalizers = speaker_normalizers(predictor, audio, [c.speaker_key for c in group])
-        guess = np.argmax(predict_clips(predictor, audio, predictor.sample_rate, normalizers=normalizers), axis=1)
+        speakers_of_clips = [c.speaker_key for c in group]
+        guess = np.argmax(predict_clips(predictor, audio, predictor.sample_rate, speakers=speakers_of_clips,
+                                        normalizers=speaker_normalizers(predictor, audio, speakers_of_clips)), axis=1)
         metrics = classification_metrics(truth, guess, predictor.labels)
         report['datasets'][dataset] = {'unseen_speakers': whole, 'speakers': speakers,
                                        **{k: metrics[k] for k in ('n', 'uar', 'war', 'f1_macro')}}

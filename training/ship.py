@@ -71,6 +71,27 @@ def speaker_windows(data: Path, meta: dict) -> np.ndarray:
                      for clip in first.values()])
 
 
+def fitted_functionals(meta: dict, settings: dict, target: Path, data: Path) -> tuple[dict, dict]:
+    """A fused row's classifier on window functionals, fitted on every clip in data with one of the
+    network's labels, written into target; its model.json entry and provenance."""
+    from ser_models.artifact import stream_prior_seconds
+    from ser_models.windowing import HOP_SECONDS
+
+    from .benchmark import window_functionals
+    from .classical import export_functionals, fit_on_windows
+    clips = [c for c in load_clips(data) if c.emotion in meta['labels']]
+    vectors = window_functionals(settings['functionals'], clips, window_samples(meta),
+                                 int(round(HOP_SECONDS * meta['sample_rate'])))
+    speakers = [c.speaker_key for c in clips]
+    model, pooled = fit_on_windows(settings['classifier'], vectors, speakers,
+                                   [meta['labels'].index(c.emotion) for c in clips])
+    prior = pooled.summary(stream_prior_seconds(meta) / meta['window_seconds'])
+    entry = export_functionals(model, target, settings['functionals'], meta['labels'], prior,
+                               settings.get('weight', 0.5))
+    return entry, {'classifier': settings['classifier'], 'speakers': sorted(set(speakers)), 'clips': len(clips),
+                   'windows': int(sum(len(v) for v in vectors))}
+
+
 def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights',
          data: Path = SHARED_DATA) -> Path:
     from .benchmark import ROWS, as_served
@@ -90,6 +111,9 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
     meta['model_id'] = f'{name}-ser-{version}'
     meta = as_served(meta, ROWS[benchmark_row].settings)   # a stream row: served as the row tested it
     meta['provenance'] = {**meta.get('provenance', {}), 'benchmark': figures}
+    if 'functionals' in ROWS[benchmark_row].settings:    # a fused row: its classical half, fitted on all of data
+        meta['functionals'], meta['provenance']['functionals'] = fitted_functionals(
+            meta, ROWS[benchmark_row].settings, target, data)
     write_model_json(target, meta)
     if has_ckconvs(meta['architecture']):
         windows = speaker_windows(data, meta)
