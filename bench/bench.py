@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-MODELS = ('cktim', 'timnet', 'lmu')
+MODELS = ('cktim', 'timnet', 'lmu', 'timnet_egemaps')
 WINDOW = 48000
 BATCH = 16
 
@@ -115,6 +115,11 @@ def bench_models(repeats: int) -> list[dict]:
                 name = model_name(model, predictor)
                 rows.append({'what': name, 'backend': backend, 'threads': threads, 'spectral_mix': mix,
                              'parameters': n_params, **time_calls(lambda p=predictor, m=mfcc: p._logits(m), repeats)})
+                if predictor.functionals is not None and backend == 'onnxruntime' and threads == 1:
+                    rows.append({'what': f'{name}, classical half: eGeMAPS functionals and the SVM', 'backend':
+                                 'opensmile + onnxruntime', 'threads': 1,
+                                 **time_calls(lambda f=predictor.functionals, w=window[0]:
+                                              f.classify(f.extractor(w)[None]), max(10, repeats // 10))})
                 if backend == 'onnxruntime' and threads == 1:
                     # What one call costs per window when the node batches several streams.
                     batch = np.repeat(mfcc, BATCH, axis=0)
@@ -513,7 +518,7 @@ def main(argv=None) -> int:
                         help='stream counts tried in turn until one is not sustained (streams in phase)')
     parser.add_argument('--scale-counts-staggered', default='25,50,75,100',
                         help='the same for streams spread over the chunk period')
-    parser.add_argument('--node-models', default='cktim,timnet,lmu')
+    parser.add_argument('--node-models', default='cktim,timnet,lmu,timnet_egemaps')
     parser.add_argument('--bare-subscriber', metavar='TOPIC', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_subscriber:

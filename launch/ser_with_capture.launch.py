@@ -1,6 +1,6 @@
 """ser_node together with audio_capture (ros-drivers/audio_common).
 
-    ros2 launch ser_ros ser_with_capture.launch.py [capture_device:=hw:1] [model:=timnet] [capture_format:=mp3]
+    ros2 launch ser_ros ser_with_capture.launch.py [capture_device:=hw:1] [model:=timnet_egemaps] [capture_format:=mp3]
 
 audio_capture is started 16 kHz mono in the `audio` namespace, so ser_node's defaults (/audio/audio,
 /audio/audio_info) match it; format wave (lossless S16LE) unless capture_format:=mp3, the driver's
@@ -15,14 +15,16 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
+from ser_ros.model_paths import DEFAULT_MODEL
 
 
 def generate_launch_description():
     here = Path(get_package_share_directory('ser_ros')) / 'launch'
     ser = IncludeLaunchDescription(PythonLaunchDescriptionSource(str(here / 'ser.launch.py')),
                                    launch_arguments={'model': LaunchConfiguration('model')}.items())
-    arguments = [DeclareLaunchArgument('model', default_value='timnet',
-                                       description='shipped model for ser_node: timnet, cktim or lmu'),
+    arguments = [DeclareLaunchArgument('model', default_value=DEFAULT_MODEL,
+                                       description='shipped model for ser_node: timnet_egemaps, timnet, cktim or '
+                                                   'lmu'),
                  DeclareLaunchArgument('capture_device', default_value='', description='ALSA device, e.g. hw:1'),
                  DeclareLaunchArgument('capture_format', default_value='wave', choices=['wave', 'mp3'],
                                        description='what audio_capture publishes: wave (raw PCM) or mp3')]

@@ -18,6 +18,9 @@ class AveragedPredictor(Predictor):
         if not members:
             raise ValueError('an ensemble needs at least one member')
         first = members[0]
+        fused = [m.model_id for m in members if getattr(m, 'functionals', None) is not None]
+        if fused:
+            raise ValueError(f'{fused} fuse a classical half, which an ensemble would leave out')
         for member in members[1:]:
             for what, mine, theirs in (('labels', first.labels, member.labels),
                                        ('features', first.features.config, member.features.config),

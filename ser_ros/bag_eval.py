@@ -1,6 +1,6 @@
 """ser-bag-eval: run the node's pipeline over a rosbag2 and score it against a label sidecar.
 
-    ser-bag-eval BAG [--labels BAG.json] [--model timnet | --weights DIR] [--backend onnxruntime]
+    ser-bag-eval BAG [--labels BAG.json] [--model timnet_egemaps | --weights DIR] [--backend onnxruntime]
                  [--live [--rate 4]] [--png timeline.png] [--json metrics.json]
 
 Offline (default): the same decoding, windowing and model as ser_node, straight from the bag, no
@@ -22,7 +22,7 @@ from ser_models.pipeline import EmotionPipeline, PipelineSettings
 from ser_models.stream import AudioFormatError, StreamFormat
 
 from .bag_audio import read_audio
-from .model_paths import resolve_model_dir
+from .model_paths import DEFAULT_MODEL, MODELS, resolve_model_dir
 from .timeline import TimedEmotion, agreement, load_sidecar, plot_timeline
 
 BATCH = 32
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('bag')
     parser.add_argument('--labels', help='sidecar JSON with clip spans (default: BAG.json)')
-    parser.add_argument('--model', default='timnet', help='shipped model: timnet, cktim or lmu')
+    parser.add_argument('--model', default=DEFAULT_MODEL, help=f'shipped model: one of {MODELS}')
     parser.add_argument('--weights', default='', help='artifact directory instead of a shipped model')
     parser.add_argument('--backend', default='onnxruntime', choices=ser_models.BACKENDS)
     parser.add_argument('--live', action='store_true', help='replay through a running ser_node instead')

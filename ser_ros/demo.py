@@ -1,7 +1,7 @@
 """ser-demo: the main job. Start ser_node on the shipped weights, replay the bundled bag of real
 speech into it, print every /emotion message as it arrives, then write the timeline PNG.
 
-    ser-demo [--model timnet|cktim|lmu] [--rate 1.0] [--bag BAG] [--png PATH]
+    ser-demo [--model timnet_egemaps|timnet|cktim|lmu] [--rate 1.0] [--bag BAG] [--png PATH]
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .bag_eval import emotion_to_timed, live
-from .model_paths import resolve_model_dir
+from .model_paths import DEFAULT_MODEL, MODELS, resolve_model_dir
 from .timeline import agreement, load_sidecar, plot_timeline
 
 SOURCE_BAG = Path(__file__).resolve().parents[1] / 'test' / 'data' / 'demo_bag'
@@ -30,7 +30,7 @@ def bundled_bag() -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model', default='timnet', help='shipped model: timnet, cktim or lmu')
+    parser.add_argument('--model', default=DEFAULT_MODEL, help=f'shipped model: one of {MODELS}')
     parser.add_argument('--weights', default='', help='artifact directory instead of a shipped model')
     parser.add_argument('--bag', default=str(bundled_bag()))
     parser.add_argument('--rate', type=float, default=1.0, help='replay speed (1.0 = real time)')

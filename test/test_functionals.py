@@ -130,6 +130,15 @@ def test_a_stream_fuses_each_window_with_its_functionals(tmp_path):
     assert not np.allclose(fused_results[0].probabilities, network_results[0].probabilities)
 
 
+def test_an_ensemble_does_not_drop_a_members_classical_half(tmp_path):
+    pytest.importorskip('skl2onnx')
+    from ser_models import load
+    from ser_models.ensemble import AveragedPredictor
+    fused = load(fused_copy(tmp_path / 'fused')[0])
+    with pytest.raises(ValueError, match='classical half'):
+        AveragedPredictor([fused, fused])
+
+
 def test_a_corrupt_or_inconsistent_classical_half_is_refused(tmp_path):
     pytest.importorskip('skl2onnx')
     import json

@@ -52,7 +52,7 @@ VALIDATION_FRACTION = 0.15
 NETWORK_EPOCHS = 20     # at most (early stop as the recipe says): what two cores allow for every row
 BEGIN, END = '<!-- benchmark:begin -->', '<!-- benchmark:end -->'
 HEADLINE_BEGIN, HEADLINE_END = '<!-- headline:begin -->', '<!-- headline:end -->'
-SHIPPED = ('timnet', 'lmu', 'cktim')   # the node's default model first
+SHIPPED = ('timnet_egemaps', 'timnet', 'lmu', 'cktim')   # the node's default model first
 FLOOR = 'svm_mfcc'
 # A stream that holds one emotion only: each test speaker's statistics from their clips of one emotion.
 SKEWED = ('neutral', 'angry')
@@ -455,10 +455,10 @@ ROWS = {
                                                 '(validated on whole unseen speakers of every corpus but TESS)',
                                        'fusion', {'weights_of': source, 'classical': 'svm_egemaps_speakernorm'})
        for source in ('timnet_v6_speaker_validation', 'timnet_v6_speaker_validation_seed1')},
-    **{f'fused_{source}_egemaps': Row(FUSIONS, f'{source}\'s fold models fused window by window with an RBF SVM '
-                                               'on each node window\'s eGeMAPS functionals (each speaker '
-                                               'standardised, a stream from the training prior on), probabilities '
-                                               'averaged: servable by the node', 'fusion',
+    **{f'fused_{source}_egemaps': Row(FUSIONS, f'{TIMNET_V6}, {source}\'s fold models, fused window by window '
+                                               'with an RBF SVM on each node window\'s eGeMAPS functionals (each '
+                                               'speaker standardised, a stream from the training prior on), '
+                                               'probabilities averaged: servable by the node', 'fusion',
                                       {'weights_of': source, 'functionals': 'egemaps', 'classifier': 'svm',
                                        'stream_prior_seconds': FUSED_STREAM_PRIOR})
        for source in ('timnet_partial_rerun', 'timnet_partial_seed1', 'timnet_v6_speaker_validation',

@@ -41,6 +41,11 @@ non-commercial terms of those corpora carry over: use the weights for research a
 non-commercial purposes only, and cite the corpora (see ../shared/data/README.md) when you
 report results obtained with them.
 """
+FUNCTIONALS_NOTE = """
+This model also computes eGeMAPS functionals with openSMILE (the `opensmile` package), which
+audEERING licenses for research and other non-commercial purposes only (its audEERING Research
+License Agreement); a commercial use needs a licence from audEERING.
+"""
 
 
 def benchmark_figures(row: str) -> dict:
@@ -131,7 +136,7 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
                'selected_epoch': meta['provenance'].get('selected_epoch'),
                'history': json.loads(history.read_text()) if history.is_file() else []}
     (target / 'metrics.json').write_text(json.dumps(metrics, indent=1) + '\n')
-    (target / 'LICENSE-NOTE.md').write_text(LICENCE_NOTE)
+    (target / 'LICENSE-NOTE.md').write_text(LICENCE_NOTE + (FUNCTIONALS_NOTE if 'functionals' in meta else ''))
     read_model_json(target)  # the copy must load
     return target
 
@@ -139,7 +144,7 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--artifact', required=True, type=Path)
-    parser.add_argument('--name', required=True, choices=['cktim', 'lmu', 'timnet'])
+    parser.add_argument('--name', required=True, choices=['cktim', 'lmu', 'timnet', 'timnet_egemaps'])
     parser.add_argument('--benchmark-row', required=True, help='the training.benchmark row of this recipe')
     parser.add_argument('--version', default='v2')
     parser.add_argument('--data', type=Path, default=SHARED_DATA,
