@@ -119,13 +119,23 @@ class Predictor:
         return self.predict_windows(fit_to_length(waveform, self.window_samples)[None])[0]
 
     def predict_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Batch of windows (B, window_samples) at the model rate -> probabilities (B, n_classes)."""
+        """Batch of windows (B, window_samples) at the model rate -> probabilities (B, n_classes). A fused
+        model adds its classical half, each window's functionals standardised with the training windows'
+        statistics, as a lone call's MFCCs are."""
         start = time.perf_counter()
-        if not np.all(np.isfinite(windows)):
-            raise ValueError('waveform contains NaN or Inf')
-        probabilities = self.predict_features(self.model_inputs(windows))
+        probabilities = self.network_windows(windows)
+        if self.functionals is not None:
+            from .functionals import as_frames
+            standardised = self.functionals.stream_normalizer()(as_frames(self.functionals.extractor.windows(windows)))
+            probabilities = self.functionals.fuse(probabilities, self.functionals.classify(standardised[..., 0]))
         self.last_inference_seconds = time.perf_counter() - start
         return probabilities
+
+    def network_windows(self, windows: np.ndarray) -> np.ndarray:
+        """predict_windows by the network alone (a fused model's classical half left out)."""
+        if not np.all(np.isfinite(windows)):
+            raise ValueError('waveform contains NaN or Inf')
+        return self.predict_features(self.model_inputs(windows))
 
     def model_inputs(self, windows: np.ndarray) -> np.ndarray:
         """Windows (B, window_samples) -> the model's input (B, channels, frames), speaker-normalised

@@ -86,7 +86,7 @@ def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = H
     windows, owners = np.concatenate(windows), np.concatenate(owners)
     batches = [slice(start, start + batch_windows) for start in range(0, len(windows), batch_windows)]
     if normalizers is None:
-        probabilities = np.concatenate([predictor.predict_windows(windows[part]) for part in batches])
+        probabilities = np.concatenate([predictor.network_windows(windows[part]) for part in batches])
     else:
         probabilities = []
         for part in batches:

@@ -130,6 +130,17 @@ def test_a_stream_fuses_each_window_with_its_functionals(tmp_path):
     assert not np.allclose(fused_results[0].probabilities, network_results[0].probabilities)
 
 
+def test_a_lone_prediction_of_a_fused_model_fuses_with_the_prior(tmp_path):
+    pytest.importorskip('skl2onnx')
+    from ser_models import load
+    fused = load(fused_copy(tmp_path / 'fused', weight=0.4)[0])
+    window = voiced(3.0)
+    statistics = fused.functionals.stream_normalizer()
+    classical = fused.functionals.classify(statistics(as_frames(fused.functionals.extractor(window)))[None, :, 0])[0]
+    network = fused.network_windows(window[None])[0]
+    np.testing.assert_allclose(fused.predict(window, 16000), 0.6 * network + 0.4 * classical, atol=1e-6)
+
+
 def test_an_ensemble_does_not_drop_a_members_classical_half(tmp_path):
     pytest.importorskip('skl2onnx')
     from ser_models import load
