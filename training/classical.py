@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_models.features import FeatureConfig, MfccExtractor
+from ser_models.functionals import FunctionalsExtractor
 
 from .data import load_audio
 
@@ -29,11 +30,7 @@ def extract(kind: str, paths: Sequence) -> np.ndarray:
         extractor = MfccExtractor(FeatureConfig(normalize='none'))
         compute = lambda audio: mfcc_statistics(audio, extractor)  # noqa: E731
     elif kind in ('egemaps', 'compare'):
-        import opensmile
-        smile = opensmile.Smile(
-            feature_set=opensmile.FeatureSet.eGeMAPSv02 if kind == 'egemaps' else opensmile.FeatureSet.ComParE_2016,
-            feature_level=opensmile.FeatureLevel.Functionals)
-        compute = lambda audio: smile.process_signal(audio, SAMPLE_RATE).to_numpy()[0]  # noqa: E731
+        compute = FunctionalsExtractor(kind, SAMPLE_RATE)
     else:
         raise ValueError(f'unknown feature kind {kind!r}; choose one of {FEATURE_KINDS}')
     return np.stack([compute(load_audio(path, SAMPLE_RATE)) for path in paths]).astype(np.float32)

@@ -27,6 +27,7 @@ from ser_models.artifact import WEIGHTS_FILE, read_model_json, window_samples, w
 from ser_models.export import export_from_weights
 from ser_models.pipeline import EmotionPipeline
 from ser_models.predictor import Predictor, fastest_faithful_spectral_mix, fit_to_length, has_ckconvs, spectral_mix_gaps
+from ser_ros.model_paths import MODELS
 
 from .data import load_audio
 from .datasets import load_clips
@@ -144,7 +145,7 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--artifact', required=True, type=Path)
-    parser.add_argument('--name', required=True, choices=['cktim', 'lmu', 'timnet', 'timnet_egemaps'])
+    parser.add_argument('--name', required=True, choices=MODELS)
     parser.add_argument('--benchmark-row', required=True, help='the training.benchmark row of this recipe')
     parser.add_argument('--version', default='v2')
     parser.add_argument('--data', type=Path, default=SHARED_DATA,
