@@ -7,6 +7,7 @@
     python -m training.benchmark validate [--only ROW ...]          # add validation figures to stored rows
     python -m training.benchmark rescore --only ROW --spectral-mix float16   # re-export folds, score again
     python -m training.benchmark stream-prior --only ROW            # validation node view per stream prior
+                                                                    # (and per fusion weight, for fused rows)
 
 Folds: speakers of all corpora split into FOLDS groups at once (training.splits.speaker_folds), so
 EMOVO and nEMO are leave-one-speaker-out, RAVDESS is tested five actors a fold and TESS one speaker in
@@ -65,6 +66,9 @@ ONLINE = {'prior': 'training prior only', 'shuffled': 'node stream, clips in ran
 # scores each on the folds' validation clips as the node hears them, the one with the highest mean ships
 # with the recipe's weights, and a 'stream' row reports that choice on the test speakers.
 STREAM_PRIORS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+# The classifier's share of a fused row's probabilities; `stream-prior` on a fused row scores each with
+# each prior on the validation clips as the node hears them.
+FUSION_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 @dataclass(frozen=True)
@@ -776,6 +780,8 @@ def stream_prior(names: list[str]) -> int:
     the row (docs/benchmark/ROW.json, 'stream_prior') and printed. Test speakers are not scored."""
     clips = benchmark_clips()
     allowed = corpus_labels(clips)
+    for name in [n for n in names if is_fused(n)]:
+        fusion_choice(name, clips, allowed)
     for name in [n for n in names if ROWS[n].kind == 'network']:
         path = RESULTS / f'{name}.json'
         if not path.is_file():
@@ -799,6 +805,53 @@ def stream_prior(names: list[str]) -> int:
             print(f'[benchmark] {name}, validation node view, stream prior {seconds} s: ' + ', '.join(
                 f"{d} {s[d]['uar_mean']:.3f}" for d in CORPORA if d in s) + f", mean {s['mean']:.3f}", flush=True)
     return 0
+
+
+def is_fused(name: str) -> bool:
+    """A row fusing a network with a classifier on each node window's functionals."""
+    return ROWS[name].kind == 'fusion' and 'functionals' in ROWS[name].settings
+
+
+def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) -> None:
+    """A fused row's validation clips as the node hears them for each stream prior in STREAM_PRIORS (for
+    both halves) and each share of the classifier in FUSION_WEIGHTS; stored with the row
+    ('fusion_choice': seconds -> weight -> summary) and printed. Test speakers are not scored."""
+    from ser_models.functionals import Functionals
+    from ser_models.windowing import HOP_SECONDS, predict_clips_online
+
+    path = RESULTS / f'{name}.json'
+    if not path.is_file():
+        raise SystemExit(f'{name}: score the row first ({row_command(name)})')
+    result = json.loads(path.read_text())
+    settings = ROWS[name].settings
+    position = {id(c): i for i, c in enumerate(clips)}
+    folds = {(seconds, weight): [] for seconds in STREAM_PRIORS for weight in FUSION_WEIGHTS}
+    for number, split in enumerate(benchmark_splits(clips, name)):
+        predictor = fold_predictor(name, number, split)
+        hop = int(round(HOP_SECONDS * predictor.sample_rate))
+        vectors = window_functionals(settings['functionals'], clips, predictor.window_samples, hop)
+        classify, pooled = fold_classifier(settings, [vectors[position[id(c)]] for c in split.train], split.train,
+                                           predictor.labels)
+        audio = validation_audio(predictor, split)
+        speakers = [c.speaker_key for c in split.validation]
+        own = [vectors[position[id(c)]] for c in split.validation]
+        order = np.random.default_rng(SEED).permutation(len(audio))
+        for seconds in STREAM_PRIORS:
+            network = predict_clips_online(with_prior(predictor, seconds), audio, speakers, order)
+            functionals = Functionals(None, classify, pooled.summary(seconds / predictor.window_seconds))
+            classical = functionals.clip_probabilities(own, speakers, order, hop / predictor.window_samples)
+            for weight in FUSION_WEIGHTS:
+                folds[seconds, weight].append({'corpora': score_fold(
+                    split.validation, (1.0 - weight) * network + weight * classical, predictor.labels, allowed)})
+    labels = result['summary']['labels']
+    result['fusion_choice'] = {str(seconds): {str(weight): summarize(folds[seconds, weight], labels)
+                                              for weight in FUSION_WEIGHTS} for seconds in STREAM_PRIORS}
+    path.write_text(json.dumps(result, indent=1) + '\n')
+    stored.cache_clear()
+    for seconds, weights in result['fusion_choice'].items():
+        print(f'[benchmark] {name}, validation node view, stream prior {seconds} s: ' + ', '.join(
+            f"weight {w} {s['mean']:.3f} (RAVDESS {s['ravdess']['uar_mean']:.3f})" for w, s in weights.items()),
+            flush=True)
 
 
 def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) -> list[dict]:
@@ -906,18 +959,22 @@ def window_functionals(kind: str, clips: list[Clip], window: int, hop: int) -> l
     return [known[key] for key in keys]
 
 
-def fold_functionals(settings: dict, vectors: list[np.ndarray], clips: list[Clip], labels: list[str],
-                     prior_windows: float):
-    """The classical half of a fused row for one fold: its classifier fitted on the windows of the
-    training clips `clips` (classical.fit_on_windows), its stream prior the training windows' statistics
-    worth prior_windows windows."""
-    from ser_models.functionals import Functionals
-
+def fold_classifier(settings: dict, vectors: list[np.ndarray], clips: list[Clip], labels: list[str]):
+    """A fused row's classifier for one fold, fitted on the windows of the training clips `clips`
+    (classical.fit_on_windows): (classify, the training windows' pooled statistics)."""
     from .classical import fit_on_windows, probabilities_in_label_order
     model, pooled = fit_on_windows(settings['classifier'], vectors, [c.speaker_key for c in clips],
                                    [labels.index(c.emotion) for c in clips])
-    return Functionals(None, probabilities_in_label_order(model, len(labels)), pooled.summary(prior_windows),
-                       settings.get('weight', 0.5))
+    return probabilities_in_label_order(model, len(labels)), pooled
+
+
+def fold_functionals(settings: dict, vectors: list[np.ndarray], clips: list[Clip], labels: list[str],
+                     prior_windows: float):
+    """The classical half of a fused row for one fold (fold_classifier), its stream prior the training
+    windows' statistics worth prior_windows windows."""
+    from ser_models.functionals import Functionals
+    classify, pooled = fold_classifier(settings, vectors, clips, labels)
+    return Functionals(None, classify, pooled.summary(prior_windows), settings.get('weight', 0.5))
 
 
 def score_fused_windows(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:
