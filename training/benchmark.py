@@ -468,6 +468,26 @@ ROWS = {
        for source in ('timnet_partial_rerun', 'timnet_partial_seed1', 'timnet_v6_speaker_validation',
                       'timnet_v6_speaker_validation_seed1')},
 }
+# The stream prior (seconds) and classifier share that the unseen-speaker-carve draws' fused rows chose
+# together on their validation clips as the node hears them (`stream-prior`, two draws' mean).
+FUSED_CHOICE = (0.5, 0.6)
+
+
+def chosen_fused_row(source: str) -> Row:
+    """fused_<source>_egemaps with both halves' streams from the prior and the classifier's share that
+    FUSED_CHOICE holds."""
+    seconds, weight = FUSED_CHOICE
+    fused = ROWS[f'fused_{source}_egemaps']
+    return Row(FUSIONS, f'As fused_{source}_egemaps, both halves\' streams starting from the training statistics '
+                        f'counted as {seconds:g} s of speech and the SVM {weight:g} of the fused probabilities '
+                        f'({FUSED_STREAM_PRIOR:g} s and 0.5 there), the pair two draws\' validation clips chose as '
+                        'the node hears them', 'fusion',
+               {**fused.settings, 'stream_prior_seconds': seconds, 'weight': weight})
+
+
+ROWS.update({f'fused_{source}_egemaps_chosen': chosen_fused_row(source)
+             for source in ('timnet_partial_rerun', 'timnet_partial_seed1', 'timnet_v6_speaker_validation',
+                            'timnet_v6_speaker_validation_seed1')})
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
 
@@ -1324,6 +1344,36 @@ def stream_prior_report() -> str:
     return '\n'.join(lines)
 
 
+def fusion_choice_report() -> str:
+    """Fused rows' validation clips as the node hears them, per stream prior and classifier share (the
+    figures that choose them), each row and the mean of the rows."""
+    choices = {n: json.loads((RESULTS / f'{n}.json').read_text()).get('fusion_choice') for n in ROWS
+               if is_fused(n) and (RESULTS / f'{n}.json').is_file()}
+    choices = {n: c for n, c in choices.items() if c}
+    if not choices:
+        return ''
+    lines = ["Fused rows' validation clips as the node hears them, by the stream prior of both halves (rows) and "
+             "the classifier's share of the probabilities (columns) (`python -m training.benchmark stream-prior "
+             "--only ROW`). Mean of corpora, RAVDESS's unseen validation actors in brackets; the highest mean is "
+             'marked.']
+    tables = dict(choices)
+    if len(choices) > 1:
+        tables['mean of the rows above'] = {s: {w: {'mean': float(np.mean([c[s][w]['mean'] for c in choices.values()])),
+                                                    'ravdess': {'uar_mean': float(np.mean(
+                                                        [c[s][w]['ravdess']['uar_mean'] for c in choices.values()]))}}
+                                                for w in c0} for s, c0 in next(iter(choices.values())).items()}
+    for name, grid in tables.items():
+        best = max(((s, w) for s in grid for w in grid[s]), key=lambda pair: grid[pair[0]][pair[1]]['mean'])
+        lines += ['', f'{name}:', '', '| stream prior | ' + ' | '.join(f'{w:g}' for w in FUSION_WEIGHTS) + ' |',
+                  '|---|' + '---|' * len(FUSION_WEIGHTS)]
+        for seconds in STREAM_PRIORS:
+            cells = [grid[str(seconds)][str(w)] for w in FUSION_WEIGHTS]
+            lines.append(f'| {seconds:g} s | ' + ' | '.join(
+                ('**{:.3f}** ({:.3f})' if (str(seconds), str(w)) == best else '{:.3f} ({:.3f})').format(
+                    c['mean'], c['ravdess']['uar_mean']) for w, c in zip(FUSION_WEIGHTS, cells, strict=True)) + ' |')
+    return '\n'.join(lines)
+
+
 def node_view(summary: dict) -> dict:
     """A row's figures as the node can reach them: speaker-normalised networks with the node's running
     stream statistics (clips in random order), not each test speaker's statistics over all their clips."""
@@ -1395,7 +1445,7 @@ def replace_section(path: Path, begin: str, end: str, body: str) -> None:
 def results_section() -> str:
     """Everything docs/results.md holds between its benchmark markers."""
     sections = [report(), validation_report(), draws_report(), validation_agreement_report(),
-                stream_prior_report(), confounds(), skew_report()]
+                stream_prior_report(), fusion_choice_report(), confounds(), skew_report()]
     return '\n\n'.join(section for section in sections if section)
 
 
