@@ -300,6 +300,8 @@ def test_a_fusion_row_fits_its_classifier_on_the_training_clips_only_and_scores_
     assert folds[0]['validation']['nemo']['n'] == 6 and folds[0]['validation']['nemo']['uar'] == 1.0
     assert folds[0]['test_speakers'] == ['nemo:C']
     assert benchmark.recipe('fusion_timnet_rerun_egemaps') == benchmark.recipe('fusion_timnet_seed1_egemaps')
+    assert benchmark.recipe('fused_timnet_partial_rerun_egemaps_chosen') != benchmark.recipe(
+        'fused_timnet_partial_rerun_egemaps') == benchmark.recipe('fused_timnet_partial_seed1_egemaps')
 
 
 def test_ship_refuses_a_row_served_in_a_way_the_node_refuses(tmp_path):
@@ -310,3 +312,46 @@ def test_ship_refuses_a_row_served_in_a_way_the_node_refuses(tmp_path):
     with pytest.raises(SystemExit, match='test_time_speeds'):
         ship(benchmark.REPO / 'weights' / 'timnet', 'timnet', 'v0', 'timnet_partial_rerun_speeds', out_root=tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_fused_rows_choice_scores_every_prior_and_share_on_the_validation_clips_only(tmp_path, monkeypatch):
+    """stream-prior on a fused row: each stream prior reaches both halves, each share weighs them, and
+    only the validation clips are heard (the classifier fits on the training clips)."""
+    from types import SimpleNamespace
+
+    import ser_models.windowing
+    from ser_models.features import SpeakerNormalizer
+    from training.datasets import Clip
+    from training.splits import Split
+    emotions = ['neutral', 'happy', 'sad']
+    clips = [Clip(f'{speaker}_{emotion}_{take}.flac', 'nemo', speaker, emotion)
+             for speaker in ('A', 'B', 'C') for emotion in emotions for take in range(2)]
+    split = Split('fold0', train=clips[:6], validation=clips[6:12], test=clips[12:])
+    monkeypatch.setattr(benchmark, 'RESULTS', tmp_path)
+    monkeypatch.setattr(benchmark, 'benchmark_splits', lambda clips, name: [split])
+    (tmp_path / 'fused_timnet_partial_rerun_egemaps.json').write_text(json.dumps({'summary': {'labels': emotions}}))
+    predictor = SimpleNamespace(labels=emotions, sample_rate=16000, window_samples=48000, window_seconds=3.0,
+                                meta={})
+    priors, fitted = [], []
+    monkeypatch.setattr(benchmark, 'fold_predictor', lambda name, number, split: predictor)
+    monkeypatch.setattr(benchmark, 'with_prior', lambda p, seconds: priors.append(seconds) or p)
+    monkeypatch.setattr(benchmark, 'validation_audio', lambda p, split: [np.zeros(8)] * len(split.validation))
+    monkeypatch.setattr(benchmark, 'window_functionals',
+                        lambda kind, group, window, hop: [np.ones((2, 4))] * len(group))
+    truth = [emotions.index(c.emotion) for c in split.validation]
+
+    def classifier(settings, vectors, group, labels):
+        fitted.append(group)
+        return (lambda rows: np.tile(np.eye(3)[0], (len(rows), 1))), SpeakerNormalizer(4)
+    monkeypatch.setattr(benchmark, 'fold_classifier', classifier)
+    # The network is right on every clip, the classifier only on neutral ones: a share above 0.5 hands
+    # the other clips to neutral.
+    monkeypatch.setattr(ser_models.windowing, 'predict_clips_online',
+                        lambda p, audio, speakers, order: np.eye(3)[truth])
+    benchmark.fusion_choice('fused_timnet_partial_rerun_egemaps', clips, {'nemo': set(emotions)})
+    assert priors == list(benchmark.STREAM_PRIORS) and fitted == [split.train]
+    choice = json.loads((tmp_path / 'fused_timnet_partial_rerun_egemaps.json').read_text())['fusion_choice']
+    assert set(choice) == {str(s) for s in benchmark.STREAM_PRIORS}
+    for weights in choice.values():
+        assert weights['0.4']['nemo']['uar_mean'] == 1.0 and weights['0.6']['nemo']['uar_mean'] == pytest.approx(1 / 3)
+        assert weights['0.6']['nemo']['n'] == len(split.validation)

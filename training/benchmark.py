@@ -827,6 +827,12 @@ def stream_prior(names: list[str]) -> int:
     return 0
 
 
+def uar_only(summary: dict) -> dict:
+    """A summary's mean of corpora and per-corpus UAR (mean, sd, folds, n), without its confusions."""
+    return {'mean': summary['mean'], **{d: {k: summary[d][k] for k in ('uar_mean', 'uar_std', 'folds', 'n')}
+                                        for d in CORPORA if d in summary}}
+
+
 def is_fused(name: str) -> bool:
     """A row fusing a network with a classifier on each node window's functionals."""
     return ROWS[name].kind == 'fusion' and 'functionals' in ROWS[name].settings
@@ -864,13 +870,14 @@ def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) ->
                 folds[seconds, weight].append({'corpora': score_fold(
                     split.validation, (1.0 - weight) * network + weight * classical, predictor.labels, allowed)})
     labels = result['summary']['labels']
-    result['fusion_choice'] = {str(seconds): {str(weight): summarize(folds[seconds, weight], labels)
+    result['fusion_choice'] = {str(seconds): {str(weight): uar_only(summarize(folds[seconds, weight], labels))
                                               for weight in FUSION_WEIGHTS} for seconds in STREAM_PRIORS}
     path.write_text(json.dumps(result, indent=1) + '\n')
     stored.cache_clear()
     for seconds, weights in result['fusion_choice'].items():
         print(f'[benchmark] {name}, validation node view, stream prior {seconds} s: ' + ', '.join(
-            f"weight {w} {s['mean']:.3f} (RAVDESS {s['ravdess']['uar_mean']:.3f})" for w, s in weights.items()),
+            f"weight {w} {s['mean']:.3f} (RAVDESS {s.get('ravdess', {}).get('uar_mean', np.nan):.3f})"
+            for w, s in weights.items()),
             flush=True)
 
 
@@ -1249,7 +1256,8 @@ def recipe(name: str) -> tuple:
     classical row or window functionals): rows that share one are draws of it."""
     settings = ROWS[name].settings
     if ROWS[name].kind == 'fusion':
-        classical = settings.get('classical') or ('windows', settings['functionals'], settings['classifier'])
+        classical = settings.get('classical') or ('windows', settings['functionals'], settings['classifier'],
+                                                  settings.get('weight', 0.5), settings.get('stream_prior_seconds'))
         return 'fusion', recipe(settings['weights_of']), classical
     overrides = tuple(sorted(o for o in settings.get('overrides', []) if not o.startswith('training.seed=')))
     return settings['config'], overrides, tuple(settings.get('teachers', []))
