@@ -346,12 +346,18 @@ def test_a_fused_rows_choice_scores_every_prior_and_share_on_the_validation_clip
     monkeypatch.setattr(benchmark, 'fold_classifier', classifier)
     # The network is right on every clip, the classifier only on neutral ones: a share above 0.5 hands
     # the other clips to neutral.
+    orders = []
     monkeypatch.setattr(ser_models.windowing, 'predict_clips_online',
-                        lambda p, audio, speakers, order: np.eye(3)[truth])
+                        lambda p, audio, speakers, order: orders.append(list(order)) or np.eye(3)[truth])
     benchmark.fusion_choice('fused_timnet_partial_rerun_egemaps', clips, {'nemo': set(emotions)})
-    assert priors == list(benchmark.STREAM_PRIORS) and fitted == [split.train]
-    choice = json.loads((tmp_path / 'fused_timnet_partial_rerun_egemaps.json').read_text())['fusion_choice']
-    assert set(choice) == {str(s) for s in benchmark.STREAM_PRIORS}
-    for weights in choice.values():
-        assert weights['0.4']['nemo']['uar_mean'] == 1.0 and weights['0.6']['nemo']['uar_mean'] == pytest.approx(1 / 3)
-        assert weights['0.6']['nemo']['n'] == len(split.validation)
+    assert priors == list(benchmark.STREAM_PRIORS) * 2 and fitted == [split.train]
+    # Each prior heard in random order, then each with every speaker's clips grouped by emotion.
+    grouped = [[split.validation[i].emotion for i in order] for order in orders]
+    assert grouped[-1] == sorted(grouped[-1]) and sorted(orders[0]) == list(range(len(split.validation)))
+    stored = json.loads((tmp_path / 'fused_timnet_partial_rerun_egemaps.json').read_text())
+    for choice in (stored['fusion_choice'], stored['fusion_choice_by_emotion']):
+        assert set(choice) == {str(s) for s in benchmark.STREAM_PRIORS}
+        for weights in choice.values():
+            assert weights['0.4']['nemo']['uar_mean'] == 1.0
+            assert weights['0.6']['nemo']['uar_mean'] == pytest.approx(1 / 3)
+            assert weights['0.6']['nemo']['n'] == len(split.validation)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import shlex
@@ -69,6 +70,9 @@ STREAM_PRIORS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 # The classifier's share of a fused row's probabilities; `stream-prior` on a fused row scores each with
 # each prior on the validation clips as the node hears them.
 FUSION_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+# The stream orders `stream-prior` hears validation clips in, and the suffix of the keys they are stored
+# under ('stream_prior', 'fusion_choice'; '..._by_emotion').
+CHOICE_ORDERS = {'shuffled': '', 'by_emotion': '_by_emotion'}
 
 
 @dataclass(frozen=True)
@@ -784,20 +788,28 @@ def validation_scores(predictor, split: Split, allowed: dict[str, set[str]], aud
     return score_fold(split.validation, scores, predictor.labels, allowed)
 
 
+def stream_orders(group: list[Clip]) -> dict[str, list[int]]:
+    """The orders a stream hears a group's clips in (ONLINE's streamed variants): each speaker's clips
+    shuffled, or grouped by emotion (a fast-adapting normaliser's worst case)."""
+    return {'shuffled': list(np.random.default_rng(SEED).permutation(len(group))),
+            'by_emotion': sorted(range(len(group)), key=lambda i: (group[i].emotion, i))}
+
+
 def validation_stream_scores(predictor, split: Split, allowed: dict[str, set[str]],
-                             audio: list[np.ndarray]) -> dict:
+                             audio: list[np.ndarray], order: str = 'shuffled') -> dict:
     """The fold's validation clips as the node hears them: each speaker's clips in random order, with
     running stream statistics (speaker-normalised models). The figures that may choose a stream prior."""
     from ser_models.windowing import predict_clips_online
 
-    order = np.random.default_rng(SEED).permutation(len(audio))
-    scores = predict_clips_online(predictor, audio, [c.speaker_key for c in split.validation], order)
+    scores = predict_clips_online(predictor, audio, [c.speaker_key for c in split.validation],
+                                  stream_orders(split.validation)[order])
     return score_fold(split.validation, scores, predictor.labels, allowed)
 
 
 def stream_prior(names: list[str]) -> int:
-    """Network rows' validation clips as the node hears them, for each prior in STREAM_PRIORS; stored with
-    the row (docs/benchmark/ROW.json, 'stream_prior') and printed. Test speakers are not scored."""
+    """Network rows' validation clips as the node hears them (in each of CHOICE_ORDERS), for each prior in
+    STREAM_PRIORS; stored with the row (docs/benchmark/ROW.json, 'stream_prior[_by_emotion]') and printed;
+    fused rows' through fusion_choice. Test speakers are not scored."""
     clips = benchmark_clips()
     allowed = corpus_labels(clips)
     for name in [n for n in names if is_fused(n)]:
@@ -808,22 +820,24 @@ def stream_prior(names: list[str]) -> int:
             raise SystemExit(f'{name}: score the row first ({row_command(name)})')
         result = json.loads(path.read_text())
         splits = benchmark_splits(clips, name)
-        folds = {seconds: [] for seconds in STREAM_PRIORS}
+        folds = {(order, seconds): [] for order in CHOICE_ORDERS for seconds in STREAM_PRIORS}
         for number, split in enumerate(splits):
             predictor = fold_predictor(name, number, split)
             if predictor.features.config.normalize != 'speaker':
                 raise SystemExit(f'{name}: not speaker-normalised, so its streams have no prior')
             audio = validation_audio(predictor, split)
-            for seconds in STREAM_PRIORS:
-                folds[seconds].append({'corpora': validation_stream_scores(with_prior(predictor, seconds), split,
-                                                                           allowed, audio)})
-        result['stream_prior'] = {str(seconds): summarize(f, result['summary']['labels'])
-                                  for seconds, f in folds.items()}
+            for order, seconds in folds:
+                folds[order, seconds].append({'corpora': validation_stream_scores(
+                    with_prior(predictor, seconds), split, allowed, audio, order)})
+        for order, key in CHOICE_ORDERS.items():
+            result[f'stream_prior{key}'] = {str(seconds): summarize(folds[order, seconds], result['summary']['labels'])
+                                            for seconds in STREAM_PRIORS}
+            for seconds, s in result[f'stream_prior{key}'].items():
+                print(f'[benchmark] {name}, validation node view ({ONLINE[order]}), stream prior {seconds} s: ' +
+                      ', '.join(f"{d} {s[d]['uar_mean']:.3f}" for d in CORPORA if d in s) + f", mean {s['mean']:.3f}",
+                      flush=True)
         path.write_text(json.dumps(result, indent=1) + '\n')
         stored.cache_clear()
-        for seconds, s in result['stream_prior'].items():
-            print(f'[benchmark] {name}, validation node view, stream prior {seconds} s: ' + ', '.join(
-                f"{d} {s[d]['uar_mean']:.3f}" for d in CORPORA if d in s) + f", mean {s['mean']:.3f}", flush=True)
     return 0
 
 
@@ -839,9 +853,10 @@ def is_fused(name: str) -> bool:
 
 
 def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) -> None:
-    """A fused row's validation clips as the node hears them for each stream prior in STREAM_PRIORS (for
-    both halves) and each share of the classifier in FUSION_WEIGHTS; stored with the row
-    ('fusion_choice': seconds -> weight -> summary) and printed. Test speakers are not scored."""
+    """A fused row's validation clips as the node hears them (in each of CHOICE_ORDERS) for each stream
+    prior in STREAM_PRIORS (for both halves) and each share of the classifier in FUSION_WEIGHTS; stored
+    with the row ('fusion_choice[_by_emotion]': seconds -> weight -> UAR) and printed. Test speakers are
+    not scored."""
     from ser_models.functionals import Functionals
     from ser_models.windowing import HOP_SECONDS, predict_clips_online
 
@@ -851,7 +866,7 @@ def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) ->
     result = json.loads(path.read_text())
     settings = ROWS[name].settings
     position = {id(c): i for i, c in enumerate(clips)}
-    folds = {(seconds, weight): [] for seconds in STREAM_PRIORS for weight in FUSION_WEIGHTS}
+    folds = {grid: [] for grid in itertools.product(CHOICE_ORDERS, STREAM_PRIORS, FUSION_WEIGHTS)}
     for number, split in enumerate(benchmark_splits(clips, name)):
         predictor = fold_predictor(name, number, split)
         hop = int(round(HOP_SECONDS * predictor.sample_rate))
@@ -861,24 +876,25 @@ def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) ->
         audio = validation_audio(predictor, split)
         speakers = [c.speaker_key for c in split.validation]
         own = [vectors[position[id(c)]] for c in split.validation]
-        order = np.random.default_rng(SEED).permutation(len(audio))
-        for seconds in STREAM_PRIORS:
-            network = predict_clips_online(with_prior(predictor, seconds), audio, speakers, order)
+        orders = stream_orders(split.validation)
+        for order, seconds in itertools.product(CHOICE_ORDERS, STREAM_PRIORS):
+            network = predict_clips_online(with_prior(predictor, seconds), audio, speakers, orders[order])
             functionals = Functionals(None, classify, pooled.summary(seconds / predictor.window_seconds))
-            classical = functionals.clip_probabilities(own, speakers, order, hop / predictor.window_samples)
+            classical = functionals.clip_probabilities(own, speakers, orders[order], hop / predictor.window_samples)
             for weight in FUSION_WEIGHTS:
-                folds[seconds, weight].append({'corpora': score_fold(
+                folds[order, seconds, weight].append({'corpora': score_fold(
                     split.validation, (1.0 - weight) * network + weight * classical, predictor.labels, allowed)})
     labels = result['summary']['labels']
-    result['fusion_choice'] = {str(seconds): {str(weight): uar_only(summarize(folds[seconds, weight], labels))
-                                              for weight in FUSION_WEIGHTS} for seconds in STREAM_PRIORS}
+    for order, key in CHOICE_ORDERS.items():
+        result[f'fusion_choice{key}'] = {
+            str(seconds): {str(weight): uar_only(summarize(folds[order, seconds, weight], labels))
+                           for weight in FUSION_WEIGHTS} for seconds in STREAM_PRIORS}
+        for seconds, weights in result[f'fusion_choice{key}'].items():
+            print(f'[benchmark] {name}, validation node view ({ONLINE[order]}), stream prior {seconds} s: ' +
+                  ', '.join(f"weight {w} {s['mean']:.3f} (RAVDESS {s.get('ravdess', {}).get('uar_mean', np.nan):.3f})"
+                            for w, s in weights.items()), flush=True)
     path.write_text(json.dumps(result, indent=1) + '\n')
     stored.cache_clear()
-    for seconds, weights in result['fusion_choice'].items():
-        print(f'[benchmark] {name}, validation node view, stream prior {seconds} s: ' + ', '.join(
-            f"weight {w} {s['mean']:.3f} (RAVDESS {s.get('ravdess', {}).get('uar_mean', np.nan):.3f})"
-            for w, s in weights.items()),
-            flush=True)
 
 
 def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) -> list[dict]:
@@ -904,8 +920,7 @@ def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) 
                 predictor, audio, predictor.sample_rate,
                 normalizers=speaker_normalizers(predictor, audio, speakers, skew_mask(split.test, emotion))),
                 predictor.labels, allowed) for emotion in SKEWED}
-            orders = {'shuffled': np.random.default_rng(SEED).permutation(len(audio)),
-                      'by_emotion': sorted(range(len(audio)), key=lambda i: (split.test[i].emotion, i))}
+            orders = stream_orders(split.test)
             online = {'prior': predict_clips(predictor, audio, predictor.sample_rate,
                                              normalizers=[predictor.population] * len(audio))}
             online.update({variant: predict_clips_online(predictor, audio, speakers, order)
@@ -1032,13 +1047,14 @@ def score_fused_windows(name: str, clips: list[Clip], splits: list[Split]) -> li
             audio = [load_audio(c.path, predictor.sample_rate) for c in group]
             speakers = [c.speaker_key for c in group]
             own = [vectors[position[id(c)]] for c in group]
-            orders = {'shuffled': np.random.default_rng(SEED).permutation(len(audio))}
+            orders = stream_orders(group)
+            if side == 'validation':
+                del orders['by_emotion']
             views = {'offline': functionals.fuse(
                 predict_clips(predictor, audio, predictor.sample_rate,
                               normalizers=speaker_normalizers(predictor, audio, speakers)),
                 functionals.clip_probabilities(own, speakers))}
             if side == 'test':
-                orders['by_emotion'] = sorted(range(len(audio)), key=lambda i: (group[i].emotion, i))
                 population = [predictor.population] * len(audio)
                 views['prior'] = functionals.fuse(
                     predict_clips(predictor, audio, predictor.sample_rate, normalizers=population),
@@ -1332,54 +1348,64 @@ def validation_agreement_report() -> str:
     return '\n'.join(lines)
 
 
+def marked(cell: dict, best: bool) -> str:
+    """A choice table's cell: mean of corpora (bold where highest) and RAVDESS's validation actors."""
+    return ('**{:.3f}** ({:.3f})' if best else '{:.3f} ({:.3f})').format(cell['mean'], cell['ravdess']['uar_mean'])
+
+
 def stream_prior_report() -> str:
     """The validation clips as the node hears them, per stream prior (the figures that choose it)."""
     results = {n: json.loads((RESULTS / f'{n}.json').read_text()) for n, row in ROWS.items()
                if row.kind == 'network' and (RESULTS / f'{n}.json').is_file()}
-    rows = {n: result['stream_prior'] for n, result in results.items() if 'stream_prior' in result}
-    if not rows:
-        return ''
-    lines = ["Validation clips as the node hears them (each speaker's clips in random order, running stream "
-             "statistics), by how many seconds of speech the training speakers' statistics count for at the "
-             'start of a stream (`python -m training.benchmark stream-prior --only ROW`). Mean of corpora, '
-             "RAVDESS's unseen validation actors in brackets; the highest mean is marked:", '',
-             '| row | ' + ' | '.join(f'{s:g} s' for s in STREAM_PRIORS) + ' |', '|---|' + '---|' * len(STREAM_PRIORS)]
-    for name, priors in rows.items():
-        best = max(priors, key=lambda seconds: priors[seconds]['mean'])
-        lines.append(f'| {ROWS[name].description} | ' + ' | '.join(
-            ('**{:.3f}** ({:.3f})' if str(s) == best else '{:.3f} ({:.3f})').format(
-                priors[str(s)]['mean'], priors[str(s)]['ravdess']['uar_mean']) for s in STREAM_PRIORS) + ' |')
-    return '\n'.join(lines)
+    sections = []
+    for order, key in CHOICE_ORDERS.items():
+        rows = {n: result[f'stream_prior{key}'] for n, result in results.items() if f'stream_prior{key}' in result}
+        if not rows:
+            continue
+        lines = [f"Validation clips as the node hears them ({ONLINE[order]}, running statistics per speaker), by "
+                 "how many seconds of speech the training speakers' statistics count for at the start of a stream "
+                 "(`python -m training.benchmark stream-prior --only ROW`). Mean of corpora, RAVDESS's unseen "
+                 'validation actors in brackets; the highest mean is marked:', '',
+                 '| row | ' + ' | '.join(f'{s:g} s' for s in STREAM_PRIORS) + ' |',
+                 '|---|' + '---|' * len(STREAM_PRIORS)]
+        for name, priors in rows.items():
+            best = max(priors, key=lambda seconds: priors[seconds]['mean'])
+            lines.append(f'| {ROWS[name].description} | ' + ' | '.join(
+                marked(priors[str(s)], str(s) == best) for s in STREAM_PRIORS) + ' |')
+        sections.append('\n'.join(lines))
+    return '\n\n'.join(sections)
 
 
 def fusion_choice_report() -> str:
     """Fused rows' validation clips as the node hears them, per stream prior and classifier share (the
-    figures that choose them), each row and the mean of the rows."""
-    choices = {n: json.loads((RESULTS / f'{n}.json').read_text()).get('fusion_choice') for n in ROWS
-               if is_fused(n) and (RESULTS / f'{n}.json').is_file()}
-    choices = {n: c for n, c in choices.items() if c}
-    if not choices:
-        return ''
-    lines = ["Fused rows' validation clips as the node hears them, by the stream prior of both halves (rows) and "
-             "the classifier's share of the probabilities (columns) (`python -m training.benchmark stream-prior "
-             "--only ROW`). Mean of corpora, RAVDESS's unseen validation actors in brackets; the highest mean is "
-             'marked.']
-    tables = dict(choices)
-    if len(choices) > 1:
-        tables['mean of the rows above'] = {s: {w: {'mean': float(np.mean([c[s][w]['mean'] for c in choices.values()])),
-                                                    'ravdess': {'uar_mean': float(np.mean(
-                                                        [c[s][w]['ravdess']['uar_mean'] for c in choices.values()]))}}
-                                                for w in c0} for s, c0 in next(iter(choices.values())).items()}
-    for name, grid in tables.items():
-        best = max(((s, w) for s in grid for w in grid[s]), key=lambda pair: grid[pair[0]][pair[1]]['mean'])
-        lines += ['', f'{name}:', '', '| stream prior | ' + ' | '.join(f'{w:g}' for w in FUSION_WEIGHTS) + ' |',
-                  '|---|' + '---|' * len(FUSION_WEIGHTS)]
-        for seconds in STREAM_PRIORS:
-            cells = [grid[str(seconds)][str(w)] for w in FUSION_WEIGHTS]
-            lines.append(f'| {seconds:g} s | ' + ' | '.join(
-                ('**{:.3f}** ({:.3f})' if (str(seconds), str(w)) == best else '{:.3f} ({:.3f})').format(
-                    c['mean'], c['ravdess']['uar_mean']) for w, c in zip(FUSION_WEIGHTS, cells, strict=True)) + ' |')
-    return '\n'.join(lines)
+    figures that choose them): each row, and the mean of the rows, in each of CHOICE_ORDERS."""
+    stored_rows = {n: json.loads((RESULTS / f'{n}.json').read_text()) for n in ROWS
+                   if is_fused(n) and (RESULTS / f'{n}.json').is_file()}
+    lines = []
+    for order, key in CHOICE_ORDERS.items():
+        choices = {n: r[f'fusion_choice{key}'] for n, r in stored_rows.items() if f'fusion_choice{key}' in r}
+        if not choices:
+            continue
+        lines += ['' if lines else None,
+                  f"Fused rows' validation clips as the node hears them ({ONLINE[order]}), by the stream prior of "
+                  "both halves (rows) and the classifier's share of the probabilities (columns) (`python -m "
+                  "training.benchmark stream-prior --only ROW`). Mean of corpora, RAVDESS's unseen validation "
+                  'actors in brackets; the highest mean is marked.']
+        tables = dict(choices)
+        if len(choices) > 1:
+            tables['mean of the rows above'] = {
+                s: {w: {'mean': float(np.mean([c[s][w]['mean'] for c in choices.values()])),
+                        'ravdess': {'uar_mean': float(np.mean([c[s][w]['ravdess']['uar_mean']
+                                                                for c in choices.values()]))}}
+                    for w in c0} for s, c0 in next(iter(choices.values())).items()}
+        for name, grid in tables.items():
+            best = max(((s, w) for s in grid for w in grid[s]), key=lambda pair: grid[pair[0]][pair[1]]['mean'])
+            lines += ['', f'{name}:', '', '| stream prior | ' + ' | '.join(f'{w:g}' for w in FUSION_WEIGHTS) + ' |',
+                      '|---|' + '---|' * len(FUSION_WEIGHTS)]
+            lines += [f'| {seconds:g} s | ' + ' | '.join(marked(grid[str(seconds)][str(w)],
+                                                               (str(seconds), str(w)) == best)
+                                                        for w in FUSION_WEIGHTS) + ' |' for seconds in STREAM_PRIORS]
+    return '\n'.join(line for line in lines if line is not None)
 
 
 def node_view(summary: dict) -> dict:
