@@ -830,8 +830,9 @@ def stream_prior(names: list[str]) -> int:
                 folds[order, seconds].append({'corpora': validation_stream_scores(
                     with_prior(predictor, seconds), split, allowed, audio, order)})
         for order, key in CHOICE_ORDERS.items():
-            result[f'stream_prior{key}'] = {str(seconds): summarize(folds[order, seconds], result['summary']['labels'])
-                                            for seconds in STREAM_PRIORS}
+            result[f'stream_prior{key}'] = {
+                str(seconds): uar_only(summarize(folds[order, seconds], result['summary']['labels']))
+                for seconds in STREAM_PRIORS}
             for seconds, s in result[f'stream_prior{key}'].items():
                 print(f'[benchmark] {name}, validation node view ({ONLINE[order]}), stream prior {seconds} s: ' +
                       ', '.join(f"{d} {s[d]['uar_mean']:.3f}" for d in CORPORA if d in s) + f", mean {s['mean']:.3f}",
