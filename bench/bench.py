@@ -1,6 +1,6 @@
 """Benchmark ser_ros: front end, models, the node on real DDS, and a wav2vec2-base peer.
 
-    python bench/bench.py [--quick] [--json bench/results.json] [--sections front,models,node,scale,peer]
+    python bench/bench.py [--quick] [--json bench/results.json] [--sections front,models,functionals,node,scale,peer]
 
 Prints a table and writes JSON. Model latencies are batch-1 for one 3 s window (121 MFCC frames),
 median and p95 over repeated calls after warm-up, at 1 and 2 threads, on onnxruntime and torch.
@@ -263,6 +263,23 @@ def speech_pcm(seconds: float) -> bytes:
     return (raw * (need // len(raw) + 1))[:need]
 
 
+FUNCTIONALS_SECONDS = (0.5, 1.0, 3.0, 6.0)
+
+
+def bench_functionals(repeats: int) -> tuple[list[dict], dict]:
+    """openSMILE's eGeMAPS functionals (the fused default's classical half) of real speech of each length
+    in FUNCTIONALS_SECONDS, and a least-squares split of the median into a fixed cost a call and a cost
+    a second of audio."""
+    from ser_models.functionals import FunctionalsExtractor
+    extractor = FunctionalsExtractor('egemaps', 16000)
+    speech = np.frombuffer(speech_pcm(max(FUNCTIONALS_SECONDS)), np.int16).astype(np.float32) / 32768.0
+    rows = [{'what': f'eGeMAPS functionals of {seconds:g} s of speech', 'backend': 'opensmile', 'threads': 1,
+             'audio_seconds': seconds, **time_calls(lambda n=int(seconds * 16000): extractor(speech[:n]), repeats)}
+            for seconds in FUNCTIONALS_SECONDS]
+    per_second, fixed = np.polyfit([r['audio_seconds'] for r in rows], [r['median_ms'] for r in rows], 1)
+    return rows, {'fixed_ms_per_call': float(fixed), 'ms_per_audio_second': float(per_second)}
+
+
 def bench_node(model: str, backend: str, windows: int, realtime_seconds: float) -> dict:
     namespace = f'bench_{model}_{backend}_{os.getpid()}'
     started = time.perf_counter()
@@ -493,6 +510,10 @@ def print_table(report: dict):
               f"{row['peak_rss_mb']:.0f} MB, {row['rss_mb']:.0f} MB after the run (torch loaded: "
               f"{row['torch_imported']}); startup to first /emotion "
               f"{row['startup_to_first_emotion_s']:.2f} s")
+    cost = report.get('functionals_cost')
+    if cost:
+        print(f"eGeMAPS functionals: {cost['fixed_ms_per_call']:.1f} ms a call + {cost['ms_per_audio_second']:.1f} ms "
+              'a second of audio (least squares over the lengths above)')
     floor = report.get('rclpy_floor')
     if floor:
         print(f"{floor['what']}: CPU {floor['cpu_core_share'] * 100:.2f} % of a core, "
@@ -513,11 +534,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='fewer repetitions (a smoke run)')
     parser.add_argument('--json', default=str(REPO / 'bench' / 'results.json'))
-    parser.add_argument('--sections', default='front,models,node,scale,peer')
+    parser.add_argument('--sections', default='front,models,functionals,node,scale,peer')
     parser.add_argument('--scale-counts', default='25,50,100,125,150,200',
                         help='stream counts tried in turn until one is not sustained (streams in phase)')
     parser.add_argument('--scale-counts-staggered', default='25,50,75,100',
                         help='the same for streams spread over the chunk period')
+    parser.add_argument('--scale-model', default='timnet', help='the model the scale section serves')
     parser.add_argument('--node-models', default='cktim,timnet,lmu,timnet_egemaps')
     parser.add_argument('--bare-subscriber', metavar='TOPIC', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -532,12 +554,16 @@ def main(argv=None) -> int:
         report['latency'] += bench_models(repeats)
         report['quality'] = [model_quality(m, mix) for m in MODELS if (weights_dir(m) / 'model.json').is_file()
                              for mix in spectral_mixes(m)]
+    if 'functionals' in sections:
+        rows, report['functionals_cost'] = bench_functionals(max(10, repeats // 10))
+        report['latency'] += rows
     if 'peer' in sections:
         report['latency'] += bench_peer(repeats)
     if 'scale' in sections:
         seconds = 12 if args.quick else 30
-        report['scale'] = bench_scale('timnet', [int(n) for n in args.scale_counts.split(',')], seconds, 1)
-        report['scale'] += bench_scale('timnet', [int(n) for n in args.scale_counts_staggered.split(',')], seconds, 8)
+        report['scale'] = bench_scale(args.scale_model, [int(n) for n in args.scale_counts.split(',')], seconds, 1)
+        report['scale'] += bench_scale(args.scale_model, [int(n) for n in args.scale_counts_staggered.split(',')],
+                                       seconds, 8)
     if 'node' in sections:
         for model in args.node_models.split(','):
             if (weights_dir(model) / 'model.json').is_file():

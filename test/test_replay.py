@@ -279,3 +279,14 @@ def test_realtime_soak_accounts_for_every_window_of_every_stream(tmp_path):
     minute = report['per_minute'][0]
     assert minute['windows_received'] >= minute['windows_expected'] - 2 * 2   # windows still in flight
     assert 0 < minute['lag_ms_p50'] <= minute['lag_ms_p95']
+
+
+def test_the_bench_splits_opensmiles_cost_into_a_call_and_a_second_of_audio():
+    """bench/bench.py's functionals section: one row per audio length, and the fitted split of its cost
+    (a smoke run: counts and keys, not times)."""
+    sys.path.insert(0, str(REPO / 'bench'))
+    import bench
+    rows, cost = bench.bench_functionals(repeats=2)
+    assert [r['audio_seconds'] for r in rows] == list(bench.FUNCTIONALS_SECONDS)
+    assert all(r['n'] == 2 and r['median_ms'] > 0 for r in rows)
+    assert set(cost) == {'fixed_ms_per_call', 'ms_per_audio_second'} and cost['ms_per_audio_second'] > 0
