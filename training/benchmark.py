@@ -1354,16 +1354,37 @@ def marked(cell: dict, best: bool) -> str:
     return ('**{:.3f}** ({:.3f})' if best else '{:.3f} ({:.3f})').format(cell['mean'], cell['ravdess']['uar_mean'])
 
 
+def averaged(cells: list[dict]) -> dict:
+    """The mean of choice-table cells (mean of corpora and RAVDESS's validation actors)."""
+    return {'mean': float(np.mean([c['mean'] for c in cells])),
+            'ravdess': {'uar_mean': float(np.mean([c['ravdess']['uar_mean'] for c in cells]))}}
+
+
+def choice_views(result: dict, key: str) -> dict[str, dict]:
+    """A row's stored choice tables under `key` ('stream_prior' or 'fusion_choice'), by the stream order
+    they heard (ONLINE's wording), and cell by cell their mean where both orders were heard."""
+    views = {ONLINE[order]: result[f'{key}{suffix}'] for order, suffix in CHOICE_ORDERS.items()
+             if f'{key}{suffix}' in result}
+    if len(views) == len(CHOICE_ORDERS):
+        tables = list(views.values())
+        views['mean of the two orders'] = {s: (averaged([t[s] for t in tables]) if 'mean' in cell else
+                                               {w: averaged([t[s][w] for t in tables]) for w in cell})
+                                           for s, cell in tables[0].items()}
+    return views
+
+
 def stream_prior_report() -> str:
-    """The validation clips as the node hears them, per stream prior (the figures that choose it)."""
-    results = {n: json.loads((RESULTS / f'{n}.json').read_text()) for n, row in ROWS.items()
-               if row.kind == 'network' and (RESULTS / f'{n}.json').is_file()}
+    """The validation clips as the node hears them, per stream prior (the figures that choose it; a
+    choice reads the mean of the two orders where both were heard)."""
+    views: dict[str, dict[str, dict]] = {}
+    for name, row in ROWS.items():
+        if row.kind == 'network' and (RESULTS / f'{name}.json').is_file():
+            for view, priors in choice_views(json.loads((RESULTS / f'{name}.json').read_text()),
+                                             'stream_prior').items():
+                views.setdefault(view, {})[name] = priors
     sections = []
-    for order, key in CHOICE_ORDERS.items():
-        rows = {n: result[f'stream_prior{key}'] for n, result in results.items() if f'stream_prior{key}' in result}
-        if not rows:
-            continue
-        lines = [f"Validation clips as the node hears them ({ONLINE[order]}, running statistics per speaker), by "
+    for view, rows in views.items():
+        lines = [f"Validation clips as the node hears them ({view}, running statistics per speaker), by "
                  "how many seconds of speech the training speakers' statistics count for at the start of a stream "
                  "(`python -m training.benchmark stream-prior --only ROW`). Mean of corpora, RAVDESS's unseen "
                  'validation actors in brackets; the highest mean is marked:', '',
@@ -1379,26 +1400,25 @@ def stream_prior_report() -> str:
 
 def fusion_choice_report() -> str:
     """Fused rows' validation clips as the node hears them, per stream prior and classifier share (the
-    figures that choose them): each row, and the mean of the rows, in each of CHOICE_ORDERS."""
-    stored_rows = {n: json.loads((RESULTS / f'{n}.json').read_text()) for n in ROWS
-                   if is_fused(n) and (RESULTS / f'{n}.json').is_file()}
+    figures that choose them): each row, and the mean of the rows, in each stream order and both."""
+    views: dict[str, dict[str, dict]] = {}
+    for name in ROWS:
+        if is_fused(name) and (RESULTS / f'{name}.json').is_file():
+            for view, grid in choice_views(json.loads((RESULTS / f'{name}.json').read_text()),
+                                           'fusion_choice').items():
+                views.setdefault(view, {})[name] = grid
     lines = []
-    for order, key in CHOICE_ORDERS.items():
-        choices = {n: r[f'fusion_choice{key}'] for n, r in stored_rows.items() if f'fusion_choice{key}' in r}
-        if not choices:
-            continue
+    for view, choices in views.items():
         lines += ['' if lines else None,
-                  f"Fused rows' validation clips as the node hears them ({ONLINE[order]}), by the stream prior of "
+                  f"Fused rows' validation clips as the node hears them ({view}), by the stream prior of "
                   "both halves (rows) and the classifier's share of the probabilities (columns) (`python -m "
                   "training.benchmark stream-prior --only ROW`). Mean of corpora, RAVDESS's unseen validation "
                   'actors in brackets; the highest mean is marked.']
         tables = dict(choices)
         if len(choices) > 1:
-            tables['mean of the rows above'] = {
-                s: {w: {'mean': float(np.mean([c[s][w]['mean'] for c in choices.values()])),
-                        'ravdess': {'uar_mean': float(np.mean([c[s][w]['ravdess']['uar_mean']
-                                                                for c in choices.values()]))}}
-                    for w in c0} for s, c0 in next(iter(choices.values())).items()}
+            first = next(iter(choices.values()))
+            tables['mean of the rows above'] = {s: {w: averaged([c[s][w] for c in choices.values()]) for w in cells}
+                                                for s, cells in first.items()}
         for name, grid in tables.items():
             best = max(((s, w) for s in grid for w in grid[s]), key=lambda pair: grid[pair[0]][pair[1]]['mean'])
             lines += ['', f'{name}:', '', '| stream prior | ' + ' | '.join(f'{w:g}' for w in FUSION_WEIGHTS) + ' |',
