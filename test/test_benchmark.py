@@ -331,7 +331,7 @@ def test_a_fused_rows_choice_scores_every_prior_and_share_on_the_validation_clip
     monkeypatch.setattr(benchmark, 'benchmark_splits', lambda clips, name: [split])
     (tmp_path / 'fused_timnet_partial_rerun_egemaps.json').write_text(json.dumps({'summary': {'labels': emotions}}))
     predictor = SimpleNamespace(labels=emotions, sample_rate=16000, window_samples=48000, window_seconds=3.0,
-                                meta={})
+                                meta={}, features=SimpleNamespace(config=SimpleNamespace(normalize='speaker')))
     priors, fitted = [], []
     monkeypatch.setattr(benchmark, 'fold_predictor', lambda name, number, split: predictor)
     monkeypatch.setattr(benchmark, 'with_prior', lambda p, seconds: priors.append(seconds) or p)

@@ -473,7 +473,8 @@ ROWS = {
                       'timnet_v6_speaker_validation_seed1')},
 }
 # The stream prior (seconds) and classifier share that the unseen-speaker-carve draws' fused rows chose
-# together on their validation clips as the node hears them (`stream-prior`, two draws' mean).
+# together on their validation clips heard in random order only (`stream-prior`, two draws' mean); shipped
+# as timnet_egemaps-ser-v2 and withdrawn before it landed (docs/results.md).
 FUSED_CHOICE = (0.5, 0.6)
 
 
@@ -797,8 +798,8 @@ def stream_orders(group: list[Clip]) -> dict[str, list[int]]:
 
 def validation_stream_scores(predictor, split: Split, allowed: dict[str, set[str]],
                              audio: list[np.ndarray], order: str = 'shuffled') -> dict:
-    """The fold's validation clips as the node hears them: each speaker's clips in random order, with
-    running stream statistics (speaker-normalised models). The figures that may choose a stream prior."""
+    """The fold's validation clips as the node hears them: each speaker's clips in `order` (stream_orders),
+    with running stream statistics (speaker-normalised models). The figures that may choose a stream prior."""
     from ser_models.windowing import predict_clips_online
 
     scores = predict_clips_online(predictor, audio, [c.speaker_key for c in split.validation],
@@ -865,23 +866,17 @@ def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) ->
     if not path.is_file():
         raise SystemExit(f'{name}: score the row first ({row_command(name)})')
     result = json.loads(path.read_text())
-    settings = ROWS[name].settings
-    position = {id(c): i for i, c in enumerate(clips)}
     folds = {grid: [] for grid in itertools.product(CHOICE_ORDERS, STREAM_PRIORS, FUSION_WEIGHTS)}
-    for number, split in enumerate(benchmark_splits(clips, name)):
-        predictor = fold_predictor(name, number, split)
-        hop = int(round(HOP_SECONDS * predictor.sample_rate))
-        vectors = window_functionals(settings['functionals'], clips, predictor.window_samples, hop)
-        classify, pooled = fold_classifier(settings, [vectors[position[id(c)]] for c in split.train], split.train,
-                                           predictor.labels)
+    for _, split, predictor, windows_of, classify, pooled in fused_folds(name, clips, benchmark_splits(clips, name)):
         audio = validation_audio(predictor, split)
         speakers = [c.speaker_key for c in split.validation]
-        own = [vectors[position[id(c)]] for c in split.validation]
+        own = windows_of(split.validation)
         orders = stream_orders(split.validation)
         for order, seconds in itertools.product(CHOICE_ORDERS, STREAM_PRIORS):
             network = predict_clips_online(with_prior(predictor, seconds), audio, speakers, orders[order])
             functionals = Functionals(None, classify, pooled.summary(seconds / predictor.window_seconds))
-            classical = functionals.clip_probabilities(own, speakers, orders[order], hop / predictor.window_samples)
+            classical = functionals.clip_probabilities(own, speakers, orders[order],
+                                                       HOP_SECONDS / predictor.window_seconds)
             for weight in FUSION_WEIGHTS:
                 folds[order, seconds, weight].append({'corpora': score_fold(
                     split.validation, (1.0 - weight) * network + weight * classical, predictor.labels, allowed)})
@@ -1011,13 +1006,23 @@ def fold_classifier(settings: dict, vectors: list[np.ndarray], clips: list[Clip]
     return probabilities_in_label_order(model, len(labels)), pooled
 
 
-def fold_functionals(settings: dict, vectors: list[np.ndarray], clips: list[Clip], labels: list[str],
-                     prior_windows: float):
-    """The classical half of a fused row for one fold (fold_classifier), its stream prior the training
-    windows' statistics worth prior_windows windows."""
-    from ser_models.functionals import Functionals
-    classify, pooled = fold_classifier(settings, vectors, clips, labels)
-    return Functionals(None, classify, pooled.summary(prior_windows), settings.get('weight', 0.5))
+def fused_folds(name: str, clips: list[Clip], splits: list[Split]):
+    """Per fold of a fused row: (number, split, its network's predictor, each clip's window functionals
+    in `clips` order, the fold's classifier and the training windows' pooled statistics, fold_classifier)."""
+    from ser_models.windowing import HOP_SECONDS
+    settings = ROWS[name].settings
+    position = {id(c): i for i, c in enumerate(clips)}
+    for number, split in enumerate(splits):
+        predictor = fold_predictor(name, number, split)
+        if predictor.features.config.normalize != 'speaker' or predictor.labels != labels_present(clips):
+            raise SystemExit(f'{name}: fusion needs a speaker-normalised network over {labels_present(clips)}')
+        vectors = window_functionals(settings['functionals'], clips, predictor.window_samples,
+                                     int(round(HOP_SECONDS * predictor.sample_rate)))
+
+        def windows_of(group: list[Clip], vectors=vectors) -> list[np.ndarray]:
+            return [vectors[position[id(c)]] for c in group]
+        classify, pooled = fold_classifier(settings, windows_of(split.train), split.train, predictor.labels)
+        yield number, split, predictor, windows_of, classify, pooled
 
 
 def score_fused_windows(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:
@@ -1026,28 +1031,22 @@ def score_fused_windows(name: str, clips: list[Clip], splits: list[Split]) -> li
     halves) and as the node would hear them (running stream statistics from the training prior), on the
     validation clips and the test speakers, as network rows are."""
     from ser_models.artifact import stream_prior_seconds
+    from ser_models.functionals import Functionals
     from ser_models.windowing import HOP_SECONDS, predict_clips, predict_clips_online, speaker_normalizers
 
     from .data import load_audio
-    settings = ROWS[name].settings
-    position = {id(c): i for i, c in enumerate(clips)}
     allowed = corpus_labels(clips)
     folds = []
-    for number, split in enumerate(splits):
-        predictor = fold_predictor(name, number, split)
-        if predictor.features.config.normalize != 'speaker' or predictor.labels != labels_present(clips):
-            raise SystemExit(f'{name}: fusion needs a speaker-normalised network over {labels_present(clips)}')
-        hop = int(round(HOP_SECONDS * predictor.sample_rate))
-        vectors = window_functionals(settings['functionals'], clips, predictor.window_samples, hop)
-        prior_windows = stream_prior_seconds(predictor.meta) / predictor.window_seconds
-        functionals = fold_functionals(settings, [vectors[position[id(c)]] for c in split.train], split.train,
-                                       predictor.labels, prior_windows)
-        weight = hop / predictor.window_samples
+    for number, split, predictor, windows_of, classify, pooled in fused_folds(name, clips, splits):
+        functionals = Functionals(None, classify,
+                                  pooled.summary(stream_prior_seconds(predictor.meta) / predictor.window_seconds),
+                                  ROWS[name].settings.get('weight', 0.5))
+        weight = HOP_SECONDS / predictor.window_seconds
         folds.append({'fold': number, 'test_speakers': sorted({c.speaker_key for c in split.test})})
         for side, group in (('test', split.test), ('validation', split.validation)):
             audio = [load_audio(c.path, predictor.sample_rate) for c in group]
             speakers = [c.speaker_key for c in group]
-            own = [vectors[position[id(c)]] for c in group]
+            own = windows_of(group)
             orders = stream_orders(group)
             if side == 'validation':
                 del orders['by_emotion']
