@@ -277,7 +277,26 @@ def bench_functionals(repeats: int) -> tuple[list[dict], dict]:
              'audio_seconds': seconds, **time_calls(lambda n=int(seconds * 16000): extractor(speech[:n]), repeats)}
             for seconds in FUNCTIONALS_SECONDS]
     per_second, fixed = np.polyfit([r['audio_seconds'] for r in rows], [r['median_ms'] for r in rows], 1)
-    return rows, {'fixed_ms_per_call': float(fixed), 'ms_per_audio_second': float(per_second)}
+    return rows, {'fixed_ms_per_call': float(fixed), 'ms_per_audio_second': float(per_second),
+                  **sliding_against_windows(extractor)}
+
+
+def sliding_against_windows(extractor, seconds: float = 30.0) -> dict:
+    """The node's 3 s windows every 0.5 s over `seconds` of speech: their functionals from one openSMILE
+    pass (FunctionalsExtractor.sliding) against one call a window, the cost a window of each and how far
+    apart the two are (|difference| over each functional's sd across the windows, median and p90)."""
+    speech = np.frombuffer(speech_pcm(seconds), np.int16).astype(np.float32) / 32768.0
+    started = time.perf_counter()
+    starts, sliding = extractor.sliding(speech, WINDOW / 16000, 0.5)
+    sliding_seconds = time.perf_counter() - started
+    cut = np.stack([speech[int(s * 16000):int(s * 16000) + WINDOW] for s in starts])
+    started = time.perf_counter()
+    apart = extractor.windows(cut)
+    windows_seconds = time.perf_counter() - started
+    gap = np.abs(sliding - apart) / (apart.std(axis=0) + 1e-9)
+    return {'sliding_windows': len(starts), 'sliding_ms_per_window': 1e3 * sliding_seconds / len(starts),
+            'windows_ms_per_window': 1e3 * windows_seconds / len(starts),
+            'sliding_gap_sd_median': float(np.median(gap)), 'sliding_gap_sd_p90': float(np.percentile(gap, 90))}
 
 
 def bench_node(model: str, backend: str, windows: int, realtime_seconds: float) -> dict:
@@ -513,7 +532,10 @@ def print_table(report: dict):
     cost = report.get('functionals_cost')
     if cost:
         print(f"eGeMAPS functionals: {cost['fixed_ms_per_call']:.1f} ms a call + {cost['ms_per_audio_second']:.1f} ms "
-              'a second of audio (least squares over the lengths above)')
+              'a second of audio (least squares over the lengths above); '
+              f"{cost['sliding_windows']} node windows over 30 s of speech: {cost['sliding_ms_per_window']:.1f} ms a "
+              f"window from one pass against {cost['windows_ms_per_window']:.1f} ms a call each, functionals apart by "
+              f"{cost['sliding_gap_sd_median']:.3f} sd median, {cost['sliding_gap_sd_p90']:.3f} p90")
     floor = report.get('rclpy_floor')
     if floor:
         print(f"{floor['what']}: CPU {floor['cpu_core_share'] * 100:.2f} % of a core, "

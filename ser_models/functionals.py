@@ -7,6 +7,7 @@ ROS-free; openSMILE is imported when an extractor is made.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +27,8 @@ class FunctionalsExtractor:
         except ImportError as error:
             raise ImportError(f'{kind} functionals need openSMILE: pip install opensmile') from error
         self.kind, self.sample_rate = kind, sample_rate
+        self._sliding: dict[tuple[float, float], object] = {}
+        self._config_dir = None
         self._smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, FUNCTIONAL_SETS[kind]),
                                       feature_level=opensmile.FeatureLevel.Functionals)
 
@@ -36,6 +39,29 @@ class FunctionalsExtractor:
     def windows(self, windows: np.ndarray) -> np.ndarray:
         """(N, dims) functionals of (N, samples) windows."""
         return np.stack([self(window) for window in windows])
+
+    def sliding(self, waveform: np.ndarray, window_seconds: float, hop_seconds: float) -> tuple[np.ndarray, np.ndarray]:
+        """(starts in seconds, (N, dims) functionals) of window_seconds windows every hop_seconds, from one
+        openSMILE pass over the waveform: each sample's low-level descriptors are computed once, where
+        windows() computes them again for every window that holds the sample. A window's descriptors near
+        its start see the audio before it, so its functionals differ a little from windows()'s of the same
+        samples (bench/bench.py --sections functionals measures how much)."""
+        import tempfile
+
+        import opensmile
+        key = (window_seconds, hop_seconds)
+        if key not in self._sliding:
+            if self._config_dir is None:    # openSMILE reads the frame settings from a file on every call
+                self._config_dir = tempfile.TemporaryDirectory(prefix='ser_functionals_')
+            frames = Path(self._config_dir.name) / f'sliding_{window_seconds:g}_{hop_seconds:g}.conf.inc'
+            frames.write_text(f'frameMode = fixed\nframeSize = {window_seconds}\nframeStep = {hop_seconds}\n'
+                              'frameCenterSpecial = left\n')
+            self._sliding[key] = opensmile.Smile(feature_set=self._smile.feature_set,
+                                                 feature_level=opensmile.FeatureLevel.Functionals,
+                                                 options={'frameModeFunctionalsConf': str(frames)})
+        table = self._sliding[key].process_signal(np.asarray(waveform, dtype=np.float32), self.sample_rate)
+        starts = np.array([start.total_seconds() for start in table.index.get_level_values('start')])
+        return starts, table.to_numpy().astype(np.float32)
 
 
 def as_frames(vectors: np.ndarray) -> np.ndarray:

@@ -166,3 +166,20 @@ def test_a_corrupt_or_inconsistent_classical_half_is_refused(tmp_path):
     (directory / 'model.json').write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match='bored'):
         load(directory)
+
+
+def test_one_pass_sliding_functionals_match_window_by_window_closely():
+    """FunctionalsExtractor.sliding: windows every hop from one openSMILE pass, each close to windows()'s
+    functionals of the same samples (the two differ only where descriptors see audio before a window)."""
+    pytest.importorskip('opensmile')
+    rate = 16000
+    signal = voiced(8.0, rate) * np.linspace(0.05, 1.0, 8 * rate, dtype=np.float32)   # every window louder
+    extractor = FunctionalsExtractor('egemaps', rate)
+    starts, vectors = extractor.sliding(signal, 3.0, 0.5)
+    assert np.allclose(starts[:4], [0.0, 0.5, 1.0, 1.5]) and vectors.shape == (len(starts), 88)
+    assert starts[-1] + 3.0 <= 8.0 + 1e-6 and len(starts) >= 9
+    apart = extractor.windows(np.stack([signal[int(s * rate):int(s * rate) + 3 * rate] for s in starts]))
+
+    def gap(a, b):
+        return np.median(np.abs(a - b) / (np.abs(b) + 1e-3))
+    assert gap(vectors, apart) < 0.01 < 0.02 < gap(vectors[1:], apart[:-1])   # one hop off is further
