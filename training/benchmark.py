@@ -816,10 +816,7 @@ def stream_prior(names: list[str]) -> int:
     for name in [n for n in names if is_fused(n)]:
         fusion_choice(name, clips, allowed)
     for name in [n for n in names if ROWS[n].kind == 'network']:
-        path = RESULTS / f'{name}.json'
-        if not path.is_file():
-            raise SystemExit(f'{name}: score the row first ({row_command(name)})')
-        result = json.loads(path.read_text())
+        result = scored_result(name)
         splits = benchmark_splits(clips, name)
         folds = {(order, seconds): [] for order in CHOICE_ORDERS for seconds in STREAM_PRIORS}
         for number, split in enumerate(splits):
@@ -838,8 +835,7 @@ def stream_prior(names: list[str]) -> int:
                 print(f'[benchmark] {name}, validation node view ({ONLINE[order]}), stream prior {seconds} s: ' +
                       ', '.join(f"{d} {s[d]['uar_mean']:.3f}" for d in CORPORA if d in s) + f", mean {s['mean']:.3f}",
                       flush=True)
-        path.write_text(json.dumps(result, indent=1) + '\n')
-        stored.cache_clear()
+        rewrite_result(name, result)
     return 0
 
 
@@ -862,10 +858,7 @@ def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) ->
     from ser_models.functionals import Functionals
     from ser_models.windowing import HOP_SECONDS, predict_clips_online
 
-    path = RESULTS / f'{name}.json'
-    if not path.is_file():
-        raise SystemExit(f'{name}: score the row first ({row_command(name)})')
-    result = json.loads(path.read_text())
+    result = scored_result(name)
     folds = {grid: [] for grid in itertools.product(CHOICE_ORDERS, STREAM_PRIORS, FUSION_WEIGHTS)}
     for _, split, predictor, windows_of, classify, pooled in fused_folds(name, clips, benchmark_splits(clips, name)):
         audio = validation_audio(predictor, split)
@@ -889,8 +882,7 @@ def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) ->
             print(f'[benchmark] {name}, validation node view ({ONLINE[order]}), stream prior {seconds} s: ' +
                   ', '.join(f"weight {w} {s['mean']:.3f} (RAVDESS {s.get('ravdess', {}).get('uar_mean', np.nan):.3f})"
                             for w, s in weights.items()), flush=True)
-    path.write_text(json.dumps(result, indent=1) + '\n')
-    stored.cache_clear()
+    rewrite_result(name, result)
 
 
 def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) -> list[dict]:
@@ -1090,6 +1082,20 @@ def save_result(name: str, folds: list[dict], labels: list[str]) -> dict:
     return result
 
 
+def scored_result(name: str) -> dict:
+    """A scored row's stored result (docs/benchmark/ROW.json), to add figures to."""
+    path = RESULTS / f'{name}.json'
+    if not path.is_file():
+        raise SystemExit(f'{name}: score the row first ({row_command(name)})')
+    return json.loads(path.read_text())
+
+
+def rewrite_result(name: str, result: dict) -> None:
+    """A stored result written back with the figures added to it."""
+    (RESULTS / f'{name}.json').write_text(json.dumps(result, indent=1) + '\n')
+    stored.cache_clear()
+
+
 # Training options that read whole-clip classical features of the training clips (from FEATURE_CACHE).
 CLIP_FEATURE_OPTIONS = ('training.clip_teacher=', 'training.feature_targets=')
 
@@ -1184,8 +1190,7 @@ def validate(names: list[str]) -> int:
             if predictor.features.config.normalize == 'speaker':
                 fold['validation_stream'] = validation_stream_scores(predictor, split, allowed, audio)
         result['summary'] = summarize(result['folds'], result['summary']['labels'])
-        path.write_text(json.dumps(result, indent=1) + '\n')
-        stored.cache_clear()
+        rewrite_result(name, result)
         print(f"[benchmark] {name}: validation mean {result['summary']['validation']['mean']:.3f}", flush=True)
     return 0
 
