@@ -94,9 +94,11 @@ def test_rows_that_differ_only_in_their_training_seed_are_draws_of_one_recipe():
 
 
 def test_classical_features_and_speaker_standardisation(data_dir):
-    paths = [data_dir / 'emovo/f1/rab-f1-b1.flac', data_dir / 'ravdess/Actor_01/03-01-05-01-01-01-01.flac']
+    paths = [data_dir / 'emovo/f1/rab-f1-b1.flac', data_dir / 'ravdess/Actor_01/03-01-05-01-01-01-01.flac',
+             data_dir / 'emovo/f1/gio-f1-b1.flac']
     features = extract('mfcc_stats', paths)
-    assert features.shape == (2, 156) and np.all(np.isfinite(features))
+    assert features.shape == (3, 156) and np.all(np.isfinite(features))
+    np.testing.assert_array_equal(extract('mfcc_stats', paths, jobs=2), features)   # shares keep clip order
     rng = np.random.default_rng(0)
     values = rng.normal(5, 3, size=(6, 4))
     standardised = standardise_per_speaker(values, ['a', 'a', 'a', 'b', 'b', 'b'])
@@ -130,7 +132,7 @@ def test_out_of_speaker_probabilities_never_hear_the_clips_speaker(tmp_path, mon
 
     # The feature cache extracts each clip once, and only the clips it lacks.
     extracted = []
-    monkeypatch.setattr(classical, 'extract', lambda kind, paths: extracted.append(list(paths)) or
+    monkeypatch.setattr(classical, 'extract', lambda kind, paths, jobs: extracted.append(list(paths)) or
                         np.array([[len(str(p))] for p in paths], np.float32))
     first = classical.cached_features('mfcc_stats', [tmp_path / 'a.flac', tmp_path / 'bb.flac'], tmp_path / 'cache')
     second = classical.cached_features('mfcc_stats', [tmp_path / 'bb.flac', tmp_path / 'ccc.flac'], tmp_path / 'cache')

@@ -143,6 +143,7 @@ CKTIM_V7_TRAINING = with_partial_speaker(CKTIM_MASKED_TRAINING)
 SPEAKER_VALIDATION = 'split.min_validation_speakers=3'
 SPEAKER_VALIDATION_TEXT = ('validated on whole unseen speakers of EMOVO and nEMO too (one of their three training '
                            'speakers a fold), not on clips of training speakers')
+CLASSICAL_VALIDATION_SPEAKERS = int(SPEAKER_VALIDATION.split('=')[1])
 # Fused rows' streams start from the training statistics worth 10 s, as their networks' fold models do.
 FUSED_STREAM_PRIOR = 10.0
 TEST_TIME_SPEEDS = [0.9, 1.0, 1.1]    # inside the 0.85-1.15 that STRONG_SPEED trains on
@@ -169,6 +170,12 @@ ROWS = {
                                    'classical', {'features': 'egemaps', 'classifier': 'svm', 'speaker_norm': True}),
     'svm_compare': Row(CLASSICAL, 'ComParE 2016 functionals (6373), RBF SVM (C=10)', 'classical',
                        {'features': 'compare', 'classifier': 'svm'}),
+    'svm_compare_speakernorm': Row(CLASSICAL, 'ComParE 2016 functionals, each speaker standardised over its clips, '
+                                              'RBF SVM', 'classical',
+                                   {'features': 'compare', 'classifier': 'svm', 'speaker_norm': True}),
+    'svm_egemaps_mfcc_speakernorm': Row(CLASSICAL, 'eGeMAPS functionals and MFCC statistics side by side, each '
+                                                   'speaker standardised over its clips, RBF SVM', 'classical',
+                                        {'features': 'egemaps+mfcc_stats', 'classifier': 'svm', 'speaker_norm': True}),
     'svm_mfcc_speakernorm': Row(CLASSICAL, 'MFCC statistics, each speaker standardised over its clips, RBF SVM',
                                 'classical', {'features': 'mfcc_stats', 'classifier': 'svm', 'speaker_norm': True}),
     'timnet': Row(NETWORKS, 'TIM-Net, 8 TABs, v1 recipe (config/train/timnet.yaml)',
@@ -512,7 +519,10 @@ def default_validation(name: str) -> bool:
 
 
 def min_validation_speakers(name: str | None) -> int:
-    """split.min_validation_speakers as row `name` (or the network row it scores) trains with it."""
+    """split.min_validation_speakers as row `name` (or the network row it scores) trains with it; classical
+    rows validate on whole unseen speakers of every corpus with three or more (SPEAKER_VALIDATION's carve)."""
+    if name and ROWS[name].kind == 'classical':
+        return CLASSICAL_VALIDATION_SPEAKERS
     overrides = ROWS[weights_row(name)].settings.get('overrides', []) if name else []
     chosen = [o.split('=', 1)[1] for o in overrides if o.startswith('split.min_validation_speakers=')]
     return int(chosen[-1]) if chosen else MIN_SPEAKERS_FOR_SPEAKER_VALIDATION
@@ -577,7 +587,7 @@ def classical_features(kind: str, clips: list[Clip]) -> np.ndarray:
     """(clips, dims) whole-clip features, cached under runs/benchmark/features/ (FEATURE_CACHE)."""
     from .classical import cached_features
     started = time.time()
-    features = cached_features(kind, [c.path for c in clips], FEATURE_CACHE)
+    features = cached_features(kind, [c.path for c in clips], FEATURE_CACHE, jobs=os.cpu_count() or 1)
     print(f'[benchmark] {kind}: {features.shape[1]} features of {len(clips)} clips in '
           f'{time.time() - started:.0f} s', flush=True)
     return features
@@ -589,10 +599,11 @@ def skew_mask(test: list[Clip], emotion: str) -> np.ndarray:
 
 
 def classical_inputs(settings: dict, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """A classical row's whole-clip features of the clips, raw and as its classifier reads them (each
-    speaker standardised over their clips where the row says so), the labels and each clip's target."""
+    """A classical row's whole-clip features of the clips (kinds joined by '+' side by side), raw and as
+    its classifier reads them (each speaker standardised over their clips where the row says so), the
+    labels and each clip's target."""
     from .classical import standardise_per_speaker
-    raw = classical_features(settings['features'], clips)
+    raw = np.concatenate([classical_features(kind, clips) for kind in settings['features'].split('+')], axis=1)
     features = standardise_per_speaker(raw, [c.speaker_key for c in clips]) if settings.get('speaker_norm') else raw
     labels = labels_present(clips)
     return raw, features, labels, np.array([labels.index(c.emotion) for c in clips])
@@ -607,18 +618,26 @@ def run_classical(name: str, row: Row, clips: list[Clip], splits: list[Split]) -
     allowed = corpus_labels(clips)
     folds = []
     for number, split in enumerate(splits):
-        # No epoch or early stop to choose: the validation speakers train too.
-        train = [index[id(c)] for c in split.train + split.validation]
+        def fitted(group: list[Clip]):
+            rows = [index[id(c)] for c in group]
+            return make_classifier(row.settings['classifier']).fit(features[rows], targets[rows])
+
+        def scored(model, group: list[Clip]) -> dict:
+            return score_fold(group, model.decision_function(features[[index[id(c)] for c in group]]),
+                              labels, allowed)
+        # The recipe is judged on the validation speakers; the test model trains on them too (no epoch to choose).
+        model = fitted(split.train + split.validation)
         test = [index[id(c)] for c in split.test]
-        model = make_classifier(row.settings['classifier']).fit(features[train], targets[train])
         folds.append({'fold': number, 'test_speakers': sorted({c.speaker_key for c in split.test}),
-                      'corpora': score_fold(split.test, model.decision_function(features[test]), labels, allowed)})
+                      'corpora': scored(model, split.test),
+                      'validation': scored(fitted(split.train), split.validation)})
         if speaker_norm:
             folds[-1]['skewed'] = {emotion: score_fold(split.test, model.decision_function(standardise_per_speaker(
                 raw[test], [speakers[i] for i in test], skew_mask(split.test, emotion))), labels, allowed)
                 for emotion in SKEWED}
         print(f'[benchmark] {name} fold {number}: ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()), flush=True)
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()) + '; validation ' + ', '.join(
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['validation'].items()), flush=True)
     return folds
 
 
@@ -916,7 +935,8 @@ def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) 
             folds[-1]['online'] = {variant: score_fold(split.test, scores, predictor.labels, allowed)
                                    for variant, scores in online.items()}
         print(f'[benchmark] {name} fold {number}: ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()), flush=True)
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()) + '; validation ' + ', '.join(
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['validation'].items()), flush=True)
     return folds
 
 
@@ -955,7 +975,8 @@ def score_fusion(name: str, clips: list[Clip], splits: list[Split]) -> list[dict
             scores = fused_probabilities(predictor, model, group, features[[position[id(c)] for c in group]])
             folds[-1][side] = score_fold(group, scores, labels, allowed)
         print(f'[benchmark] {name} fold {number}: ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()), flush=True)
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()) + '; validation ' + ', '.join(
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['validation'].items()), flush=True)
     return folds
 
 
@@ -1061,7 +1082,8 @@ def score_fused_windows(name: str, clips: list[Clip], splits: list[Split]) -> li
             else:
                 folds[-1]['validation'], folds[-1]['validation_stream'] = scored['offline'], scored['shuffled']
         print(f'[benchmark] {name} fold {number}: ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()), flush=True)
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()) + '; validation ' + ', '.join(
+            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['validation'].items()), flush=True)
     return folds
 
 
@@ -1268,6 +1290,24 @@ def validation_report() -> str:
     for name, s in scored.items():
         mark = ' **(chosen)**' if name == chosen else ''
         lines.append(f'| {ROWS[name].description}{mark} | ' + ' | '.join(
+            f"{s[d]['uar_mean']:.3f}" if d in s else '–' for d in CORPORA) + f" | {s['mean']:.3f} |")
+    return '\n'.join(lines)
+
+
+def classical_validation_report() -> str:
+    """Classical rows on their folds' validation speakers (fitted without them), the figures that choose
+    between classical recipes."""
+    scored = {n: stored(n)['validation'] for n, row in ROWS.items()
+              if row.kind == 'classical' and 'validation' in (stored(n) or {})}
+    if not scored:
+        return ''
+    lines = ["Classical rows on each fold's validation speakers, fitted on the rest of its training side, the "
+             'figures that choose between classical recipes: whole unseen speakers of every corpus with three or '
+             "more on a fold's training side (EMOVO and nEMO one, RAVDESS two), clips of the training speaker for "
+             'TESS. UAR mean over folds:', '',
+             '| row | EMOVO | RAVDESS | TESS | nEMO | mean of corpora |', '|---|---|---|---|---|---|']
+    for name, s in scored.items():
+        lines.append(f'| {ROWS[name].description} | ' + ' | '.join(
             f"{s[d]['uar_mean']:.3f}" if d in s else '–' for d in CORPORA) + f" | {s['mean']:.3f} |")
     return '\n'.join(lines)
 
@@ -1503,8 +1543,9 @@ def replace_section(path: Path, begin: str, end: str, body: str) -> None:
 
 def results_section() -> str:
     """Everything docs/results.md holds between its benchmark markers."""
-    sections = [report(), validation_report(), draws_report(), validation_agreement_report(),
-                stream_prior_report(), fusion_choice_report(), confounds(), skew_report()]
+    sections = [report(), validation_report(), classical_validation_report(), draws_report(),
+                validation_agreement_report(), stream_prior_report(), fusion_choice_report(), confounds(),
+                skew_report()]
     return '\n\n'.join(section for section in sections if section)
 
 

@@ -24,8 +24,14 @@ def mfcc_statistics(audio: np.ndarray, extractor: MfccExtractor) -> np.ndarray:
     return np.concatenate([stacked.mean(axis=1), stacked.std(axis=1)])
 
 
-def extract(kind: str, paths: Sequence) -> np.ndarray:
-    """(len(paths), dims) float32 features of each clip, read at 16 kHz."""
+def extract(kind: str, paths: Sequence, jobs: int = 1) -> np.ndarray:
+    """(len(paths), dims) float32 features of each clip, read at 16 kHz; jobs > 1: that many processes,
+    each extracting a contiguous share of the clips."""
+    if jobs > 1 and len(paths) > jobs:
+        from concurrent.futures import ProcessPoolExecutor
+        shares = [list(share) for share in np.array_split(np.array(paths, dtype=object), jobs)]
+        with ProcessPoolExecutor(jobs) as pool:
+            return np.concatenate(list(pool.map(extract, [kind] * jobs, shares)))
     if kind == 'mfcc_stats':
         extractor = MfccExtractor(FeatureConfig(normalize='none'))
         compute = lambda audio: mfcc_statistics(audio, extractor)  # noqa: E731
@@ -36,9 +42,9 @@ def extract(kind: str, paths: Sequence) -> np.ndarray:
     return np.stack([compute(load_audio(path, SAMPLE_RATE)) for path in paths]).astype(np.float32)
 
 
-def cached_features(kind: str, paths: Sequence, cache_dir: Path | None) -> np.ndarray:
-    """extract(kind, paths), taking clips already extracted from cache_dir/<kind>.npz (keyed by resolved
-    path) and adding the rest to it; no cache_dir: extract all."""
+def cached_features(kind: str, paths: Sequence, cache_dir: Path | None, jobs: int = 1) -> np.ndarray:
+    """extract(kind, paths, jobs), taking clips already extracted from cache_dir/<kind>.npz (keyed by
+    resolved path) and adding the rest to it; no cache_dir: extract all."""
     keys = np.array([str(Path(path).resolve()) for path in paths])
     cache = Path(cache_dir) / f'{kind}.npz' if cache_dir else None
     known: dict[str, np.ndarray] = {}
@@ -47,7 +53,7 @@ def cached_features(kind: str, paths: Sequence, cache_dir: Path | None) -> np.nd
             known = dict(zip(stored['paths'], stored['features'], strict=True))
     missing = [key for key in dict.fromkeys(keys) if key not in known]
     if missing:
-        known.update(zip(missing, extract(kind, missing), strict=True))
+        known.update(zip(missing, extract(kind, missing, jobs), strict=True))
         if cache:
             cache.parent.mkdir(parents=True, exist_ok=True)
             partial = cache.with_name(f'{cache.stem}.{os.getpid()}.npz')
