@@ -455,6 +455,53 @@ def test_feature_targets_are_training_clips_standardised_per_speaker_and_their_h
                           train.Distributed(), tmp_path)
 
 
+def test_corpus_classes_only_trains_as_before_where_the_corpus_has_every_class(data_dir, small_corpus, tmp_path):
+    from training import train
+    overrides = tiny_overrides(data_dir, small_corpus, 1)
+    train.run(train_config.resolve(overrides=overrides), tmp_path / 'plain')
+    train.run(train_config.resolve(overrides=[*overrides, 'training.corpus_classes_only=true']), tmp_path / 'masked')
+    plain, masked = read_history(tmp_path / 'plain'), read_history(tmp_path / 'masked')
+    assert masked[0]['train_loss'] == pytest.approx(plain[0]['train_loss'], rel=1e-4)
+
+
+def test_corpus_classes_only_leaves_a_corpus_s_missing_classes_out_of_both_losses():
+    from types import SimpleNamespace
+
+    import torch
+
+    from training.distill import Teacher
+    from training.train import corpus_classes, corpus_cross_entropy
+    labels = ['angry', 'disgust', 'neutral']
+    clips = [SimpleNamespace(dataset='emovo', emotion=e) for e in labels] + [
+        SimpleNamespace(dataset='ravdess', emotion=e) for e in ('angry', 'neutral')]
+    allowed = torch.from_numpy(corpus_classes(clips, labels))
+    assert allowed.tolist() == [[True, True, True]] * 3 + [[True, False, True]] * 2
+
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.5, 3.0, -1.0]], requires_grad=True)
+    targets = torch.tensor([0, 2])
+    everything = torch.ones(2, 3, dtype=torch.bool)
+    torch_loss = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(logits, targets)
+    assert torch.allclose(corpus_cross_entropy(logits, targets, everything, 0.1), torch_loss)
+    # Row 1 is a RAVDESS window: its disgust logit takes no probability and gets no gradient.
+    mask = torch.tensor([[True, True, True], [True, False, True]])
+    loss = corpus_cross_entropy(logits, targets, mask, 0.1)
+    loss.backward()
+    assert logits.grad[1, 1] == 0 and logits.grad[0, 1] != 0
+    two_classes = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(logits[1:, [0, 2]].detach(), torch.tensor([1]))
+    one_row = corpus_cross_entropy(logits[1:].detach(), targets[1:], mask[1:], 0.1)
+    assert torch.allclose(one_row, two_classes)
+
+    # The teachers' targets are renormalised over the window's classes; all allowed, nothing changes.
+    judge = Teacher([], labels, None, set(), set(), temperature=2.0,
+                    clip_probabilities=np.array([[0.2, 0.3, 0.5]] * 2, np.float32))
+    soft = judge.targets(torch.zeros(2, 3, 4), np.array([0, 1]))
+    assert torch.allclose(judge.loss(logits.detach(), soft, everything), judge.loss(logits.detach(), soft))
+    shifted = logits.detach().clone()
+    shifted[1, 1] += 5.0
+    assert torch.allclose(judge.loss(logits.detach(), soft, mask), judge.loss(shifted, soft, mask))
+    assert torch.isfinite(judge.loss(logits.detach(), soft, mask))
+
+
 def test_gradient_reversal_flips_and_scales_the_gradient_only():
     import torch
 

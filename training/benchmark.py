@@ -322,6 +322,13 @@ ROWS = {
                                               'and learning from the same teacher, seeded 1 instead of 0: its second '
                                               'draw', 'network',
                                               with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'training.seed=1')),
+    **{f'timnet_v6_corpus_classes{suffix}': Row(
+        NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation and learning from the same teacher row, '
+                  'each window\'s loss over its corpus\'s classes only (a RAVDESS, TESS or nEMO window neither '
+                  'learns disgust away nor smooths into it; its teacher\'s targets renormalised over them)' + text,
+        'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'training.corpus_classes_only=true', *seed))
+       for suffix, text, seed in (('', '', ()), ('_seed1', ', seeded 1 instead of 0: its second draw',
+                                                 ('training.seed=1',)))},
     **{f'{source}_speeds': Row(NETWORKS, f'{TIMNET_V6}, {source}\'s models, each window also heard played 0.9 and '
                                          '1.1 times as fast', 'stream',
                                {'weights_of': source, 'test_time_speeds': TEST_TIME_SPEEDS})

@@ -50,6 +50,9 @@ DEFAULTS = {
         'epochs': 60, 'batch_size': 64,
         'optimizer': 'adam', 'lr': 1e-3, 'betas': [0.93, 0.98], 'weight_decay': 0.0,
         'label_smoothing': 0.1,
+        # Each window's loss (and its teachers' targets) over the classes its corpus has only, as scores
+        # take the argmax: a clip of a corpus without `disgust` neither learns it away nor smooths into it.
+        'corpus_classes_only': False,
         'mixup': 0.0,                    # Beta(a, a) mixing of pairs of training windows and labels; 0 off
         # Weight of a speaker classifier trained through gradient reversal on the embedding the emotion
         # classifier reads (ramped up over training), so the embedding stops encoding who speaks; 0 off.

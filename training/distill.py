@@ -69,8 +69,17 @@ class Teacher:
         softened = torch.from_numpy(np.log(np.maximum(probabilities, 1e-8)) / self.temperature)
         return torch.softmax(softened, dim=-1).to(mfcc.device)
 
-    def loss(self, student_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, student_logits: torch.Tensor, targets: torch.Tensor,
+             allowed: torch.Tensor | None = None) -> torch.Tensor:
         """KL divergence of the softened student from the softened teachers, scaled by T^2 so its
-        gradients keep their size whatever the temperature."""
-        log_student = functional.log_softmax(student_logits / self.temperature, dim=-1)
+        gradients keep their size whatever the temperature. allowed: (batch, classes) booleans; both
+        distributions then cover each window's allowed classes only, the teachers' renormalised over them."""
+        scaled = student_logits / self.temperature
+        if allowed is None:
+            log_student = functional.log_softmax(scaled, dim=-1)
+        else:
+            targets = targets * allowed
+            targets = targets / targets.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+            log_student = functional.log_softmax(scaled.masked_fill(~allowed, float('-inf')), dim=-1)
+            log_student = log_student.masked_fill(~allowed, 0.0)
         return functional.kl_div(log_student, targets, reduction='batchmean') * self.temperature ** 2

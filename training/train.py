@@ -142,6 +142,25 @@ def sampling_weights(datasets: np.ndarray, labels: np.ndarray, balance: bool,
     return weights / weights.sum()
 
 
+def corpus_classes(clips, labels: list[str]) -> np.ndarray:
+    """(clips, labels) booleans: the labels among the given clips of each clip's corpus."""
+    present = {}
+    for clip in clips:
+        present.setdefault(clip.dataset, set()).add(clip.emotion)
+    return np.array([[label in present[clip.dataset] for label in labels] for clip in clips])
+
+
+def corpus_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor,
+                         smoothing: float) -> torch.Tensor:
+    """Cross-entropy with label smoothing over each window's allowed classes only: the others take no
+    probability and no smoothing mass (torch's CrossEntropyLoss where every class is allowed)."""
+    log_probs = functional.log_softmax(logits.masked_fill(~allowed, float('-inf')), dim=-1)
+    log_probs = log_probs.masked_fill(~allowed, 0.0)
+    spread = allowed.float() / allowed.sum(dim=-1, keepdim=True)
+    wanted = (1.0 - smoothing) * functional.one_hot(targets, logits.shape[-1]).float() + smoothing * spread
+    return -(wanted * log_probs).sum(dim=-1).mean()
+
+
 def epoch_order(indices: np.ndarray, weights: np.ndarray | None, copies: int, rng) -> np.ndarray:
     """Training order for one epoch: shuffled copies, or with sampling weights a weighted draw."""
     count = len(indices) * copies
@@ -283,6 +302,11 @@ class FoldTrainer:
         self.amp = bool(self.t['amp']) and device.startswith('cuda')
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp)
         self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=self.t['label_smoothing'])
+        self.allowed = None
+        if self.t['corpus_classes_only']:
+            allowed = np.zeros((len(clip_set.clips), len(clip_set.labels)), bool)
+            allowed[self.train_idx] = corpus_classes([clip_set.clips[i] for i in self.train_idx], clip_set.labels)
+            self.allowed = torch.from_numpy(allowed).to(device)
         self.history: list[dict] = []
         self.best = {'uar': -1.0, 'epoch': -1, 'state': None}
         self.start_epoch = 0
@@ -388,13 +412,17 @@ class FoldTrainer:
                 partner = torch.from_numpy(worker_rng.permutation(len(batch))).to(self.device)
                 mfcc = share * mfcc + (1 - share) * mfcc[partner]
             soft_targets = self.teacher.targets(mfcc, batch, share, partner) if self.teacher else None
+            allowed = None
+            if self.allowed is not None:    # a mixed window may take either partner's classes
+                allowed = self.allowed[torch.from_numpy(np.asarray(batch)).to(self.device)]
+                allowed = allowed if partner is None else allowed | allowed[partner]
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast('cuda', enabled=self.amp):
                 logits = self.net(mfcc)
-                loss = self.mixed_loss(logits.float(), targets, share, partner)
+                loss = self.mixed_loss(logits.float(), targets, share, partner, allowed)
                 if self.teacher:
                     weight = t['distill_weight']
-                    loss = (1 - weight) * loss + weight * self.teacher.loss(logits.float(), soft_targets)
+                    loss = (1 - weight) * loss + weight * self.teacher.loss(logits.float(), soft_targets, allowed)
                 if self.adversary:
                     speakers = torch.from_numpy(self.speaker_targets[np.asarray(batch)]).to(self.device)
                     speaker_logits = self.adversary(reversal).float()
@@ -419,11 +447,17 @@ class FoldTrainer:
             progress.set_postfix(loss=f'{total / seen:.3f}')
         return {'loss': total / max(seen, 1), 'accuracy': correct / max(seen, 1)}
 
-    def mixed_loss(self, logits, targets, share: float, partner) -> torch.Tensor:
-        loss = self.loss_fn(logits, targets)
+    def mixed_loss(self, logits, targets, share: float, partner, allowed=None) -> torch.Tensor:
+        """The task loss of a batch (mixed windows: each label by its share); allowed: the classes each
+        window's loss covers (training.corpus_classes_only), None: all."""
+        def loss_fn(wanted):
+            if allowed is None:
+                return self.loss_fn(logits, wanted)
+            return corpus_cross_entropy(logits, wanted, allowed, self.t['label_smoothing'])
+        loss = loss_fn(targets)
         if partner is None:
             return loss
-        return share * loss + (1 - share) * self.loss_fn(logits, targets[partner])
+        return share * loss + (1 - share) * loss_fn(targets[partner])
 
     def fit(self, resume: bool) -> None:
         if resume and self.load_checkpoint() and self.dist.main:
