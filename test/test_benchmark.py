@@ -1,5 +1,6 @@
 """The speaker-independent benchmark: folds, scoring over a corpus's own classes, summaries, report."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -193,6 +194,30 @@ def test_a_fold_stopped_part_way_resumes_from_its_checkpoint(tmp_path, monkeypat
     (tmp_path / 'timnet' / 'fold1' / 'fold1' / 'checkpoint.pt').write_bytes(b'')
     assert benchmark.train_network_fold('timnet', 1) == 0
     assert calls == [['train', 'timnet', '0'], ['train', 'timnet', '1', '--resume']]
+
+
+def test_kept_fold_models_stand_in_for_run_folders_a_fresh_checkout_lacks(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark, 'RUNS', tmp_path / 'runs')
+    monkeypatch.setattr(benchmark, 'KEPT', tmp_path / 'kept')
+    monkeypatch.setattr(benchmark, 'REPO', tmp_path)
+    monkeypatch.setattr(benchmark.subprocess, 'run', lambda *args, **kwargs: pytest.fail('nothing to train'))
+    with pytest.raises(SystemExit, match='timnet fold 0 is not trained here'):
+        benchmark.keep(['timnet'])
+    with pytest.raises(SystemExit, match='only network rows'):
+        benchmark.keep(['svm_mfcc'])
+    for fold in range(benchmark.FOLDS):
+        artifact = tmp_path / 'runs' / 'timnet' / f'fold{fold}' / f'fold{fold}' / 'artifact'
+        artifact.mkdir(parents=True)
+        for file in ('model.json', 'model.onnx', 'model.safetensors'):
+            (artifact / file).write_text(f'{file} {fold}')
+    assert benchmark.fold_artifact('timnet', 1) == tmp_path / 'runs' / 'timnet' / 'fold1' / 'fold1' / 'artifact'
+    assert benchmark.keep(['timnet']) == 0
+    kept = tmp_path / 'kept' / 'timnet' / 'fold1'
+    assert sorted(f.name for f in kept.iterdir()) == ['model.json', 'model.onnx']
+    assert (kept / 'model.onnx').read_text() == 'model.onnx 1'
+    shutil.rmtree(tmp_path / 'runs')
+    assert benchmark.fold_artifact('timnet', 1) == kept
+    assert benchmark.train_network_fold('timnet', 1) == 0
 
 
 def test_a_longer_recipe_continues_the_shorter_runs_checkpoint_only_when_that_run_went_its_full_length(

@@ -8,6 +8,7 @@
     python -m training.benchmark rescore --only ROW --spectral-mix float16   # re-export folds, score again
     python -m training.benchmark stream-prior --only ROW            # validation node view per stream prior
                                                                     # (and per fusion weight, for fused rows)
+    python -m training.benchmark keep --only ROW                    # store a row's fold models in git
 
 Folds: speakers of all corpora split into FOLDS groups at once (training.splits.speaker_folds), so
 EMOVO and nEMO are leave-one-speaker-out, RAVDESS is tested five actors a fold and TESS one speaker in
@@ -17,7 +18,9 @@ windows every 0.5 s, probabilities averaged; ser_models.windowing.predict_clips 
 ONNX), and the argmax runs over the corpus's own classes (RAVDESS has no disgust here, so a network
 cannot lose a RAVDESS clip to a class that corpus lacks). Classical rows score whole-clip features
 with the same restricted argmax. Each row's per-fold, per-corpus UAR and confusion are kept in
-docs/benchmark/ROW.json, so the report is regenerated without retraining.
+docs/benchmark/ROW.json, so the report is regenerated without retraining; rows that others build on
+(teachers, fused rows' networks) keep their fold models in docs/benchmark/folds/ROW/, so those run on a
+fresh checkout too.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ RUNS = REPO / 'runs' / 'benchmark'
 FINAL = REPO / 'runs' / 'final'
 FEATURE_CACHE = RUNS / 'features'    # classical features of every clip, shared by rows and clip teachers
 RESULTS = REPO / 'docs' / 'benchmark'
+KEPT = RESULTS / 'folds'   # fold models (ONNX and model.json) of rows others build on, kept with the results
 CORPORA = ('emovo', 'ravdess', 'tess', 'nemo')
 FOLDS = 4
 SEED = 0
@@ -699,9 +703,29 @@ def weights_row(name: str) -> str:
 
 
 def fold_artifact(name: str, fold: int | None) -> Path:
+    """A row's fold model: its run folder's, else the one `keep` stored in KEPT; fold None: its final run's."""
     if fold is None:
         return FINAL / name / 'all' / 'artifact'
-    return RUNS / name / f'fold{fold}' / f'fold{fold}' / 'artifact'
+    trained, kept = RUNS / name / f'fold{fold}' / f'fold{fold}' / 'artifact', KEPT / name / f'fold{fold}'
+    return kept if not (trained / 'model.json').is_file() and (kept / 'model.json').is_file() else trained
+
+
+def keep(names: list[str]) -> int:
+    """Copy network rows' fold models (model.onnx and model.json, what scoring and teaching load) from
+    their run folders into KEPT, so rows that build on them run on a fresh checkout."""
+    for name in names:
+        if ROWS[name].kind != 'network':
+            raise SystemExit(f'{name}: only network rows have fold models to keep')
+        for fold in range(FOLDS):
+            source = RUNS / name / f'fold{fold}' / f'fold{fold}' / 'artifact'
+            if not (source / 'model.json').is_file():
+                raise SystemExit(f'{name} fold {fold} is not trained here ({row_command(name)})')
+            target = KEPT / name / f'fold{fold}'
+            target.mkdir(parents=True, exist_ok=True)
+            for file in ('model.json', 'model.onnx'):
+                shutil.copy2(source / file, target / file)
+        print(f'[benchmark] {name}: {FOLDS} fold models kept in {(KEPT / name).relative_to(REPO)}', flush=True)
+    return 0
 
 
 def continue_shorter_run(name: str, fold: int | None, out: Path) -> None:
@@ -1564,7 +1588,7 @@ def write_report(results_md: Path, readme: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('action', choices=['run', 'final', 'validate', 'rescore', 'stream-prior', 'report',
-                                           'commands'])
+                                           'commands', 'keep'])
     parser.add_argument('--only', nargs='*', choices=sorted(ROWS), help='rows (default: all)')
     parser.add_argument('--jobs', type=int, default=2, help='network folds trained at once (one thread each)')
     parser.add_argument('--write', action='store_true',
@@ -1580,6 +1604,8 @@ def main(argv=None) -> int:
         return stream_prior(names)
     if args.action == 'validate':
         return validate(names)
+    if args.action == 'keep':
+        return keep(names)
     if args.action == 'final':   # a network row's recipe on every speaker, to ship with training.ship
         extract_clip_features(names, benchmark_clips())
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
