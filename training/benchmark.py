@@ -593,6 +593,14 @@ def summarize(folds: list[dict], labels: list[str]) -> dict:
     return summary
 
 
+def print_fold(name: str, number: int, fold: dict) -> None:
+    """One scored fold's per-corpus UAR on its test speakers and on its validation clips."""
+    sides = [('', fold['corpora']), ('; validation ', fold.get('validation', {}))]
+    print(f'[benchmark] {name} fold {number}: ' + ''.join(
+        prefix + ', '.join(f"{d} {m['uar']:.3f}" for d, m in corpora.items()) for prefix, corpora in sides if corpora),
+        flush=True)
+
+
 # ---------------------------------------------------------------------------------------- classical rows
 def classical_features(kind: str, clips: list[Clip]) -> np.ndarray:
     """(clips, dims) whole-clip features, cached under runs/benchmark/features/ (FEATURE_CACHE)."""
@@ -646,9 +654,7 @@ def run_classical(name: str, row: Row, clips: list[Clip], splits: list[Split]) -
             folds[-1]['skewed'] = {emotion: score_fold(split.test, model.decision_function(standardise_per_speaker(
                 raw[test], [speakers[i] for i in test], skew_mask(split.test, emotion))), labels, allowed)
                 for emotion in SKEWED}
-        print(f'[benchmark] {name} fold {number}: ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()) + '; validation ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['validation'].items()), flush=True)
+        print_fold(name, number, folds[-1])
     return folds
 
 
@@ -965,9 +971,7 @@ def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) 
                            for variant, order in orders.items()})
             folds[-1]['online'] = {variant: score_fold(split.test, scores, predictor.labels, allowed)
                                    for variant, scores in online.items()}
-        print(f'[benchmark] {name} fold {number}: ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()) + '; validation ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['validation'].items()), flush=True)
+        print_fold(name, number, folds[-1])
     return folds
 
 
@@ -1005,9 +1009,7 @@ def score_fusion(name: str, clips: list[Clip], splits: list[Split]) -> list[dict
         for side, group in (('corpora', split.test), ('validation', split.validation)):
             scores = fused_probabilities(predictor, model, group, features[[position[id(c)] for c in group]])
             folds[-1][side] = score_fold(group, scores, labels, allowed)
-        print(f'[benchmark] {name} fold {number}: ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()) + '; validation ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['validation'].items()), flush=True)
+        print_fold(name, number, folds[-1])
     return folds
 
 
@@ -1112,9 +1114,7 @@ def score_fused_windows(name: str, clips: list[Clip], splits: list[Split]) -> li
                 folds[-1]['online'] = scored
             else:
                 folds[-1]['validation'], folds[-1]['validation_stream'] = scored['offline'], scored['shuffled']
-        print(f'[benchmark] {name} fold {number}: ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['corpora'].items()) + '; validation ' + ', '.join(
-            f"{d} {m['uar']:.3f}" for d, m in folds[-1]['validation'].items()), flush=True)
+        print_fold(name, number, folds[-1])
     return folds
 
 

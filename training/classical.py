@@ -95,8 +95,9 @@ def make_classifier(kind: str, probabilities: bool = False):
 def out_of_speaker_probabilities(features: np.ndarray, targets: np.ndarray, speakers: Sequence[str],
                                  groups: list[list[str]], n_classes: int) -> np.ndarray:
     """Each clip's class probabilities from the speaker-standardised RBF SVM (the speaker-normalised
-    classical rows' classifier) fitted on the clips of the other speaker groups only, so they say how a clip sounds to a
-    model that never heard its speaker. groups: a partition of the speakers. (clips, n_classes)."""
+    classical rows' classifier) fitted on the clips of the other speaker groups only, so they say how a
+    clip sounds to a model that never heard its speaker. groups: a partition of the speakers.
+    (clips, n_classes)."""
     speakers = np.asarray(speakers)
     standardised = standardise_per_speaker(features, speakers)
     probabilities = np.zeros((len(speakers), n_classes), np.float32)
