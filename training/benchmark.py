@@ -708,11 +708,16 @@ def weights_row(name: str) -> str:
     return ROWS[name].settings.get('weights_of', name)
 
 
+def trained_artifact(name: str, fold: int) -> Path:
+    """Where a row's fold training leaves its model."""
+    return RUNS / name / f'fold{fold}' / f'fold{fold}' / 'artifact'
+
+
 def fold_artifact(name: str, fold: int | None) -> Path:
     """A row's fold model: its run folder's, else the one `keep` stored in KEPT; fold None: its final run's."""
     if fold is None:
         return FINAL / name / 'all' / 'artifact'
-    trained, kept = RUNS / name / f'fold{fold}' / f'fold{fold}' / 'artifact', KEPT / name / f'fold{fold}'
+    trained, kept = trained_artifact(name, fold), KEPT / name / f'fold{fold}'
     return kept if not (trained / 'model.json').is_file() and (kept / 'model.json').is_file() else trained
 
 
@@ -723,7 +728,7 @@ def keep(names: list[str]) -> int:
         if ROWS[name].kind != 'network':
             raise SystemExit(f'{name}: only network rows have fold models to keep')
         for fold in range(FOLDS):
-            source = RUNS / name / f'fold{fold}' / f'fold{fold}' / 'artifact'
+            source = trained_artifact(name, fold)
             if not (source / 'model.json').is_file():
                 raise SystemExit(f'{name} fold {fold} is not trained here ({row_command(name)})')
             target = KEPT / name / f'fold{fold}'
@@ -1303,9 +1308,14 @@ def skew_report() -> str:
         sources = [('all clips', summary)] + [(f'{e} clips only', summary['skewed'][e]) for e in SKEWED]
         sources += [(text, summary['online'][v]) for v, text in ONLINE.items() if 'online' in summary]
         for source, s in sources:
-            lines.append(f'| {row.description} | {source} | ' + ' | '.join(
-                f"{s[d]['uar_mean']:.3f}" if d in s else '–' for d in CORPORA) + f" | {s['mean']:.3f} |")
+            lines.append(f'| {row.description} | {source} | {mean_cells(s)} |')
     return '\n'.join(lines)
+
+
+def mean_cells(summary: dict) -> str:
+    """A summary's per-corpus UAR means and mean of corpora as table cells ('–' for a corpus it lacks)."""
+    return ' | '.join([*(f"{summary[d]['uar_mean']:.3f}" if d in summary else '–' for d in CORPORA),
+                       f"{summary['mean']:.3f}"])
 
 
 def validation_report() -> str:
@@ -1320,8 +1330,7 @@ def validation_report() -> str:
     chosen = max(scored, key=lambda n: scored[n]['mean'], default=None)
     for name, s in scored.items():
         mark = ' **(chosen)**' if name == chosen else ''
-        lines.append(f'| {ROWS[name].description}{mark} | ' + ' | '.join(
-            f"{s[d]['uar_mean']:.3f}" if d in s else '–' for d in CORPORA) + f" | {s['mean']:.3f} |")
+        lines.append(f'| {ROWS[name].description}{mark} | {mean_cells(s)} |')
     return '\n'.join(lines)
 
 
@@ -1334,12 +1343,11 @@ def classical_validation_report() -> str:
         return ''
     lines = ["Classical rows on each fold's validation speakers, fitted on the rest of its training side, the "
              'figures that choose between classical recipes: whole unseen speakers of every corpus with three or '
-             "more on a fold's training side (EMOVO and nEMO one, RAVDESS two), clips of the training speaker for "
+             "more on a fold's training side (EMOVO and nEMO one, RAVDESS two), clips of training speakers for "
              'TESS. UAR mean over folds:', '',
              '| row | EMOVO | RAVDESS | TESS | nEMO | mean of corpora |', '|---|---|---|---|---|---|']
     for name, s in scored.items():
-        lines.append(f'| {ROWS[name].description} | ' + ' | '.join(
-            f"{s[d]['uar_mean']:.3f}" if d in s else '–' for d in CORPORA) + f" | {s['mean']:.3f} |")
+        lines.append(f'| {ROWS[name].description} | {mean_cells(s)} |')
     return '\n'.join(lines)
 
 

@@ -13,6 +13,13 @@ from ser_models.ensemble import AveragedPredictor
 from ser_models.predictor import load
 
 
+def allowed_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities over each row's allowed classes only; the others read 0, so a target that gives
+    them no mass adds nothing to a cross-entropy or KL divergence."""
+    log_probs = functional.log_softmax(logits.masked_fill(~allowed, float('-inf')), dim=-1)
+    return log_probs.masked_fill(~allowed, 0.0)
+
+
 class Teacher:
     """Trained artifacts averaged, checked to share the student's labels and features and to have seen
     none of the speakers the student is tested or validated on; and/or fixed per-clip probabilities
@@ -80,6 +87,5 @@ class Teacher:
         else:
             targets = targets * allowed
             targets = targets / targets.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-            log_student = functional.log_softmax(scaled.masked_fill(~allowed, float('-inf')), dim=-1)
-            log_student = log_student.masked_fill(~allowed, 0.0)
+            log_student = allowed_log_softmax(scaled, allowed)
         return functional.kl_div(log_student, targets, reduction='batchmean') * self.temperature ** 2

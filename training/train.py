@@ -37,7 +37,7 @@ from . import config as config_module
 from .classical import cached_features, out_of_speaker_probabilities, standardise_per_speaker
 from .data import ClipSet, WindowBatcher
 from .datasets import labels_present, load_clips
-from .distill import Teacher
+from .distill import Teacher, allowed_log_softmax
 from .metrics import classification_metrics
 from .plots import plot_confusion, plot_curves
 from .splits import make_splits, speaker_folds
@@ -154,8 +154,7 @@ def corpus_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, allowed: t
                          smoothing: float) -> torch.Tensor:
     """Cross-entropy with label smoothing over each window's allowed classes only: the others take no
     probability and no smoothing mass (torch's CrossEntropyLoss where every class is allowed)."""
-    log_probs = functional.log_softmax(logits.masked_fill(~allowed, float('-inf')), dim=-1)
-    log_probs = log_probs.masked_fill(~allowed, 0.0)
+    log_probs = allowed_log_softmax(logits, allowed)
     spread = allowed.float() / allowed.sum(dim=-1, keepdim=True)
     wanted = (1.0 - smoothing) * functional.one_hot(targets, logits.shape[-1]).float() + smoothing * spread
     return -(wanted * log_probs).sum(dim=-1).mean()
