@@ -14,6 +14,7 @@ import numpy as np
 from .features import SpeakerNormalizer
 
 FUNCTIONAL_SETS = {'egemaps': 'eGeMAPSv02', 'compare': 'ComParE_2016'}
+STREAM_LOOKAHEAD = 0.25    # seconds: a window's functionals need about 80 ms of audio after its end (F0 smoothing)
 
 
 class FunctionalsExtractor:
@@ -62,6 +63,23 @@ class FunctionalsExtractor:
         table = self._sliding[key].process_signal(np.asarray(waveform, dtype=np.float32), self.sample_rate)
         starts = np.array([start.total_seconds() for start in table.index.get_level_values('start')])
         return starts, table.to_numpy().astype(np.float32)
+
+    def stream_windows(self, waveform: np.ndarray, window: int, hop: int) -> np.ndarray:
+        """(N, dims) functionals of the windows a stream of this clip cuts (window samples every hop from its
+        start, while they fit), from one pass (sliding), as StreamFunctionals computes them live; a clip no
+        longer than a window is centre-padded to one, as clip_windows does. Silence follows the clip, as it
+        would on a stream: a window's last descriptors wait for STREAM_LOOKAHEAD seconds after it."""
+        from .predictor import fit_to_length
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if waveform.shape[-1] < window:
+            waveform = fit_to_length(waveform, window)
+        count = 1 + (waveform.shape[-1] - window) // hop
+        silence = np.zeros(int(round(STREAM_LOOKAHEAD * self.sample_rate)), np.float32)
+        vectors = self.sliding(np.concatenate([waveform, silence]), window / self.sample_rate,
+                               hop / self.sample_rate)[1][:count]
+        if len(vectors) < count or not np.all(np.isfinite(vectors)):
+            raise RuntimeError(f'openSMILE gave {len(vectors)} finite windows of {count}')
+        return vectors
 
 
 def as_frames(vectors: np.ndarray) -> np.ndarray:

@@ -511,6 +511,15 @@ def chosen_fused_row(source: str) -> Row:
 ROWS.update({f'fused_{source}_egemaps_chosen': chosen_fused_row(source)
              for source in ('timnet_partial_rerun', 'timnet_partial_seed1', 'timnet_v6_speaker_validation',
                             'timnet_v6_speaker_validation_seed1')})
+UNSEEN_CARVE_DRAWS = ('timnet_v6_speaker_validation', 'timnet_v6_speaker_validation_seed1')
+# The same pairs with each window's functionals from one openSMILE pass over the clip, as a stream computes
+# them live (StreamFunctionals), the SVM fitted on such windows too.
+ROWS.update({f'fused_{source}_egemaps_one_pass': Row(
+    FUSIONS, f'As fused_{source}_egemaps, each window\'s eGeMAPS functionals from one openSMILE pass over its '
+             'clip, as a stream computes them live (descriptors near a window\'s edges see the audio beside it), '
+             'for the SVM\'s training windows too, instead of one call a window', 'fusion',
+    {**ROWS[f'fused_{source}_egemaps'].settings, 'one_pass': True}) for source in UNSEEN_CARVE_DRAWS})
+
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
 
@@ -1018,14 +1027,24 @@ def score_fusion(name: str, clips: list[Clip], splits: list[Split]) -> list[dict
     return folds
 
 
-def window_functionals(kind: str, clips: list[Clip], window: int, hop: int) -> list[np.ndarray]:
-    """Each clip's (windows, dims) functionals of its node windows (clip_windows at 16 kHz), cached under
-    FEATURE_CACHE by clip path."""
+def clip_window_functionals(kind: str, paths: list[str], window: int, hop: int, one_pass: bool) -> list[np.ndarray]:
+    """Each clip's (windows, dims) functionals of its node windows at 16 kHz: one openSMILE call a window
+    of clip_windows, or (one_pass) one pass over the clip, as a stream of it computes them
+    (FunctionalsExtractor.stream_windows)."""
     from ser_models.functionals import FunctionalsExtractor
     from ser_models.windowing import clip_windows
 
     from .data import load_audio
-    cache = FEATURE_CACHE / f'{kind}_windows_{window}_{hop}.npz'
+    extractor = FunctionalsExtractor(kind, 16000)
+    if one_pass:
+        return [extractor.stream_windows(load_audio(path, 16000), window, hop) for path in paths]
+    return [extractor.windows(clip_windows(load_audio(path, 16000), window, hop)) for path in paths]
+
+
+def window_functionals(kind: str, clips: list[Clip], window: int, hop: int, one_pass: bool = False) -> list[np.ndarray]:
+    """clip_window_functionals of the clips, one process a core, cached under FEATURE_CACHE by clip path."""
+    from concurrent.futures import ProcessPoolExecutor
+    cache = FEATURE_CACHE / f'{kind}_{"stream_" if one_pass else ""}windows_{window}_{hop}.npz'
     known: dict[str, np.ndarray] = {}
     if cache.is_file():
         with np.load(cache) as stored_features:
@@ -1036,8 +1055,12 @@ def window_functionals(kind: str, clips: list[Clip], window: int, hop: int) -> l
     missing = [key for key in dict.fromkeys(keys) if key not in known]
     if missing:
         started = time.time()
-        extractor = FunctionalsExtractor(kind, 16000)
-        known.update({key: extractor.windows(clip_windows(load_audio(key, 16000), window, hop)) for key in missing})
+        jobs = min(os.cpu_count() or 1, len(missing))
+        shares = [list(share) for share in np.array_split(np.array(missing, dtype=object), jobs)]
+        with ProcessPoolExecutor(jobs) as pool:
+            parts = pool.map(clip_window_functionals, [kind] * jobs, shares, [window] * jobs, [hop] * jobs,
+                             [one_pass] * jobs)
+            known.update(zip(missing, [vectors for part in parts for vectors in part], strict=True))
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_name(f'{cache.stem}.{os.getpid()}.npz')
         np.savez(partial, paths=np.array(list(known)), counts=np.array([len(v) for v in known.values()]),
@@ -1068,7 +1091,7 @@ def fused_folds(name: str, clips: list[Clip], splits: list[Split]):
         if predictor.features.config.normalize != 'speaker' or predictor.labels != labels_present(clips):
             raise SystemExit(f'{name}: fusion needs a speaker-normalised network over {labels_present(clips)}')
         vectors = window_functionals(settings['functionals'], clips, predictor.window_samples,
-                                     int(round(HOP_SECONDS * predictor.sample_rate)))
+                                     int(round(HOP_SECONDS * predictor.sample_rate)), settings.get('one_pass', False))
 
         def windows_of(group: list[Clip], vectors=vectors) -> list[np.ndarray]:
             return [vectors[position[id(c)]] for c in group]
