@@ -296,7 +296,42 @@ def sliding_against_windows(extractor, seconds: float = 30.0) -> dict:
     gap = np.abs(sliding - apart) / (apart.std(axis=0) + 1e-9)
     return {'sliding_windows': len(starts), 'sliding_ms_per_window': 1e3 * sliding_seconds / len(starts),
             'windows_ms_per_window': 1e3 * windows_seconds / len(starts),
-            'sliding_gap_sd_median': float(np.median(gap)), 'sliding_gap_sd_p90': float(np.percentile(gap, 90))}
+            'sliding_gap_sd_median': float(np.median(gap)), 'sliding_gap_sd_p90': float(np.percentile(gap, 90)),
+            **stream_functionals_cost(extractor, speech)}
+
+
+def stream_functionals_cost(extractor, speech: np.ndarray, block_seconds: float = 0.1) -> dict:
+    """The same windows computed live (StreamFunctionals, as a node stream of a one-pass fused model does):
+    fed in block_seconds blocks, each window taken once STREAM_LOOKAHEAD s follow it. CPU of this process
+    (openSMILE's thread included) a second of audio, the wait for a window whose lookahead is written
+    (median, max), the largest difference from one pass over the whole signal, and the resident memory
+    added by feeding it ten times the audio."""
+    import resource
+
+    from ser_models.functionals import STREAM_LOOKAHEAD
+    block, lookahead = int(block_seconds * 16000), int(STREAM_LOOKAHEAD * 16000)
+    _, whole = extractor.sliding(speech, WINDOW / 16000, 0.5)
+    stream = extractor.stream(WINDOW, 8000)
+    waits, got, index = [], [], 0
+    started = time.process_time()
+    for repeat in range(10):
+        for begin in range(0, speech.size, block):
+            stream.write(speech[begin:begin + block])
+            while stream.window_end(index) + lookahead <= stream.written:
+                waited = time.perf_counter()
+                got.append(stream.ready(index))
+                waits.append(time.perf_counter() - waited)
+                index += 1
+        if repeat == 0:
+            cpu_first = time.process_time() - started
+            rss_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_first
+    stream.close()
+    first = np.stack(got[:len(whole)])
+    return {'stream_cpu_ms_per_audio_second': 1e3 * cpu_first / (speech.size / 16000),
+            'stream_wait_ms_median': 1e3 * float(np.median(waits)), 'stream_wait_ms_max': 1e3 * max(waits),
+            'stream_max_difference': float(np.abs(first - whole).max()),
+            'stream_rss_growth_mb': rss_growth / 1024, 'stream_audio_seconds': 10 * speech.size / 16000}
 
 
 def bench_node(model: str, backend: str, windows: int, realtime_seconds: float) -> dict:
@@ -536,6 +571,11 @@ def print_table(report: dict):
               f"{cost['sliding_windows']} node windows over 30 s of speech: {cost['sliding_ms_per_window']:.1f} ms a "
               f"window from one pass against {cost['windows_ms_per_window']:.1f} ms a call each, functionals apart by "
               f"{cost['sliding_gap_sd_median']:.3f} sd median, {cost['sliding_gap_sd_p90']:.3f} p90")
+        print(f"live (StreamFunctionals, 0.1 s blocks): {cost['stream_cpu_ms_per_audio_second']:.1f} ms of CPU a "
+              f"second of audio; a window's wait once its lookahead is in {cost['stream_wait_ms_median']:.1f} ms "
+              f"median, {cost['stream_wait_ms_max']:.1f} ms max; max difference from one pass "
+              f"{cost['stream_max_difference']:g}; resident memory +{cost['stream_rss_growth_mb']:.1f} MB over "
+              f"{cost['stream_audio_seconds']:.0f} s more")
     floor = report.get('rclpy_floor')
     if floor:
         print(f"{floor['what']}: CPU {floor['cpu_core_share'] * 100:.2f} % of a core, "

@@ -71,6 +71,7 @@ MODEL_JSON_SCHEMA = {
                            'classes': {'type': 'array', 'items': {'type': 'string'}, 'minItems': 2,
                                        'uniqueItems': True},
                            'weight': {'type': 'number', 'exclusiveMinimum': 0, 'maximum': 1},
+                           'one_pass': {'type': 'boolean'},   # fitted on one-pass functionals; absent: false
                            'speaker_normalization': {
                                'type': 'object', 'required': ['mean', 'std', 'frames'],
                                'properties': {'mean': {'type': 'array', 'items': {'type': 'number'}},

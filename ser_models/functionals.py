@@ -47,39 +47,159 @@ class FunctionalsExtractor:
         windows() computes them again for every window that holds the sample. A window's descriptors near
         its start see the audio before it, so its functionals differ a little from windows()'s of the same
         samples (bench/bench.py --sections functionals measures how much)."""
-        import tempfile
-
         import opensmile
         key = (window_seconds, hop_seconds)
         if key not in self._sliding:
-            if self._config_dir is None:    # openSMILE reads the frame settings from a file on every call
-                self._config_dir = tempfile.TemporaryDirectory(prefix='ser_functionals_')
-            frames = Path(self._config_dir.name) / f'sliding_{window_seconds:g}_{hop_seconds:g}.conf.inc'
-            frames.write_text(f'frameMode = fixed\nframeSize = {window_seconds}\nframeStep = {hop_seconds}\n'
-                              'frameCenterSpecial = left\n')
             self._sliding[key] = opensmile.Smile(feature_set=self._smile.feature_set,
                                                  feature_level=opensmile.FeatureLevel.Functionals,
-                                                 options={'frameModeFunctionalsConf': str(frames)})
+                                                 options={'frameModeFunctionalsConf': str(self._frames_config(
+                                                     window_seconds, hop_seconds))})
         table = self._sliding[key].process_signal(np.asarray(waveform, dtype=np.float32), self.sample_rate)
         starts = np.array([start.total_seconds() for start in table.index.get_level_values('start')])
         return starts, table.to_numpy().astype(np.float32)
 
-    def stream_windows(self, waveform: np.ndarray, window: int, hop: int) -> np.ndarray:
+    def _config_file(self, name: str, text: str) -> Path:
+        """A config include openSMILE reads by path (it reads them again on every run)."""
+        import tempfile
+        if self._config_dir is None:
+            self._config_dir = tempfile.TemporaryDirectory(prefix='ser_functionals_')
+        path = Path(self._config_dir.name) / name
+        if not path.is_file():
+            path.write_text(text)
+        return path
+
+    def _frames_config(self, window_seconds: float, hop_seconds: float) -> Path:
+        return self._config_file(f'frames_{window_seconds:g}_{hop_seconds:g}.conf.inc',
+                                 f'frameMode = fixed\nframeSize = {window_seconds}\nframeStep = {hop_seconds}\n'
+                                 'frameCenterSpecial = left\n')
+
+    def stream(self, window: int, hop: int) -> StreamFunctionals:
+        """A StreamFunctionals of window samples every hop, fed as a stream's audio arrives."""
+        return StreamFunctionals(self, window, hop)
+
+    def stream_windows(self, waveform: np.ndarray, window: int, hop: int, through_end: bool = False) -> np.ndarray:
         """(N, dims) functionals of the windows a stream of this clip cuts (window samples every hop from its
-        start, while they fit), from one pass (sliding), as StreamFunctionals computes them live; a clip no
-        longer than a window is centre-padded to one, as clip_windows does. Silence follows the clip, as it
-        would on a stream: a window's last descriptors wait for STREAM_LOOKAHEAD seconds after it."""
+        start), from one pass (sliding), as StreamFunctionals computes them live: those that fit in the clip,
+        or (through_end) on until one holds its last sample, as on a stream where silence follows it. A clip
+        no longer than a window is centre-padded to one, as clip_windows does. Silence follows the clip:
+        a window's last descriptors wait for STREAM_LOOKAHEAD seconds after it."""
         from .predictor import fit_to_length
         waveform = np.asarray(waveform, dtype=np.float32)
         if waveform.shape[-1] < window:
             waveform = fit_to_length(waveform, window)
-        count = 1 + (waveform.shape[-1] - window) // hop
-        silence = np.zeros(int(round(STREAM_LOOKAHEAD * self.sample_rate)), np.float32)
+        beyond = waveform.shape[-1] - window
+        count = 1 + (-(-beyond // hop) if through_end else beyond // hop)
+        silence = np.zeros(max(0, (count - 1) * hop + window - waveform.shape[-1])
+                           + int(round(STREAM_LOOKAHEAD * self.sample_rate)), np.float32)
         vectors = self.sliding(np.concatenate([waveform, silence]), window / self.sample_rate,
                                hop / self.sample_rate)[1][:count]
         if len(vectors) < count or not np.all(np.isfinite(vectors)):
             raise RuntimeError(f'openSMILE gave {len(vectors)} finite windows of {count}')
         return vectors
+
+
+class StreamFunctionals:
+    """Functionals of one stream's windows (window samples every hop from the first sample written), from
+    one openSMILE instance fed as the audio arrives and run on its own thread: each sample's descriptors are
+    computed once, in ring buffers of fixed size, and each window's functionals equal
+    FunctionalsExtractor.sliding's over the same samples. Window k is ready once STREAM_LOOKAHEAD seconds
+    of audio after it are written (ready()), or after finish()."""
+
+    WRITE_TIMEOUT = 10.0    # seconds write() waits for room in openSMILE's input ring before it gives up
+    WRITE_BLOCK = 0.25      # seconds of audio written at a time
+
+    def __init__(self, extractor: FunctionalsExtractor, window: int, hop: int):
+        import threading
+
+        import opensmile
+        from opensmile.core.lib import OpenSMILE
+        rate = extractor.sample_rate
+        self.window, self.hop, self.written = window, hop, 0
+        self._vectors: dict[int, np.ndarray] = {}
+        self._arrived = threading.Condition()
+        self._failure: BaseException | None = None
+        self._finished = False
+        # Ring buffers: the wave level holds a window and a second more; descriptor levels twice a window
+        # of 10 ms frames. openSMILE's defaults grow without bound on a stream.
+        wave = extractor._config_file(
+            f'stream_wave_{rate}_{window}.conf.inc',
+            '[componentInstances:cComponentManager]\ninstance[extsource].type=cExternalAudioSource\n\n'
+            f'[extsource:cExternalAudioSource]\nwriter.dmLevel = wave\nwriter.levelconf.growDyn = 0\n'
+            f'writer.levelconf.isRb = 1\nwriter.levelconf.nT = {window + rate}\nsampleRate = {rate}\n'
+            'nBits = 16\nchannels = 1\n')
+        frames = 2 * int(np.ceil(100 * window / rate)) + 100
+        descriptors = extractor._config_file(f'stream_ring_{frames}.conf.inc',
+                                             f'writer.levelconf.growDyn = 0\nwriter.levelconf.isRb = 1\n'
+                                             f'writer.levelconf.nT = {frames}\n')
+        settings = opensmile.Smile(feature_set=extractor._smile.feature_set,
+                                   feature_level=opensmile.FeatureLevel.Functionals,
+                                   options={'frameModeFunctionalsConf': str(extractor._frames_config(
+                                       window / rate, hop / rate))})
+        options = {**settings._options(), 'source': str(wave), 'bufferModeConf': str(descriptors),
+                   'sampleRate': rate, 'nBits': 16}
+        self._smile = OpenSMILE()
+        self._smile.initialize(settings.config_path, options, loglevel=1)
+        self._smile.external_sink_set_callback_ex('extsink', self._arrive)
+        self._hop_seconds, self._rate = hop / rate, rate
+        self._thread = threading.Thread(target=self._run, name='openSMILE stream', daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._smile.run()
+        except BaseException as error:  # reported to the caller by ready()
+            self._failure = error
+        with self._arrived:
+            self._finished = True
+            self._arrived.notify_all()
+
+    def _arrive(self, data: np.ndarray, meta) -> None:
+        with self._arrived:
+            self._vectors[int(round(meta.time / self._hop_seconds))] = data.reshape(-1).astype(np.float32)
+            self._arrived.notify_all()
+
+    def write(self, samples: np.ndarray) -> None:
+        """Append float samples in [-1, 1) at the extractor's rate; blocks while openSMILE's input ring is
+        full (it works through what it holds), raises RuntimeError if it stays full WRITE_TIMEOUT s."""
+        import time
+        pcm = (np.clip(np.asarray(samples, np.float32), -1.0, 32767 / 32768) * 32768).astype(np.int16)
+        block = int(self.WRITE_BLOCK * self._rate)
+        for start in range(0, pcm.size, block):
+            data = pcm[start:start + block].tobytes()
+            deadline = time.monotonic() + self.WRITE_TIMEOUT
+            while not self._smile.external_audio_source_write_data('extsource', data):
+                if self._finished or time.monotonic() > deadline:
+                    raise RuntimeError(f'openSMILE took no audio for {self.WRITE_TIMEOUT:g} s'
+                                       if not self._finished else 'openSMILE stopped')
+                time.sleep(0.002)
+        self.written += pcm.size
+
+    def window_end(self, index: int) -> int:
+        """The sample one past window `index`'s last."""
+        return index * self.hop + self.window
+
+    def ready(self, index: int, timeout: float = 2.0) -> np.ndarray | None:
+        """Window `index`'s functionals, waiting up to timeout s for them; None if they did not come.
+        Windows before it are forgotten."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: index in self._vectors or self._finished, timeout)
+            for old in [k for k in self._vectors if k < index]:
+                del self._vectors[old]
+            if self._failure is not None and index not in self._vectors:
+                raise RuntimeError(f'openSMILE failed: {self._failure}')
+            return self._vectors.pop(index, None)
+
+    def finish(self) -> None:
+        """End of input, as if STREAM_LOOKAHEAD s of silence followed (stream_windows's clips are heard so):
+        every window that fits in the audio written becomes ready; no more audio is taken."""
+        if not self._finished:
+            self.write(np.zeros(int(round(STREAM_LOOKAHEAD * self._rate)), np.float32))
+            self._smile.external_audio_source_set_eoi('extsource')
+        self._thread.join(self.WRITE_TIMEOUT)
+
+    def close(self) -> None:
+        self.finish()
+        self._smile.free()
 
 
 def as_frames(vectors: np.ndarray) -> np.ndarray:
@@ -100,14 +220,18 @@ class Functionals:
     classify: (N, dims) standardised functionals -> (N, len(labels)) probabilities in the network's
     label order. prior: the training speakers' statistics ({'mean', 'std', 'frames'}, frames counted in
     windows), where a stream's start. weight: the share of the fused probability. extractor: waveform ->
-    (dims,) functionals (None where they come precomputed).
+    (dims,) functionals (None where they come precomputed). one_pass: the classifier was fitted on
+    functionals from one pass over each clip (FunctionalsExtractor.stream_windows), so a stream computes
+    them in one pass too (StreamFunctionals); else one call a window.
     """
 
     def __init__(self, extractor: Callable[[np.ndarray], np.ndarray] | None,
-                 classify: Callable[[np.ndarray], np.ndarray], prior: dict, weight: float = 0.5):
+                 classify: Callable[[np.ndarray], np.ndarray], prior: dict, weight: float = 0.5,
+                 one_pass: bool = False):
         if not 0.0 < weight <= 1.0:
             raise ValueError(f'functionals weight must be in (0, 1], got {weight}')
         self.extractor, self.classify, self.prior, self.weight = extractor, classify, prior, weight
+        self.one_pass = one_pass
 
     def stream_normalizer(self) -> SpeakerNormalizer:
         return SpeakerNormalizer(len(self.prior['mean']), prior=self.prior)
@@ -169,4 +293,4 @@ def load_functionals(meta: dict, threads: int = 1) -> Functionals | None:
         probabilities[:, columns] = session.run(['probabilities'], {name: standardised.astype(np.float32)})[0]
         return probabilities
     extractor = FunctionalsExtractor(spec['kind'], meta['sample_rate'])
-    return Functionals(extractor, classify, spec['speaker_normalization'], spec['weight'])
+    return Functionals(extractor, classify, spec['speaker_normalization'], spec['weight'], spec.get('one_pass', False))

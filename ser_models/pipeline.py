@@ -40,6 +40,7 @@ class PendingWindow:
     duration: float
     end_index: int = 0                  # absolute model-rate sample one past its last
     new_speaker: bool = False           # first voiced window after a long silence: speaker statistics restart
+    functionals: np.ndarray | None = None   # a fused model's raw functionals, computed in one pass over the stream
 
 
 @dataclass
@@ -69,6 +70,13 @@ class EmotionPipeline:
         self.smoother = Smoother(self.settings.smoothing)
         self.features = StreamingMfcc(predictor.features)
         self._start_speaker_statistics()
+        self._one_pass = None           # StreamFunctionals over this stream, for models fitted on one-pass functionals
+        self._one_pass_origin = 0       # the model-rate sample it started at
+        self._held: list[PendingWindow] = []    # cut windows waiting for their one-pass functionals
+        self._held_done: list[PendingWindow] = []   # held windows released by a settings change
+        self.functionals_fallbacks = 0  # voiced windows whose one-pass functionals did not come: computed alone
+        self.one_pass_problem = ''      # why the one-pass functionals last stopped, if they failed
+        self.stream.listener = self._feed_one_pass
         self._last_voiced_index = 0
         self._silence_restart = False
         self.windows_skipped_unvoiced = 0
@@ -122,8 +130,10 @@ class EmotionPipeline:
         self.settings = proposed
         if predictor is not None:
             self._start_speaker_statistics()
+        self._held_done = self._end_one_pass()     # under the old grid; handed out with the next windows
         if predictor is not None and predictor.sample_rate != old_rate:
             self.stream = self._make_stream(self.stream.format)
+            self.stream.listener = self._feed_one_pass
             self._anchor = None
         else:
             self.stream.buffer.reconfigure(*self._window_samples())
@@ -140,6 +150,81 @@ class EmotionPipeline:
 
     def set_format(self, fmt: StreamFormat) -> None:
         self.stream.set_format(fmt, self.settings.channel)
+
+    # ------------------------------------------------------------------ one-pass functionals
+    @property
+    def _computes_one_pass(self) -> bool:
+        functionals = self.predictor.functionals
+        return bool(functionals and functionals.one_pass and self.stream.buffer.window == self.predictor.window_samples)
+
+    def _feed_one_pass(self, samples: np.ndarray) -> None:
+        """AudioStream's listener: model-rate samples before they are buffered. Starts the one-pass
+        functionals at the next window's first sample, from the audio buffered since."""
+        if self._one_pass is None:
+            if not self._computes_one_pass:
+                return
+            buffer = self.stream.buffer
+            self._one_pass_origin = buffer.next_end - buffer.window
+            self._one_pass = self.predictor.functionals.extractor.stream(buffer.window, buffer.hop)
+            if buffer.total > self._one_pass_origin:
+                self._write_one_pass(buffer.read_range(self._one_pass_origin, buffer.total))
+        self._write_one_pass(samples)
+
+    def _write_one_pass(self, samples: np.ndarray) -> None:
+        """Feeds the one-pass functionals; if openSMILE fails, its windows fall back to one call each."""
+        if self._one_pass is None:
+            return
+        try:
+            self._one_pass.write(samples)
+        except RuntimeError as error:
+            self.one_pass_problem = str(error)
+            self._held_done += self._end_one_pass()
+
+    def _one_pass_index(self, item: PendingWindow) -> int | None:
+        """The one-pass window that is this window, if any."""
+        if self._one_pass is None or not item.voiced or item.samples.size != self._one_pass.window:
+            return None
+        index, offset = divmod(item.end_index - self._one_pass_origin - self._one_pass.window, self._one_pass.hop)
+        return index if offset == 0 and index >= 0 else None
+
+    def _release(self, final: bool = False) -> list[PendingWindow]:
+        """Held windows, in order, whose one-pass functionals are in: STREAM_LOOKAHEAD s of audio after a
+        window is written (all of them when final, after the input ended)."""
+        from .functionals import STREAM_LOOKAHEAD
+        released, self._held_done = self._held_done, []
+        lookahead = int(round(STREAM_LOOKAHEAD * self.predictor.sample_rate))
+        while self._held:
+            item = self._held[0]
+            index = self._one_pass_index(item)
+            if index is not None:
+                if not final and self._one_pass.window_end(index) + lookahead > self._one_pass.written:
+                    break
+                item.functionals = self._one_pass.ready(index)
+                self.functionals_fallbacks += item.functionals is None
+            released.append(self._held.pop(0))
+        return released
+
+    def _end_one_pass(self) -> list[PendingWindow]:
+        """Ends the one-pass functionals (the next audio starts them afresh): every held window, released."""
+        if self._one_pass is None:
+            return self._release(final=True)
+        self._one_pass.finish()
+        released = self._release(final=True)
+        self._one_pass.close()
+        self._one_pass = None
+        return released
+
+    @property
+    def holding(self) -> bool:
+        """Whether windows wait for audio after them (their one-pass functionals); flush() hands them out."""
+        return bool(self._held)
+
+    def flush(self) -> list[PendingWindow]:
+        """The windows held for one-pass functionals, as at the end of the input (a stream that stopped)."""
+        return self._end_one_pass()
+
+    def close(self) -> None:
+        self._end_one_pass()
 
     # ------------------------------------------------------------------ audio in
     def push(self, data, stamp_ns: int | None = None, arrival_ns: int | None = None) -> list[PendingWindow]:
@@ -164,7 +249,11 @@ class EmotionPipeline:
             start_ns = anchor_ns + round(((window.end_index - window_samples) / rate - anchor_seconds) * NS)
             pending.append(PendingWindow(window.samples, window.voiced, window.level_db, start_ns, end_ns,
                                          window_samples / rate, window.end_index, new_speaker))
-        return pending
+        if self._one_pass is None and not self._held:
+            released, self._held_done = self._held_done, []
+            return released + pending
+        self._held += pending
+        return self._release()
 
     def _track_speaker(self, voiced: bool, end_index: int) -> bool:
         """Whether this window starts a new speaker: the first voiced one after speaker_reset_silence
@@ -212,8 +301,9 @@ class EmotionPipeline:
     def functionals(self, item: PendingWindow) -> np.ndarray:
         """A fused model's standardised functionals of one window (after mfcc() for the same window)."""
         from .functionals import as_frames
-        vector = as_frames(self.predictor.functionals.extractor(fit_to_length(item.samples,
-                                                                              self.predictor.window_samples)))
+        raw = item.functionals if item.functionals is not None else self.predictor.functionals.extractor(
+            fit_to_length(item.samples, self.predictor.window_samples))
+        vector = as_frames(raw)
         self.functionals_normalizer.update(vector, weight=self._stream_weight)
         return self.functionals_normalizer(vector)[..., 0]
 

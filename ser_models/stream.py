@@ -184,7 +184,7 @@ class RingBuffer:
             return
         if window + hop > self.capacity // 2:
             keep = min(self.total, self.capacity)
-            tail = self._read_range(self.total - keep, self.total) if keep else self._data[:0]
+            tail = self.read_range(self.total - keep, self.total) if keep else self._data[:0]
             self.capacity = (window + hop) * 2
             self._data = np.zeros(self.capacity, dtype=np.float32)
             position = (self.total - keep) % self.capacity
@@ -194,9 +194,10 @@ class RingBuffer:
         self.next_end = self.total + hop if self.total >= window else window
 
     def _read(self, end: int) -> np.ndarray:
-        return self._read_range(end - self.window, end)
+        return self.read_range(end - self.window, end)
 
-    def _read_range(self, begin: int, end: int) -> np.ndarray:
+    def read_range(self, begin: int, end: int) -> np.ndarray:
+        """Samples [begin, end) by absolute index; they must still be buffered."""
         length = end - begin
         start = begin % self.capacity
         if start + length <= self.capacity:
@@ -276,6 +277,7 @@ class AudioStream:
         # Stream time of all audio taken in; model-rate sample k sits at k / model_rate on this time
         # line (the resampler delays output, it does not shift it).
         self.input_seconds = 0.0
+        self.listener = None          # called with each block of model-rate samples before it is buffered
 
     @property
     def describe(self) -> str:
@@ -307,6 +309,8 @@ class AudioStream:
         resampled = self.resampler(mono)
         if self._carried.size:
             resampled, self._carried = np.concatenate([self._carried, resampled]), self._carried[:0]
+        if self.listener is not None and resampled.size:
+            self.listener(resampled)
         windows = []
         for samples, end in self.buffer.write(resampled):
             voiced, level = self.gate(samples)

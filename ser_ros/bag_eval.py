@@ -58,6 +58,9 @@ def offline(bag, predictor, settings: PipelineSettings | None = None, audio_topi
         if len(pending) >= BATCH:
             results += pipeline.classify(pending)
             pending = []
+    if pipeline is not None:
+        pending += pipeline.flush()     # windows held for audio after them: the bag's audio has ended
+        pipeline.close()
     if pipeline is not None and pending:
         results += pipeline.classify(pending)
     return results, {'rejected': rejected, 'mp3_frames_dropped': pipeline.stream.mp3_frames_dropped if pipeline else 0}

@@ -40,6 +40,7 @@ from .topics import sibling_topic, voice_id
 # The audio_capture defaults: /audio/audio and /audio/audio_info (names relative to the namespace).
 DEFAULT_REMAPS = ['--ros-args', '-r', 'audio:=audio/audio', '-r', 'audio_info:=audio/audio_info']
 LATENCY_SAMPLES = 500
+QUIET_FLUSH_SECONDS = 0.5    # a stream without audio this long hands out the windows it holds
 # any of these turns diagnostics WARN
 PROBLEM_COUNTERS = ('rejected', 'mp3_frames_dropped', 'windows_dropped', 'windows_failed')
 
@@ -67,6 +68,7 @@ class AudioInput:
                              windows_dropped=0, windows_failed=0, windows_published=0, format_changes=0,
                              mp3_frames_dropped=0)
         self.last_rejection = ''
+        self.last_audio = time.monotonic()
         self.rate_window = (time.monotonic(), 0, 0)
         self.frame_id = node.p['frame_id'] or 'audio'
         p = node.p
@@ -148,17 +150,23 @@ class AudioInput:
             finally:
                 self._note_stream_events(stream, detected)
             self.frame_id = node.p['frame_id'] or frame_id or 'audio'
-            for window in windows:
-                if len(self.queue) >= node.p['queue_size']:
-                    dropped = self.queue.popleft()
-                    # A speaker restart rides on to the next window instead of being lost with this one.
-                    (self.queue[0] if self.queue else window).new_speaker |= dropped.new_speaker
-                    self.counters['windows_dropped'] += 1
-                    node.get_logger().warning(f'inference is falling behind on {self.topic}: dropped the oldest '
-                                              'window', throttle_duration_sec=5.0)
-                self.queue.append(window)
-            if windows:
-                node.queue_ready.notify()
+            self.last_audio = time.monotonic()
+            self.enqueue(windows)
+
+    def enqueue(self, windows: list[PendingWindow]) -> None:
+        """Queue windows for the inference worker, dropping the oldest past queue_size (caller holds the lock)."""
+        node = self.node
+        for window in windows:
+            if len(self.queue) >= node.p['queue_size']:
+                dropped = self.queue.popleft()
+                # A speaker restart rides on to the next window instead of being lost with this one.
+                (self.queue[0] if self.queue else window).new_speaker |= dropped.new_speaker
+                self.counters['windows_dropped'] += 1
+                node.get_logger().warning(f'inference is falling behind on {self.topic}: dropped the oldest '
+                                          'window', throttle_duration_sec=5.0)
+            self.queue.append(window)
+        if windows:
+            node.queue_ready.notify()
 
     def _note_stream_events(self, stream, detected_before: str) -> None:
         if stream.detected and not detected_before:
@@ -220,6 +228,8 @@ class AudioInput:
             'input bytes/s': f'{rate[1]:.0f}',
             **{key.replace('_', ' '): str(value) for key, value in self.counters.items()},
             'windows skipped (unvoiced)': str(self.pipeline.windows_skipped_unvoiced),
+            'windows with functionals computed alone (one pass late)': str(self.pipeline.functionals_fallbacks),
+            'one-pass functionals problem': self.pipeline.one_pass_problem,
             'samples dropped (decode)': str(self.pipeline.stream.samples_dropped),
             'last rejection': self.last_rejection,
             **shared,
@@ -425,7 +435,8 @@ class SerNode(Node):
         while True:
             with self.lock:
                 while self._running and not any(stream.queue for stream in self.inputs):
-                    self.queue_ready.wait(timeout=0.5)
+                    self.queue_ready.wait(timeout=QUIET_FLUSH_SECONDS / 2)
+                    self._flush_quiet_streams()
                 if not self._running:
                     return
                 jobs = []
@@ -446,6 +457,14 @@ class SerNode(Node):
                 continue
             for (stream, _, frame_id), stream_results in zip(jobs, results, strict=True):
                 stream.publish(stream_results, frame_id)
+
+    def _flush_quiet_streams(self) -> None:
+        """Windows held for audio after them (one-pass functionals) on a stream that went quiet: hand them out
+        as at the end of its input (caller holds the lock)."""
+        now = time.monotonic()
+        for stream in self.inputs:
+            if stream.pipeline.holding and now - stream.last_audio > QUIET_FLUSH_SECONDS:
+                stream.enqueue(stream.pipeline.flush())
 
     # ----------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -470,6 +489,9 @@ class SerNode(Node):
             self._running = False
             self.queue_ready.notify_all()
         self._worker.join(timeout=5)
+        with self.lock:
+            for stream in self.inputs:
+                stream.pipeline.close()
 
 
 def to_time(nanoseconds: int) -> Time:

@@ -73,9 +73,10 @@ def test_egemaps_of_voiced_windows():
         FunctionalsExtractor('mfcc', rate)
 
 
-def fused_copy(directory, weight: float = 0.5):
+def fused_copy(directory, weight: float = 0.5, one_pass: bool = False):
     """The shipped TIM-Net with a classical half: an RBF SVM on random functionals of three of its
-    classes, exported as the ship does; returns (directory, the fitted scikit-learn model)."""
+    classes, exported as the ship does (one_pass: as if fitted on one-pass functionals); returns
+    (directory, the fitted scikit-learn model)."""
     import json
     import shutil
     from pathlib import Path
@@ -89,7 +90,7 @@ def fused_copy(directory, weight: float = 0.5):
     vectors = [rng.normal(t, 1.0, size=(3, 88)).astype(np.float32) for t in targets]
     model, pooled = fit_on_windows('svm', vectors, [f's{i % 4}' for i in range(len(targets))], targets)
     meta['functionals'] = export_functionals(model, directory, 'egemaps', meta['labels'], pooled.summary(0.5),
-                                             weight)
+                                             weight, one_pass)
     (directory / 'model.json').write_text(json.dumps(meta))
     return directory, model
 
@@ -183,3 +184,87 @@ def test_one_pass_sliding_functionals_match_window_by_window_closely():
     def gap(a, b):
         return np.median(np.abs(a - b) / (np.abs(b) + 1e-3))
     assert gap(vectors, apart) < 0.01 < 0.02 < gap(vectors[1:], apart[:-1])   # one hop off is further
+
+
+def test_a_stream_of_functionals_fed_as_audio_arrives_equals_one_pass_over_it():
+    """StreamFunctionals, fed in uneven blocks: every window's functionals exactly as sliding() computes
+    them from the whole signal, each ready once STREAM_LOOKAHEAD s of audio after it are in."""
+    pytest.importorskip('opensmile')
+    from ser_models.functionals import STREAM_LOOKAHEAD
+    rate = 16000
+    signal = voiced(8.0, rate) * np.linspace(0.05, 1.0, 8 * rate, dtype=np.float32)
+    extractor = FunctionalsExtractor('egemaps', rate)
+    _, expected = extractor.sliding(signal, 3.0, 0.5)
+    stream = extractor.stream(3 * rate, rate // 2)
+    blocks = np.cumsum(np.random.default_rng(4).integers(50, 6000, size=200))
+    got, index = [], 0
+    for block in np.split(signal, blocks[blocks < signal.size]):
+        stream.write(block)
+        while stream.window_end(index) + STREAM_LOOKAHEAD * rate <= stream.written:
+            got.append(stream.ready(index))
+            index += 1
+    stream.finish()
+    got += [stream.ready(i) for i in range(index, len(expected))]
+    stream.close()
+    assert index >= len(expected) - 1 and len(got) == len(expected) == 10
+    np.testing.assert_array_equal(np.stack(got), expected)
+
+
+def test_a_short_clip_as_a_stream_hears_it():
+    """stream_windows: the windows that fit, a short clip centre-padded to one, silence after it."""
+    pytest.importorskip('opensmile')
+    from ser_models.functionals import STREAM_LOOKAHEAD
+    from ser_models.predictor import fit_to_length
+    rate = 16000
+    extractor = FunctionalsExtractor('egemaps', rate)
+    clip = voiced(4.2, rate)
+    silence = np.zeros(int(STREAM_LOOKAHEAD * rate), np.float32)
+    np.testing.assert_array_equal(extractor.stream_windows(clip, 3 * rate, rate // 2),
+                                  extractor.sliding(np.concatenate([clip, silence]), 3.0, 0.5)[1][:3])
+    through = extractor.stream_windows(clip, 3 * rate, rate // 2, through_end=True)
+    np.testing.assert_array_equal(through, extractor.sliding(np.concatenate([clip, np.zeros(rate * 3 // 10, np.float32),
+                                                                             silence]), 3.0, 0.5)[1][:4])
+    short = extractor.stream_windows(clip[:2 * rate], 3 * rate, rate // 2)
+    np.testing.assert_array_equal(short, extractor.sliding(np.concatenate([fit_to_length(clip[:2 * rate], 3 * rate),
+                                                                           silence]), 3.0, 0.5)[1][:1])
+
+
+def test_a_one_pass_fused_stream_holds_each_window_until_audio_after_it(tmp_path):
+    """A model fitted on one-pass functionals: the pipeline hands out a window once STREAM_LOOKAHEAD s of
+    audio follow it (flush() the rest at the end), in order, with the stream's one-pass functionals, and
+    classifies it with them; the same windows as a model computing them one call a window."""
+    pytest.importorskip('skl2onnx')
+    from ser_models import load
+    from ser_models.functionals import STREAM_LOOKAHEAD
+    from ser_models.pipeline import EmotionPipeline
+    from ser_models.stream import StreamFormat
+    rate = 16000
+    speech = voiced(6.0, rate)
+    one_pass = load(fused_copy(tmp_path / 'one_pass', weight=0.3, one_pass=True)[0])
+    each = load(fused_copy(tmp_path / 'each', weight=0.3)[0])
+    runs = {}
+    for name, predictor in (('one_pass', one_pass), ('each', each)):
+        pipeline = EmotionPipeline(predictor, StreamFormat(sample_format='F32LE'))
+        windows, heard = [], 0
+        for block in np.split(speech, np.arange(1600, speech.size, 1600)):
+            heard += block.size
+            released = pipeline.push(block.tobytes())
+            assert name == 'each' or all(w.end_index + STREAM_LOOKAHEAD * rate <= heard for w in released)
+            windows += released
+        assert pipeline.holding == (name == 'one_pass')
+        windows += pipeline.flush()
+        pipeline.close()
+        runs[name] = (windows, EmotionPipeline(predictor, StreamFormat(sample_format='F32LE')).classify(windows))
+    (windows, results), (alone, _) = runs['one_pass'], runs['each']
+    assert [w.end_index for w in windows] == [w.end_index for w in alone] and len(windows) == 7
+    assert all(w.functionals is None for w in alone)
+    expected = one_pass.functionals.extractor.stream_windows(speech, 3 * rate, rate // 2)
+    np.testing.assert_array_equal(np.stack([w.functionals for w in windows]), expected)
+    statistics = one_pass.functionals.stream_normalizer()
+    heard = EmotionPipeline(one_pass, StreamFormat())
+    network = one_pass.predict_features(np.stack([heard.mfcc(w) for w in windows]))
+    for window, result, alone_probabilities in zip(windows, results, network, strict=True):
+        vector = as_frames(window.functionals)
+        statistics.update(vector, weight=0.5 / 3.0)
+        classical = one_pass.functionals.classify(statistics(vector)[None, :, 0])[0]
+        np.testing.assert_allclose(result.probabilities, 0.7 * alone_probabilities + 0.3 * classical, atol=1e-5)
