@@ -518,7 +518,14 @@ ROWS.update({f'fused_{source}_egemaps_one_pass': Row(
     FUSIONS, f'As fused_{source}_egemaps, each window\'s eGeMAPS functionals from one openSMILE pass over its '
              'clip, as a stream computes them live (descriptors near a window\'s edges see the audio beside it), '
              'for the SVM\'s training windows too, instead of one call a window', 'fusion',
-    {**ROWS[f'fused_{source}_egemaps'].settings, 'one_pass': True}) for source in UNSEEN_CARVE_DRAWS})
+    {**ROWS[f'fused_{source}_egemaps'].settings, 'one_pass': 'fitting'}) for source in UNSEEN_CARVE_DRAWS})
+# ...and with windows on past the clip's end until one holds its last sample (silence after it, as on a
+# stream), where the rows above stop at the last window that fits, leaving up to a hop of it unheard.
+ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
+    FUSIONS, f'As fused_{source}_egemaps_one_pass, its windows going on past the clip\'s end (silence after it, '
+             'as on a stream) until one holds its last sample, instead of stopping at the last that fits',
+    'fusion', {**ROWS[f'fused_{source}_egemaps'].settings, 'one_pass': 'through_end'})
+    for source in UNSEEN_CARVE_DRAWS})
 
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
@@ -1027,24 +1034,26 @@ def score_fusion(name: str, clips: list[Clip], splits: list[Split]) -> list[dict
     return folds
 
 
-def clip_window_functionals(kind: str, paths: list[str], window: int, hop: int, one_pass: bool) -> list[np.ndarray]:
+def clip_window_functionals(kind: str, paths: list[str], window: int, hop: int, one_pass: str) -> list[np.ndarray]:
     """Each clip's (windows, dims) functionals of its node windows at 16 kHz: one openSMILE call a window
-    of clip_windows, or (one_pass) one pass over the clip, as a stream of it computes them
-    (FunctionalsExtractor.stream_windows)."""
+    of clip_windows, or one pass over the clip, as a stream of it computes them (FunctionalsExtractor.
+    stream_windows): one_pass 'fitting' the windows that fit in it, 'through_end' on until one holds its end."""
     from ser_models.functionals import FunctionalsExtractor
     from ser_models.windowing import clip_windows
 
     from .data import load_audio
     extractor = FunctionalsExtractor(kind, 16000)
     if one_pass:
-        return [extractor.stream_windows(load_audio(path, 16000), window, hop) for path in paths]
+        return [extractor.stream_windows(load_audio(path, 16000), window, hop, one_pass == 'through_end')
+                for path in paths]
     return [extractor.windows(clip_windows(load_audio(path, 16000), window, hop)) for path in paths]
 
 
-def window_functionals(kind: str, clips: list[Clip], window: int, hop: int, one_pass: bool = False) -> list[np.ndarray]:
+def window_functionals(kind: str, clips: list[Clip], window: int, hop: int, one_pass: str = '') -> list[np.ndarray]:
     """clip_window_functionals of the clips, one process a core, cached under FEATURE_CACHE by clip path."""
     from concurrent.futures import ProcessPoolExecutor
-    cache = FEATURE_CACHE / f'{kind}_{"stream_" if one_pass else ""}windows_{window}_{hop}.npz'
+    passes = {'': '', 'fitting': 'stream_', 'through_end': 'stream_end_'}
+    cache = FEATURE_CACHE / f'{kind}_{passes[one_pass]}windows_{window}_{hop}.npz'
     known: dict[str, np.ndarray] = {}
     if cache.is_file():
         with np.load(cache) as stored_features:
@@ -1091,7 +1100,7 @@ def fused_folds(name: str, clips: list[Clip], splits: list[Split]):
         if predictor.features.config.normalize != 'speaker' or predictor.labels != labels_present(clips):
             raise SystemExit(f'{name}: fusion needs a speaker-normalised network over {labels_present(clips)}')
         vectors = window_functionals(settings['functionals'], clips, predictor.window_samples,
-                                     int(round(HOP_SECONDS * predictor.sample_rate)), settings.get('one_pass', False))
+                                     int(round(HOP_SECONDS * predictor.sample_rate)), settings.get('one_pass', ''))
 
         def windows_of(group: list[Clip], vectors=vectors) -> list[np.ndarray]:
             return [vectors[position[id(c)]] for c in group]
