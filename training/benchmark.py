@@ -526,6 +526,13 @@ ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
              'as on a stream) until one holds its last sample, instead of stopping at the last that fits',
     'fusion', {**ROWS[f'fused_{source}_egemaps'].settings, 'one_pass': 'through_end'})
     for source in UNSEEN_CARVE_DRAWS})
+# The shipped default's draw served so: the figures a one-pass timnet_egemaps ships with.
+ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'] = Row(
+    FUSIONS, 'As fused_timnet_partial_rerun_egemaps (timnet_egemaps-ser-v1\'s row), each window\'s eGeMAPS '
+             'functionals from one openSMILE pass over its clip, as a stream computes them live, its windows going '
+             'on past the clip\'s end (silence after it) until one holds its last sample, for the SVM\'s training '
+             'windows too', 'fusion',
+    {**ROWS['fused_timnet_partial_rerun_egemaps'].settings, 'one_pass': 'through_end'})
 
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
