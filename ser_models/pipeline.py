@@ -123,6 +123,9 @@ class EmotionPipeline:
             self.check_model(predictor)
         self.check_window(proposed.window, proposed.hop, predictor)
         old_rate = self.predictor.sample_rate
+        grid = (proposed.window or (predictor or self.predictor).window_seconds, proposed.hop)
+        if predictor is not None or grid != (self.window_seconds, self.settings.hop):
+            self._held_done += self._end_one_pass()     # on the old grid; handed out with the next windows
         if predictor is not None:
             self.predictor = predictor
             self.smoother.reset()
@@ -130,7 +133,6 @@ class EmotionPipeline:
         self.settings = proposed
         if predictor is not None:
             self._start_speaker_statistics()
-        self._held_done = self._end_one_pass()     # under the old grid; handed out with the next windows
         if predictor is not None and predictor.sample_rate != old_rate:
             self.stream = self._make_stream(self.stream.format)
             self.stream.listener = self._feed_one_pass
