@@ -460,6 +460,14 @@ class ScaleProbe(Probe):
         return all(len(arrivals) >= windows for arrivals in self.received)
 
 
+def held_samples(model: str) -> int:
+    """Samples of audio a model's stream waits for after a window before classifying it: STREAM_LOOKAHEAD
+    for a fused model on one-pass functionals, else none."""
+    from ser_models.functionals import STREAM_LOOKAHEAD
+    meta = json.loads((weights_dir(model) / 'model.json').read_text())
+    return int(round(STREAM_LOOKAHEAD * 16000)) if meta.get('functionals', {}).get('one_pass') else 0
+
+
 def bench_scale(model: str, counts: list[int], seconds: float, phases: int, chunk: int = 1024) -> list[dict]:
     """Most concurrent 16 kHz streams one node process on one core keeps up with, at the default hop.
 
@@ -467,7 +475,8 @@ def bench_scale(model: str, counts: list[int], seconds: float, phases: int, chun
     real time (64 ms chunks, as audio_capture does). phases=1: all streams' chunks are sent at
     once, as from one capture clock (a microphone array); phases=8: the streams are spread over
     the chunk period, as independent microphones are. A count passes when every stream gets every
-    window and none comes later than one hop (0.5 s) after the chunk that completed it.
+    window and none comes later than one hop (0.5 s) after the chunk that completed it (for a fused
+    model on one-pass functionals, the chunk that completed the audio it waits for after it).
     """
     rows = []
     all_cores = os.sched_getaffinity(0)
@@ -478,9 +487,11 @@ def bench_scale(model: str, counts: list[int], seconds: float, phases: int, chun
     chunk_bytes = chunk * 2
     n_chunks = len(pcm) // chunk_bytes
     chunk_seconds = chunk / 16000
-    # Windows end every 8000 samples from 48000 on; the chunk that completes window j:
-    window_ends = range(48000, n_chunks * chunk + 1, 8000)
-    completing_chunk = [-(-end // chunk) - 1 for end in window_ends]
+    # Windows end every 8000 samples from 48000 on; a one-pass fused model holds each until the audio
+    # after it is in. The chunk that completes window j (and what it waits for):
+    held = held_samples(model)
+    window_ends = range(48000, n_chunks * chunk - held + 1, 8000)
+    completing_chunk = [-(-(end + held) // chunk) - 1 for end in window_ends]
     for streams in counts:
         namespace = f'scale_{streams}_{os.getpid()}'
         topics = '[' + ', '.join(f's{i}/audio' for i in range(streams)) + ']'

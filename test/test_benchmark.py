@@ -364,7 +364,7 @@ def test_a_fused_rows_choice_scores_every_prior_and_share_on_the_validation_clip
     monkeypatch.setattr(benchmark, 'with_prior', lambda p, seconds: priors.append(seconds) or p)
     monkeypatch.setattr(benchmark, 'validation_audio', lambda p, split: [np.zeros(8)] * len(split.validation))
     monkeypatch.setattr(benchmark, 'window_functionals',
-                        lambda kind, group, window, hop: [np.ones((2, 4))] * len(group))
+                        lambda kind, group, window, hop, one_pass='': [np.ones((2, 4))] * len(group))
     truth = [emotions.index(c.emotion) for c in split.validation]
 
     def classifier(settings, vectors, group, labels):
