@@ -118,7 +118,8 @@ class StreamFunctionals:
         self._vectors: dict[int, np.ndarray] = {}
         self._arrived = threading.Condition()
         self._failure: BaseException | None = None
-        self._finished = False
+        self._finished = False      # openSMILE's run() returned
+        self._ended = False         # finish() ended the input
         # Ring buffers: the wave level holds a window and a second more; descriptor levels twice a window
         # of 10 ms frames. openSMILE's defaults grow without bound on a stream.
         wave = extractor._config_file(
@@ -185,15 +186,19 @@ class StreamFunctionals:
             self._arrived.wait_for(lambda: index in self._vectors or self._finished, timeout)
             for old in [k for k in self._vectors if k < index]:
                 del self._vectors[old]
-            if self._failure is not None and index not in self._vectors:
-                raise RuntimeError(f'openSMILE failed: {self._failure}')
+            if self._finished and not self._ended and index not in self._vectors:
+                raise RuntimeError(f'openSMILE stopped: {self._failure or "before the end of input"}')
             return self._vectors.pop(index, None)
 
     def finish(self) -> None:
         """End of input, as if STREAM_LOOKAHEAD s of silence followed (stream_windows's clips are heard so):
         every window that fits in the audio written becomes ready; no more audio is taken."""
+        self._ended = True
         if not self._finished:
-            self.write(np.zeros(int(round(STREAM_LOOKAHEAD * self._rate)), np.float32))
+            try:
+                self.write(np.zeros(int(round(STREAM_LOOKAHEAD * self._rate)), np.float32))
+            except RuntimeError:
+                pass    # it takes no audio: end with what it has
             self._smile.external_audio_source_set_eoi('extsource')
         self._thread.join(self.WRITE_TIMEOUT)
 

@@ -191,9 +191,10 @@ class EmotionPipeline:
 
     def _release(self, final: bool = False) -> list[PendingWindow]:
         """Held windows, in order, whose one-pass functionals are in: STREAM_LOOKAHEAD s of audio after a
-        window is written (all of them when final, after the input ended)."""
+        window is written and openSMILE done with it (a short wait; the next push looks again), or all of
+        them when final, after the input ended."""
         from .functionals import STREAM_LOOKAHEAD
-        released, self._held_done = self._held_done, []
+        released, self._held_done = [*self._held_done], []
         lookahead = int(round(STREAM_LOOKAHEAD * self.predictor.sample_rate))
         while self._held:
             item = self._held[0]
@@ -201,7 +202,12 @@ class EmotionPipeline:
             if index is not None:
                 if not final and self._one_pass.window_end(index) + lookahead > self._one_pass.written:
                     break
-                item.functionals = self._one_pass.ready(index)
+                try:
+                    item.functionals = self._one_pass.ready(index, timeout=2.0 if final else 0.05)
+                except RuntimeError as error:    # it failed: this window and those after get a call each
+                    self.one_pass_problem, item.functionals, final = str(error), None, True
+                if item.functionals is None and not final:
+                    break
                 self.functionals_fallbacks += item.functionals is None
             released.append(self._held.pop(0))
         return released

@@ -268,3 +268,50 @@ def test_a_one_pass_fused_stream_holds_each_window_until_audio_after_it(tmp_path
         statistics.update(vector, weight=0.5 / 3.0)
         classical = one_pass.functionals.classify(statistics(vector)[None, :, 0])[0]
         np.testing.assert_allclose(result.probabilities, 0.7 * alone_probabilities + 0.3 * classical, atol=1e-5)
+
+
+def test_when_opensmile_stops_mid_stream_no_window_is_lost(tmp_path):
+    """A one-pass stream whose openSMILE stops: the windows it owed are classified with a call each,
+    counted, the problem named, and the next audio starts one pass afresh."""
+    pytest.importorskip('skl2onnx')
+    from ser_models import load
+    from ser_models.pipeline import EmotionPipeline
+    from ser_models.stream import StreamFormat
+    rate = 16000
+    speech = voiced(8.0, rate)
+    pipeline = EmotionPipeline(load(fused_copy(tmp_path / 'one_pass', one_pass=True)[0]),
+                               StreamFormat(sample_format='F32LE'))
+    windows = pipeline.push(speech[:4 * rate].tobytes())
+    pipeline._one_pass._smile.abort()
+    for block in np.split(speech[4 * rate:], 8):
+        windows += pipeline.push(block.tobytes())
+    windows += pipeline.flush()
+    pipeline.close()
+    assert [w.end_index for w in windows] == list(range(3 * rate, 8 * rate + 1, rate // 2))
+    assert pipeline.functionals_fallbacks >= 1 and 'openSMILE' in pipeline.one_pass_problem
+    assert windows[-1].functionals is not None     # one pass again after the failure
+    results = pipeline.classify(windows)
+    assert all(r.probabilities is not None and not r.error for r in results)
+
+
+def test_a_new_hop_hands_out_the_held_windows_once(tmp_path):
+    """A live hop change ends one pass on the old grid: its held windows come out once, in order, with
+    their functionals, and one pass starts again on the new grid."""
+    pytest.importorskip('skl2onnx')
+    from ser_models import load
+    from ser_models.pipeline import EmotionPipeline
+    from ser_models.stream import StreamFormat
+    rate = 16000
+    speech = voiced(7.0, rate)
+    pipeline = EmotionPipeline(load(fused_copy(tmp_path / 'one_pass', one_pass=True)[0]),
+                               StreamFormat(sample_format='F32LE'))
+    windows = pipeline.push(speech[:4 * rate].tobytes())
+    pipeline.update(hop=0.25)
+    for block in np.split(speech[4 * rate:], 6):
+        windows += pipeline.push(block.tobytes())
+    windows += pipeline.flush()
+    pipeline.close()
+    ends = [w.end_index for w in windows]
+    assert ends == sorted(set(ends)) and ends[:3] == [48000, 56000, 64000] and ends[-1] == 7 * rate
+    assert np.diff(ends)[-4:].tolist() == [rate // 4] * 4
+    assert all(w.functionals is not None for w in windows) and pipeline.functionals_fallbacks == 0
