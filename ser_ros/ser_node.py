@@ -434,6 +434,7 @@ class SerNode(Node):
     def _inference_loop(self) -> None:
         while True:
             with self.lock:
+                self._flush_quiet_streams()     # also while other streams keep the worker busy
                 while self._running and not any(stream.queue for stream in self.inputs):
                     self.queue_ready.wait(timeout=QUIET_FLUSH_SECONDS / 2)
                     self._flush_quiet_streams()
