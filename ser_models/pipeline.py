@@ -76,7 +76,6 @@ class EmotionPipeline:
         self._held_done: list[PendingWindow] = []   # held windows released by a settings change
         self.functionals_fallbacks = 0  # voiced windows whose one-pass functionals did not come: computed alone
         self.one_pass_problem = ''      # why the one-pass functionals last stopped, if they failed
-        self.stream.listener = self._feed_one_pass
         self._last_voiced_index = 0
         self._silence_restart = False
         self.windows_skipped_unvoiced = 0
@@ -109,8 +108,10 @@ class EmotionPipeline:
     def _make_stream(self, fmt: StreamFormat) -> AudioStream:
         s, rate = self.settings, self.predictor.sample_rate
         window, hop = self._window_samples()
-        return AudioStream(fmt, rate, window, hop, s.channel,
-                           EnergyGate(rate, s.vad_threshold_db, s.vad_min_voiced_fraction), detect_mp3=True)
+        stream = AudioStream(fmt, rate, window, hop, s.channel,
+                             EnergyGate(rate, s.vad_threshold_db, s.vad_min_voiced_fraction), detect_mp3=True)
+        stream.listener = self._feed_one_pass
+        return stream
 
     def _window_samples(self) -> tuple[int, int]:
         rate = self.predictor.sample_rate
@@ -135,7 +136,6 @@ class EmotionPipeline:
             self._start_speaker_statistics()
         if predictor is not None and predictor.sample_rate != old_rate:
             self.stream = self._make_stream(self.stream.format)
-            self.stream.listener = self._feed_one_pass
             self._anchor = None
         else:
             self.stream.buffer.reconfigure(*self._window_samples())

@@ -270,23 +270,30 @@ def test_a_one_pass_fused_stream_holds_each_window_until_audio_after_it(tmp_path
         np.testing.assert_allclose(result.probabilities, 0.7 * alone_probabilities + 0.3 * classical, atol=1e-5)
 
 
-def test_when_opensmile_stops_mid_stream_no_window_is_lost(tmp_path):
-    """A one-pass stream whose openSMILE stops: the windows it owed are classified with a call each,
-    counted, the problem named, and the next audio starts one pass afresh."""
-    pytest.importorskip('skl2onnx')
+def one_pass_stream(directory, seconds: float, blocks: int, midway):
+    """A one-pass fused model's pipeline fed `seconds` of speech: 4 s, then midway(pipeline), then the rest
+    in `blocks` pushes and a flush; returns (the pipeline, every window it handed out)."""
     from ser_models import load
     from ser_models.pipeline import EmotionPipeline
     from ser_models.stream import StreamFormat
     rate = 16000
-    speech = voiced(8.0, rate)
-    pipeline = EmotionPipeline(load(fused_copy(tmp_path / 'one_pass', one_pass=True)[0]),
-                               StreamFormat(sample_format='F32LE'))
+    speech = voiced(seconds, rate)
+    pipeline = EmotionPipeline(load(fused_copy(directory, one_pass=True)[0]), StreamFormat(sample_format='F32LE'))
     windows = pipeline.push(speech[:4 * rate].tobytes())
-    pipeline._one_pass._smile.abort()
-    for block in np.split(speech[4 * rate:], 8):
+    midway(pipeline)
+    for block in np.split(speech[4 * rate:], blocks):
         windows += pipeline.push(block.tobytes())
     windows += pipeline.flush()
     pipeline.close()
+    return pipeline, windows
+
+
+def test_when_opensmile_stops_mid_stream_no_window_is_lost(tmp_path):
+    """A one-pass stream whose openSMILE stops: the windows it owed are classified with a call each,
+    counted, the problem named, and the next audio starts one pass afresh."""
+    pytest.importorskip('skl2onnx')
+    rate = 16000
+    pipeline, windows = one_pass_stream(tmp_path / 'one_pass', 8.0, 8, lambda p: p._one_pass._smile.abort())
     assert [w.end_index for w in windows] == list(range(3 * rate, 8 * rate + 1, rate // 2))
     assert pipeline.functionals_fallbacks >= 1 and 'openSMILE' in pipeline.one_pass_problem
     assert windows[-1].functionals is not None     # one pass again after the failure
@@ -298,19 +305,8 @@ def test_a_new_hop_hands_out_the_held_windows_once(tmp_path):
     """A live hop change ends one pass on the old grid: its held windows come out once, in order, with
     their functionals, and one pass starts again on the new grid."""
     pytest.importorskip('skl2onnx')
-    from ser_models import load
-    from ser_models.pipeline import EmotionPipeline
-    from ser_models.stream import StreamFormat
     rate = 16000
-    speech = voiced(7.0, rate)
-    pipeline = EmotionPipeline(load(fused_copy(tmp_path / 'one_pass', one_pass=True)[0]),
-                               StreamFormat(sample_format='F32LE'))
-    windows = pipeline.push(speech[:4 * rate].tobytes())
-    pipeline.update(hop=0.25)
-    for block in np.split(speech[4 * rate:], 6):
-        windows += pipeline.push(block.tobytes())
-    windows += pipeline.flush()
-    pipeline.close()
+    pipeline, windows = one_pass_stream(tmp_path / 'one_pass', 7.0, 6, lambda p: p.update(hop=0.25))
     ends = [w.end_index for w in windows]
     assert ends == sorted(set(ends)) and ends[:3] == [48000, 56000, 64000] and ends[-1] == 7 * rate
     assert np.diff(ends)[-4:].tolist() == [rate // 4] * 4
