@@ -534,6 +534,14 @@ ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'] = Row(
              'windows too', 'fusion',
     {**ROWS['fused_timnet_partial_rerun_egemaps'].settings, 'one_pass': 'through_end'})
 
+# ComParE 2016 functionals (6373) in eGeMAPS's place, one pass as above: the speaker-standardised ComParE
+# SVM beats the eGeMAPS one on whole clips (svm_compare_speakernorm, svm_egemaps_speakernorm).
+ROWS.update({f'fused_{source}_compare_one_pass_through_end': Row(
+    FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM on ComParE 2016 functionals (6373) of '
+             'each window instead of eGeMAPS (88)', 'fusion',
+    {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'functionals': 'compare'})
+    for source in (*UNSEEN_CARVE_DRAWS, 'timnet_partial_rerun')})
+
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
 
