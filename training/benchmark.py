@@ -551,6 +551,12 @@ ROWS['fused_lmu_small_speakernorm_speed_pitch_ema_40_egemaps_one_pass_through_en
     'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings,
                'weights_of': 'lmu_small_speakernorm_speed_pitch_ema_40'})
 
+# The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
+ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_c{c:g}': Row(
+    FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM\'s C {c:g} instead of 10', 'fusion',
+    {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'svm_c': c})
+    for source in UNSEEN_CARVE_DRAWS for c in (3.0, 30.0)})
+
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
 
@@ -1107,9 +1113,9 @@ def window_functionals(kind: str, clips: list[Clip], window: int, hop: int, one_
 def fold_classifier(settings: dict, vectors: list[np.ndarray], clips: list[Clip], labels: list[str]):
     """A fused row's classifier for one fold, fitted on the windows of the training clips `clips`
     (classical.fit_on_windows): (classify, the training windows' pooled statistics)."""
-    from .classical import fit_on_windows, probabilities_in_label_order
+    from .classical import SVM_C, fit_on_windows, probabilities_in_label_order
     model, pooled = fit_on_windows(settings['classifier'], vectors, [c.speaker_key for c in clips],
-                                   [labels.index(c.emotion) for c in clips])
+                                   [labels.index(c.emotion) for c in clips], settings.get('svm_c', SVM_C))
     return probabilities_in_label_order(model, len(labels)), pooled
 
 

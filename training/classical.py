@@ -75,17 +75,20 @@ def standardise_per_speaker(features: np.ndarray, speakers: Sequence[str], fit=N
     return out
 
 
-def make_classifier(kind: str, probabilities: bool = False):
+SVM_C = 10.0    # the RBF SVM's margin penalty unless a row sets its own
+
+
+def make_classifier(kind: str, probabilities: bool = False, svm_c: float = SVM_C):
     """A scikit-learn pipeline (standardisation, then the classifier) with a decision_function; with
     probabilities, the SVM's scores mapped to probabilities by Platt scaling fitted in an internal 5-fold
-    cross-validation (predict_proba)."""
+    cross-validation (predict_proba). svm_c: the RBF SVM's C."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
     if kind == 'svm':
-        svm = SVC(kernel='rbf', C=10.0, gamma='scale', class_weight='balanced')
+        svm = SVC(kernel='rbf', C=svm_c, gamma='scale', class_weight='balanced')
         return make_pipeline(StandardScaler(), CalibratedClassifierCV(svm, ensemble=False) if probabilities else svm)
     if kind == 'logreg':
         return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight='balanced'))
@@ -112,7 +115,8 @@ def out_of_speaker_probabilities(features: np.ndarray, targets: np.ndarray, spea
     return probabilities
 
 
-def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Sequence[str], targets: Sequence[int]):
+def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Sequence[str], targets: Sequence[int],
+                   svm_c: float = SVM_C):
     """A classifier (make_classifier, with probabilities) on every window's functionals of the clips
     (vectors: one (windows, dims) array a clip), each speaker's windows standardised over that speaker's
     own; and the raw windows' pooled statistics, a stream's prior. Returns (model, SpeakerNormalizer)."""
@@ -123,7 +127,7 @@ def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Seq
         stacked = np.concatenate([vectors[i] for i in own])
         inputs.append(speaker_statistics(stacked)(as_frames(stacked))[..., 0])
         window_targets += [targets[i] for i in own for _ in range(len(vectors[i]))]
-    model = make_classifier(classifier, probabilities=True).fit(np.concatenate(inputs), window_targets)
+    model = make_classifier(classifier, True, svm_c).fit(np.concatenate(inputs), window_targets)
     return model, speaker_statistics(np.concatenate(list(vectors)))
 
 

@@ -84,18 +84,19 @@ def fitted_functionals(meta: dict, settings: dict, target: Path, data: Path) -> 
     from ser_models.windowing import HOP_SECONDS
 
     from .benchmark import window_functionals
-    from .classical import export_functionals, fit_on_windows
+    from .classical import SVM_C, export_functionals, fit_on_windows
     clips = [c for c in load_clips(data) if c.emotion in meta['labels']]
     one_pass = settings.get('one_pass', '')
     vectors = window_functionals(settings['functionals'], clips, window_samples(meta),
                                  int(round(HOP_SECONDS * meta['sample_rate'])), one_pass)
     speakers = [c.speaker_key for c in clips]
     model, pooled = fit_on_windows(settings['classifier'], vectors, speakers,
-                                   [meta['labels'].index(c.emotion) for c in clips])
+                                   [meta['labels'].index(c.emotion) for c in clips], settings.get('svm_c', SVM_C))
     prior = pooled.summary(stream_prior_seconds(meta) / meta['window_seconds'])
     entry = export_functionals(model, target, settings['functionals'], meta['labels'], prior,
                                settings.get('weight', 0.5), bool(one_pass))
-    return entry, {'classifier': settings['classifier'], 'speakers': sorted(set(speakers)), 'clips': len(clips),
+    return entry, {'classifier': settings['classifier'], 'svm_c': settings.get('svm_c', SVM_C),
+                   'speakers': sorted(set(speakers)), 'clips': len(clips),
                    'windows': int(sum(len(v) for v in vectors))}
 
 
