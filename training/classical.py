@@ -127,7 +127,7 @@ def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Seq
         stacked = np.concatenate([vectors[i] for i in own])
         inputs.append(speaker_statistics(stacked)(as_frames(stacked))[..., 0])
         window_targets += [targets[i] for i in own for _ in range(len(vectors[i]))]
-    model = make_classifier(classifier, True, svm_c).fit(np.concatenate(inputs), window_targets)
+    model = make_classifier(classifier, probabilities=True, svm_c=svm_c).fit(np.concatenate(inputs), window_targets)
     return model, speaker_statistics(np.concatenate(list(vectors)))
 
 
