@@ -542,14 +542,14 @@ ROWS.update({f'fused_{source}_compare_one_pass_through_end': Row(
     {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'functionals': 'compare'})
     for source in (*UNSEEN_CARVE_DRAWS, 'timnet_partial_rerun')})
 
-# An LMU (the v6 TIM-Net's teacher, fold models kept) fused the same way: does the classical half serve
-# the LMU as it serves the TIM-Net?
-ROWS['fused_lmu_small_speakernorm_speed_pitch_ema_40_egemaps_one_pass_through_end'] = Row(
-    FUSIONS, 'LMU as lmu_small_speakernorm_speed_pitch_ema_40, its fold models fused window by window with the '
-             'one-pass eGeMAPS SVM of fused_timnet_partial_rerun_egemaps_one_pass_through_end (each speaker '
-             'standardised, a stream from the training prior on), probabilities averaged: servable by the node',
-    'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings,
-               'weights_of': 'lmu_small_speakernorm_speed_pitch_ema_40'})
+# LMU rows whose fold models are kept (the v6 TIM-Net's teachers) fused the same way: does the classical
+# half serve the LMU as it serves the TIM-Net?
+ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
+    FUSIONS, f'LMU as {source}, its fold models fused window by window with the one-pass eGeMAPS SVM of '
+             'fused_timnet_partial_rerun_egemaps_one_pass_through_end (each speaker standardised, a stream from '
+             'the training prior on), probabilities averaged: servable by the node',
+    'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings, 'weights_of': source})
+    for source in ('lmu_small_speakernorm_speed_pitch_ema_40', 'lmu_teacher_speaker_validation')})
 
 # The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
 ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_c{c:g}': Row(
