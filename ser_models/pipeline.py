@@ -194,7 +194,7 @@ class EmotionPipeline:
         window is written and openSMILE done with it (a short wait; the next push looks again), or all of
         them when final, after the input ended."""
         from .functionals import STREAM_LOOKAHEAD
-        released, self._held_done = [*self._held_done], []
+        released = []
         lookahead = int(round(STREAM_LOOKAHEAD * self.predictor.sample_rate))
         while self._held:
             item = self._held[0]
@@ -229,7 +229,11 @@ class EmotionPipeline:
 
     def flush(self) -> list[PendingWindow]:
         """The windows held for one-pass functionals, as at the end of the input (a stream that stopped)."""
-        return self._end_one_pass()
+        return self._take_held_done() + self._end_one_pass()
+
+    def _take_held_done(self) -> list[PendingWindow]:
+        released, self._held_done = self._held_done, []
+        return released
 
     def close(self) -> None:
         self._end_one_pass()
@@ -257,11 +261,11 @@ class EmotionPipeline:
             start_ns = anchor_ns + round(((window.end_index - window_samples) / rate - anchor_seconds) * NS)
             pending.append(PendingWindow(window.samples, window.voiced, window.level_db, start_ns, end_ns,
                                          window_samples / rate, window.end_index, new_speaker))
+        released = self._take_held_done()
         if self._one_pass is None and not self._held:
-            released, self._held_done = self._held_done, []
             return released + pending
         self._held += pending
-        return self._release()
+        return released + self._release()
 
     def _track_speaker(self, voiced: bool, end_index: int) -> bool:
         """Whether this window starts a new speaker: the first voiced one after speaker_reset_silence

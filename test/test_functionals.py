@@ -311,3 +311,15 @@ def test_a_new_hop_hands_out_the_held_windows_once(tmp_path):
     assert ends == sorted(set(ends)) and ends[:3] == [48000, 56000, 64000] and ends[-1] == 7 * rate
     assert np.diff(ends)[-4:].tolist() == [rate // 4] * 4
     assert all(w.functionals is not None for w in windows) and pipeline.functionals_fallbacks == 0
+
+
+def test_two_settings_changes_in_a_row_hand_out_the_held_windows_once(tmp_path):
+    """Windows released by one settings change wait for the next audio; a second change before it
+    comes hands them out still once."""
+    pytest.importorskip('skl2onnx')
+    rate = 16000
+    pipeline, windows = one_pass_stream(tmp_path / 'one_pass', 7.0, 6,
+                                        lambda p: (p.update(hop=0.25), p.update(hop=0.5)))
+    ends = [w.end_index for w in windows]
+    assert ends == list(range(3 * rate, 7 * rate + 1, rate // 2))
+    assert all(w.functionals is not None for w in windows) and pipeline.functionals_fallbacks == 0
