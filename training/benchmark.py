@@ -551,6 +551,28 @@ ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
     'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings, 'weights_of': source})
     for source in ('lmu_small_speakernorm_speed_pitch_ema_40', 'lmu_teacher_speaker_validation')})
 
+# The shipped LMU's recipe (lmu-ser-v9) and its TIM-Net teacher's, validated on whole unseen speakers,
+# their fold models kept, so the LMU the node serves is judged fused on the unseen-speaker carve too.
+ROWS.update({
+    'timnet_v5_speaker_validation': Row(NETWORKS, f'{TIMNET_V4}, {SPEAKER_VALIDATION_TEXT}, its LMU teacher '
+                                        'lmu_teacher_speaker_validation validated so too', 'network',
+                                        {**with_overrides(TIMNET_V4_TRAINING, SPEAKER_VALIDATION),
+                                         'teachers': ['lmu_teacher_speaker_validation']}),
+    'lmu_v9_speaker_validation': Row(NETWORKS, f'LMU as lmu_pitch_ema_distilled_timnet (lmu-ser-v9\'s recipe), '
+                                     f'{SPEAKER_VALIDATION_TEXT}, its TIM-Net teacher timnet_v5_speaker_validation '
+                                     'validated so too', 'network',
+                                     {**with_overrides(LMU_V9_TRAINING, SPEAKER_VALIDATION),
+                                      'teachers': ['timnet_v5_speaker_validation']}),
+})
+ROWS['lmu_v9_speaker_validation_prior05'] = stream_row('lmu_v9_speaker_validation', ROWS[
+    'lmu_v9_speaker_validation'].description, 0.5)
+ROWS['fused_lmu_v9_speaker_validation_egemaps_one_pass_through_end'] = Row(
+    FUSIONS, 'LMU as lmu_v9_speaker_validation (lmu-ser-v9\'s recipe validated on whole unseen speakers), its fold '
+             'models fused window by window with the one-pass eGeMAPS SVM of '
+             'fused_timnet_partial_rerun_egemaps_one_pass_through_end, probabilities averaged: servable by the node',
+    'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings,
+               'weights_of': 'lmu_v9_speaker_validation'})
+
 # The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
 ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_c{c:g}': Row(
     FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM\'s C {c:g} instead of 10', 'fusion',
