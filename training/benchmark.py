@@ -572,6 +572,13 @@ ROWS['fused_lmu_v9_speaker_validation_egemaps_one_pass_through_end'] = Row(
              'fused_timnet_partial_rerun_egemaps_one_pass_through_end, probabilities averaged: servable by the node',
     'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings,
                'weights_of': 'lmu_v9_speaker_validation'})
+# The same on the default carve, the carve every shipped model's test figures come from.
+ROWS['fused_lmu_pitch_ema_distilled_timnet_egemaps_one_pass_through_end'] = Row(
+    FUSIONS, 'LMU as lmu_pitch_ema_distilled_timnet (lmu-ser-v9\'s recipe), its fold models fused window by window '
+             'with the one-pass eGeMAPS SVM of fused_timnet_partial_rerun_egemaps_one_pass_through_end, '
+             'probabilities averaged: servable by the node',
+    'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings,
+               'weights_of': 'lmu_pitch_ema_distilled_timnet'})
 
 # The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
 ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_c{c:g}': Row(
