@@ -13,7 +13,7 @@ from ser_ros.topics import sibling_topic
 
 # launch argument -> (default, description); each also names a ser_node parameter unless marked
 ARGUMENTS = {
-    'model': (DEFAULT_MODEL, 'shipped model: timnet_egemaps (default), timnet, cktim or lmu'),
+    'model': (DEFAULT_MODEL, 'shipped model: timnet_egemaps (default), timnet, cktim, lmu or lmu_egemaps'),
     'weights': ('', 'artifact directory overriding the shipped weights'),
     'device': ('auto', 'auto, cpu, cuda or mps'),
     'backend': ('onnxruntime', 'onnxruntime or torch'),

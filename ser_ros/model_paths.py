@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MODELS = ('cktim', 'lmu', 'timnet', 'timnet_egemaps')
+MODELS = ('cktim', 'lmu', 'lmu_egemaps', 'timnet', 'timnet_egemaps')
 DEFAULT_MODEL = 'timnet_egemaps'   # the best on unseen speakers (docs/results.md)
 SOURCE_WEIGHTS = Path(__file__).resolve().parents[1] / 'weights'
 

@@ -245,7 +245,7 @@ class SerNode(Node):
     PARAMETERS = {
         # name: (default, description, read_only)
         'model': (DEFAULT_MODEL, 'shipped model: timnet_egemaps (default, most accurate; TIM-Net fused with an '
-                                 'eGeMAPS SVM), timnet, cktim or lmu', False),
+                                 'eGeMAPS SVM), timnet, cktim, lmu or lmu_egemaps (the LMU fused so)', False),
         'weights': ('', 'artifact directory overriding the shipped weights of `model`', False),
         'backend': ('onnxruntime', 'onnxruntime (no torch needed) or torch', False),
         'device': ('auto', 'auto, cpu, cuda or mps (a device the backend cannot use here falls back to cpu '

@@ -1,4 +1,7 @@
 """The classical half of a fused model: window functionals, their speaker statistics, fusion."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -323,3 +326,38 @@ def test_two_settings_changes_in_a_row_hand_out_the_held_windows_once(tmp_path):
     ends = [w.end_index for w in windows]
     assert ends == list(range(3 * rate, 7 * rate + 1, rate // 2))
     assert all(w.functionals is not None for w in windows) and pipeline.functionals_fallbacks == 0
+
+
+SHIPPED_FUSED = sorted(path.parent.name for path in
+                       (Path(__file__).resolve().parents[1] / 'weights').glob('*/model.json')
+                       if 'functionals' in json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize('name', SHIPPED_FUSED)
+def test_every_shipped_fused_model_serves_a_stream_of_real_speech(name, data_dir):
+    """A shipped fused model loads with its one-pass classical half, and a real clip streamed in 0.1 s blocks
+    comes out as one probability vector over its labels for each voiced window, each window carrying the
+    functionals its stream computed."""
+    pytest.importorskip('opensmile')
+    import soundfile
+
+    from ser_models import load
+    from ser_models.pipeline import EmotionPipeline
+    from ser_models.stream import StreamFormat
+    fused = load(Path(__file__).resolve().parents[1] / 'weights' / name)
+    assert fused.functionals is not None and fused.functionals.one_pass
+    clip = sorted((data_dir / 'ravdess').rglob('*.flac'))[0]
+    speech, rate = soundfile.read(clip, dtype='int16')
+    assert rate == fused.meta['sample_rate']
+    pipeline = EmotionPipeline(fused, StreamFormat())
+    windows = []
+    for block in np.array_split(speech, max(1, speech.size // 1600)):
+        windows += pipeline.push(block.tobytes())
+    windows += pipeline.flush()
+    voiced_windows = [w for w in windows if w.voiced]
+    assert voiced_windows and all(w.functionals is not None for w in voiced_windows)
+    results = pipeline.classify(voiced_windows)
+    assert len(results) == len(voiced_windows)
+    for result in results:
+        assert result.probabilities.shape == (len(fused.meta['labels']),)
+        assert np.isfinite(result.probabilities).all() and result.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
