@@ -396,7 +396,11 @@ def bench_node(model: str, backend: str, windows: int, realtime_seconds: float) 
     finally:
         probe.close()
         process.send_signal(2)
-        process.wait(timeout=15)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:    # measured already: a subscriber stuck in shutdown is killed
+            process.kill()
+            process.wait()
     return result
 
 
@@ -429,7 +433,11 @@ def bench_rclpy_floor(seconds: float) -> dict:
     finally:
         probe.close()
         process.send_signal(2)
-        process.wait(timeout=15)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:    # measured already: a subscriber stuck in shutdown is killed
+            process.kill()
+            process.wait()
 
 
 def bare_subscriber(topic: str) -> int:
