@@ -542,15 +542,6 @@ ROWS.update({f'fused_{source}_compare_one_pass_through_end': Row(
     {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'functionals': 'compare'})
     for source in (*UNSEEN_CARVE_DRAWS, 'timnet_partial_rerun')})
 
-# LMU rows whose fold models are kept (the v6 TIM-Net's teachers) fused the same way: does the classical
-# half serve the LMU as it serves the TIM-Net?
-ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
-    FUSIONS, f'LMU as {source}, its fold models fused window by window with the one-pass eGeMAPS SVM of '
-             'fused_timnet_partial_rerun_egemaps_one_pass_through_end (each speaker standardised, a stream from '
-             'the training prior on), probabilities averaged: servable by the node',
-    'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings, 'weights_of': source})
-    for source in ('lmu_small_speakernorm_speed_pitch_ema_40', 'lmu_teacher_speaker_validation')})
-
 # The shipped LMU's recipe (lmu-ser-v9) and its TIM-Net teacher's, validated on whole unseen speakers,
 # their fold models kept, so the LMU the node serves is judged fused on the unseen-speaker carve too.
 ROWS.update({
@@ -566,12 +557,6 @@ ROWS.update({
 })
 ROWS['lmu_v9_speaker_validation_prior05'] = stream_row('lmu_v9_speaker_validation', ROWS[
     'lmu_v9_speaker_validation'].description, 0.5)
-ROWS['fused_lmu_v9_speaker_validation_egemaps_one_pass_through_end'] = Row(
-    FUSIONS, 'LMU as lmu_v9_speaker_validation (lmu-ser-v9\'s recipe validated on whole unseen speakers), its fold '
-             'models fused window by window with the one-pass eGeMAPS SVM of '
-             'fused_timnet_partial_rerun_egemaps_one_pass_through_end, probabilities averaged: servable by the node',
-    'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings,
-               'weights_of': 'lmu_v9_speaker_validation'})
 # The same on the default carve, the carve every shipped model's test figures come from. The shipped LMU
 # recipe's fold models and its TIM-Net teacher's are not kept, and a retrain of the teacher did not
 # reproduce its row (fold 0 chose epoch 37, not 38), so both are rerun under rows of their own.
@@ -584,12 +569,16 @@ ROWS.update({
                                             'of the same speakers', 'network',
                                             {**LMU_V9_TRAINING, 'teachers': ['timnet_pitch_distilled_lmu_rerun']}),
 })
-ROWS['fused_lmu_pitch_ema_distilled_timnet_rerun_egemaps_one_pass_through_end'] = Row(
-    FUSIONS, 'LMU as lmu_pitch_ema_distilled_timnet_rerun (lmu-ser-v9\'s recipe), its fold models fused window by '
-             'window with the one-pass eGeMAPS SVM of fused_timnet_partial_rerun_egemaps_one_pass_through_end, '
-             'probabilities averaged: servable by the node',
-    'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings,
-               'weights_of': 'lmu_pitch_ema_distilled_timnet_rerun'})
+# LMU rows' fold models fused the same way as the default: does the classical half serve the LMU as it
+# serves the TIM-Net? First the v6 TIM-Net's teachers, then the shipped LMU's recipe on both carves.
+ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
+    FUSIONS, f'LMU as {source}{recipe}, its fold models fused window by window with the one-pass eGeMAPS SVM of '
+             'fused_timnet_partial_rerun_egemaps_one_pass_through_end (each speaker standardised, a stream from '
+             'the training prior on), probabilities averaged: servable by the node',
+    'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings, 'weights_of': source})
+    for source, recipe in (('lmu_small_speakernorm_speed_pitch_ema_40', ''), ('lmu_teacher_speaker_validation', ''),
+                           ('lmu_v9_speaker_validation', ' (lmu-ser-v9\'s recipe validated on whole unseen speakers)'),
+                           ('lmu_pitch_ema_distilled_timnet_rerun', ' (lmu-ser-v9\'s recipe)'))})
 
 # The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
 ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_c{c:g}': Row(
