@@ -395,12 +395,7 @@ def bench_node(model: str, backend: str, windows: int, realtime_seconds: float) 
         result['torch_imported'] = torch_loaded(process.pid)
     finally:
         probe.close()
-        process.send_signal(2)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:    # measured already: a subscriber stuck in shutdown is killed
-            process.kill()
-            process.wait()
+        stop(process)
     return result
 
 
@@ -413,6 +408,17 @@ def publish_realtime(probe: Probe, seconds: float) -> float:
         probe.spin_for(max(0.0, wall + (index + 1) * 0.064 - time.perf_counter()))
     probe.spin_for(1.0)
     return time.perf_counter() - wall
+
+
+def stop(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGINT a measured node or subscriber; one stuck in shutdown (figures taken already) is killed
+    after `timeout` s rather than losing the run."""
+    process.send_signal(2)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def bench_rclpy_floor(seconds: float) -> dict:
@@ -432,12 +438,7 @@ def bench_rclpy_floor(seconds: float) -> dict:
                 'cpu_ms_per_message': cpu / (seconds / 0.064) * 1e3}
     finally:
         probe.close()
-        process.send_signal(2)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:    # measured already: a subscriber stuck in shutdown is killed
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def bare_subscriber(topic: str) -> int:
@@ -561,11 +562,7 @@ def bench_scale(model: str, counts: list[int], seconds: float, phases: int, chun
             row.update(sustained=False, error=str(error))
         finally:
             probe.close()
-            process.send_signal(2)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process, timeout=30)
         rows.append(row)
         print(f"scale, {phases} phase(s): {streams} streams: "
               f"{row.get('windows_received')}/{row.get('windows_expected')} windows, "

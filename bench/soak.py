@@ -90,8 +90,7 @@ def soak(minutes: float, model: str) -> dict:
         }
     finally:
         probe.close()
-        process.send_signal(2)
-        process.wait(timeout=15)
+        bench.stop(process)
     return result
 
 
@@ -125,8 +124,7 @@ def realtime_soak(minutes: float, streams: int, model: str) -> dict:
     finally:
         received = [list(r) for r in probe.received]
         probe.close()
-        process.send_signal(2)
-        process.wait(timeout=30)
+        bench.stop(process, timeout=30)
     samples = n_chunks * CHUNK_BYTES // 2
     windows = 1 + (samples - 48000) // 8000
     completing = [-(-(48000 + 8000 * j) * 2 // CHUNK_BYTES) - 1 for j in range(windows)]
