@@ -7,6 +7,8 @@ import pytest
 
 from ser_models.functionals import Functionals, FunctionalsExtractor, as_frames, speaker_statistics
 
+WEIGHTS = Path(__file__).resolve().parents[1] / 'weights'
+
 
 def probe_classifier(standardised: np.ndarray) -> np.ndarray:
     """Two-class probabilities from the first standardised functional (a deterministic stand-in)."""
@@ -80,12 +82,10 @@ def fused_copy(directory, weight: float = 0.5, one_pass: bool = False):
     """The shipped TIM-Net with a classical half: an RBF SVM on random functionals of three of its
     classes, exported as the ship does (one_pass: as if fitted on one-pass functionals); returns
     (directory, the fitted scikit-learn model)."""
-    import json
     import shutil
-    from pathlib import Path
 
     from training.classical import export_functionals, fit_on_windows
-    shipped = Path(__file__).resolve().parents[1] / 'weights' / 'timnet'
+    shipped = WEIGHTS / 'timnet'
     shutil.copytree(shipped, directory)
     meta = json.loads((directory / 'model.json').read_text())
     rng = np.random.default_rng(2)
@@ -156,8 +156,6 @@ def test_an_ensemble_does_not_drop_a_members_classical_half(tmp_path):
 
 def test_a_corrupt_or_inconsistent_classical_half_is_refused(tmp_path):
     pytest.importorskip('skl2onnx')
-    import json
-
     from ser_models import ArtifactError, load
     directory, _ = fused_copy(tmp_path / 'fused')
     graph = directory / 'functionals.onnx'
@@ -328,8 +326,7 @@ def test_two_settings_changes_in_a_row_hand_out_the_held_windows_once(tmp_path):
     assert all(w.functionals is not None for w in windows) and pipeline.functionals_fallbacks == 0
 
 
-SHIPPED_FUSED = sorted(path.parent.name for path in
-                       (Path(__file__).resolve().parents[1] / 'weights').glob('*/model.json')
+SHIPPED_FUSED = sorted(path.parent.name for path in WEIGHTS.glob('*/model.json')
                        if 'functionals' in json.loads(path.read_text()))
 
 
@@ -344,7 +341,7 @@ def test_every_shipped_fused_model_serves_a_stream_of_real_speech(name, data_dir
     from ser_models import load
     from ser_models.pipeline import EmotionPipeline
     from ser_models.stream import StreamFormat
-    fused = load(Path(__file__).resolve().parents[1] / 'weights' / name)
+    fused = load(WEIGHTS / name)
     assert fused.functionals is not None and fused.functionals.one_pass
     clip = sorted((data_dir / 'ravdess').rglob('*.flac'))[0]
     speech, rate = soundfile.read(clip, dtype='int16')
