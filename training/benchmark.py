@@ -142,6 +142,7 @@ def with_partial_speaker(training: dict) -> dict:
 
 TIMNET_V6_TRAINING = with_partial_speaker(TIMNET_V4_TRAINING)
 CKTIM_V7_TRAINING = with_partial_speaker(CKTIM_MASKED_TRAINING)
+CKTIM_V8_TRAINING = with_overrides(CKTIM_V7_TRAINING, 'model.n_tab=5')
 # Validation from whole speakers of every corpus with three or more on a fold's training side: EMOVO and
 # nEMO give one of their three, as RAVDESS gives two of its fifteen (the default asks four or more).
 SPEAKER_VALIDATION = 'split.min_validation_speakers=3'
@@ -414,8 +415,7 @@ ROWS = {
                                                 'the LMU 40-epoch row\'s models of its fold', 'network',
                                                 {**CKTIM_V7_TRAINING,
                                                  'teachers': ['timnet_pitch_distilled_lmu', LMU_TEACHER]}),
-    'cktim5_pitch_distilled_lmu_masked_partial': Row(NETWORKS, CKTIM5, 'network',
-                                                     with_overrides(CKTIM_V7_TRAINING, 'model.n_tab=5')),
+    'cktim5_pitch_distilled_lmu_masked_partial': Row(NETWORKS, CKTIM5, 'network', CKTIM_V8_TRAINING),
     'cktim5_pitch_distilled_lmu_masked_partial_prior2': stream_row('cktim5_pitch_distilled_lmu_masked_partial',
                                                                    CKTIM5, 2.0),
     'lmu_distilled_pitch': Row(NETWORKS, 'LMU as lmu_small_speakernorm_speed_pitch, also learning (half the loss, '
@@ -557,6 +557,20 @@ ROWS.update({
 })
 ROWS['lmu_v9_speaker_validation_prior05'] = stream_row('lmu_v9_speaker_validation', ROWS[
     'lmu_v9_speaker_validation'].description, 0.5)
+# The shipped CkTIM's recipe (cktim-ser-v8) likewise, on both carves, its fold models kept: the LMU
+# teacher rows it learns from are kept already. On the default carve a rerun row, as the stored row's
+# fold models are gone and a retrain need not reproduce it.
+ROWS.update({
+    'cktim_v8_speaker_validation': Row(NETWORKS, f'{CKTIM5} (cktim-ser-v8\'s recipe), {SPEAKER_VALIDATION_TEXT}, its '
+                                       'LMU teacher lmu_teacher_speaker_validation validated so too', 'network',
+                                       {**with_overrides(CKTIM_V8_TRAINING, SPEAKER_VALIDATION),
+                                        'teachers': ['lmu_teacher_speaker_validation']}),
+    'cktim5_pitch_distilled_lmu_masked_partial_rerun': Row(NETWORKS, f'{CKTIM5} (cktim5_pitch_distilled_lmu_masked_'
+                                                           'partial again, the same command and seed, cktim-ser-v8\'s '
+                                                           'recipe)', 'network', CKTIM_V8_TRAINING),
+})
+ROWS.update({f'{source}_prior2': stream_row(source, ROWS[source].description, 2.0)
+             for source in ('cktim_v8_speaker_validation', 'cktim5_pitch_distilled_lmu_masked_partial_rerun')})
 # The same on the default carve, the carve every shipped model's test figures come from. The shipped LMU
 # recipe's fold models and its TIM-Net teacher's are not kept, and a retrain of the teacher did not
 # reproduce its row (fold 0 chose epoch 37, not 38), so both are rerun under rows of their own.
@@ -569,16 +583,20 @@ ROWS.update({
                                             'of the same speakers', 'network',
                                             {**LMU_V9_TRAINING, 'teachers': ['timnet_pitch_distilled_lmu_rerun']}),
 })
-# LMU rows' fold models fused the same way as the default: does the classical half serve the LMU as it
-# serves the TIM-Net? First the v6 TIM-Net's teachers, then the shipped LMU's recipe on both carves.
+# LMU and CkTIM rows' fold models fused the same way as the default: does the classical half serve them
+# as it serves the TIM-Net? First the v6 TIM-Net's teachers, then the shipped LMU's and CkTIM's recipes
+# on both carves.
 ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
-    FUSIONS, f'LMU as {source}{recipe}, its fold models fused window by window with the one-pass eGeMAPS SVM of '
-             'fused_timnet_partial_rerun_egemaps_one_pass_through_end (each speaker standardised, a stream from '
-             'the training prior on), probabilities averaged: servable by the node',
+    FUSIONS, f'{network} as {source}{recipe}, its fold models fused window by window with the one-pass eGeMAPS '
+             'SVM of fused_timnet_partial_rerun_egemaps_one_pass_through_end (each speaker standardised, a stream '
+             'from the training prior on), probabilities averaged: servable by the node',
     'fusion', {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings, 'weights_of': source})
-    for source, recipe in (('lmu_small_speakernorm_speed_pitch_ema_40', ''), ('lmu_teacher_speaker_validation', ''),
-                           ('lmu_v9_speaker_validation', ' (lmu-ser-v9\'s recipe validated on whole unseen speakers)'),
-                           ('lmu_pitch_ema_distilled_timnet_rerun', ' (lmu-ser-v9\'s recipe)'))})
+    for network, source, recipe in (
+        ('LMU', 'lmu_small_speakernorm_speed_pitch_ema_40', ''), ('LMU', 'lmu_teacher_speaker_validation', ''),
+        ('LMU', 'lmu_v9_speaker_validation', ' (lmu-ser-v9\'s recipe validated on whole unseen speakers)'),
+        ('LMU', 'lmu_pitch_ema_distilled_timnet_rerun', ' (lmu-ser-v9\'s recipe)'),
+        ('CkTIM', 'cktim_v8_speaker_validation', ' (cktim-ser-v8\'s recipe validated on whole unseen speakers)'),
+        ('CkTIM', 'cktim5_pitch_distilled_lmu_masked_partial_rerun', ' (cktim-ser-v8\'s recipe)'))})
 
 # The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
 ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_c{c:g}': Row(
