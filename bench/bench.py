@@ -22,8 +22,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from ser_ros.model_paths import MODELS  # noqa: E402  (the repository on the path first)
 
-MODELS = ('cktim', 'timnet', 'lmu', 'timnet_egemaps', 'lmu_egemaps')
 WINDOW = 48000
 BATCH = 16
 
@@ -641,7 +641,7 @@ def main(argv=None) -> int:
     parser.add_argument('--scale-counts-staggered', default='25,50,75,100',
                         help='the same for streams spread over the chunk period')
     parser.add_argument('--scale-model', default='timnet', help='the model the scale section serves')
-    parser.add_argument('--node-models', default='cktim,timnet,lmu,timnet_egemaps,lmu_egemaps')
+    parser.add_argument('--node-models', default=','.join(MODELS))
     parser.add_argument('--bare-subscriber', metavar='TOPIC', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_subscriber:

@@ -8,12 +8,12 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
-from ser_ros.model_paths import DEFAULT_MODEL
+from ser_ros.model_paths import DEFAULT_MODEL, MODEL_CHOICES
 from ser_ros.topics import sibling_topic
 
 # launch argument -> (default, description); each also names a ser_node parameter unless marked
 ARGUMENTS = {
-    'model': (DEFAULT_MODEL, 'shipped model: timnet_egemaps (default), timnet, cktim, lmu or lmu_egemaps'),
+    'model': (DEFAULT_MODEL, f'shipped model: {MODEL_CHOICES}'),
     'weights': ('', 'artifact directory overriding the shipped weights'),
     'device': ('auto', 'auto, cpu, cuda or mps'),
     'backend': ('onnxruntime', 'onnxruntime or torch'),

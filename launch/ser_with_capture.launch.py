@@ -15,7 +15,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
-from ser_ros.model_paths import DEFAULT_MODEL
+from ser_ros.model_paths import DEFAULT_MODEL, MODEL_CHOICES
 
 
 def generate_launch_description():
@@ -23,8 +23,7 @@ def generate_launch_description():
     ser = IncludeLaunchDescription(PythonLaunchDescriptionSource(str(here / 'ser.launch.py')),
                                    launch_arguments={'model': LaunchConfiguration('model')}.items())
     arguments = [DeclareLaunchArgument('model', default_value=DEFAULT_MODEL,
-                                       description='shipped model for ser_node: timnet_egemaps, timnet, cktim, '
-                                                   'lmu or lmu_egemaps'),
+                                       description=f'shipped model for ser_node: {MODEL_CHOICES}'),
                  DeclareLaunchArgument('capture_device', default_value='', description='ALSA device, e.g. hw:1'),
                  DeclareLaunchArgument('capture_format', default_value='wave', choices=['wave', 'mp3'],
                                        description='what audio_capture publishes: wave (raw PCM) or mp3')]

@@ -6,6 +6,8 @@ from pathlib import Path
 MODELS = ('cktim', 'lmu', 'lmu_egemaps', 'timnet', 'timnet_egemaps')
 DEFAULT_MODEL = 'timnet_egemaps'   # the best on unseen speakers (docs/results.md)
 SOURCE_WEIGHTS = Path(__file__).resolve().parents[1] / 'weights'
+# For parameter and launch argument descriptions; an *_egemaps model fuses its network with an eGeMAPS SVM.
+MODEL_CHOICES = ', '.join([f'{DEFAULT_MODEL} (default)', *(m for m in MODELS if m != DEFAULT_MODEL)])
 
 
 def shipped_weights_dir() -> Path:

@@ -34,7 +34,7 @@ from ser_models.pipeline import EmotionPipeline, PendingWindow, PipelineSettings
 from ser_models.stream import AudioFormatError, StreamFormat
 
 from . import audio_flavour
-from .model_paths import DEFAULT_MODEL, MODELS, resolve_model_dir
+from .model_paths import DEFAULT_MODEL, MODEL_CHOICES, MODELS, resolve_model_dir
 from .topics import sibling_topic, voice_id
 
 # The audio_capture defaults: /audio/audio and /audio/audio_info (names relative to the namespace).
@@ -244,8 +244,8 @@ class AudioInput:
 class SerNode(Node):
     PARAMETERS = {
         # name: (default, description, read_only)
-        'model': (DEFAULT_MODEL, 'shipped model: timnet_egemaps (default, most accurate; TIM-Net fused with an '
-                                 'eGeMAPS SVM), timnet, cktim, lmu or lmu_egemaps (the LMU fused so)', False),
+        'model': (DEFAULT_MODEL, f'shipped model: {MODEL_CHOICES}; an *_egemaps model fuses its network with an '
+                                  'eGeMAPS SVM', False),
         'weights': ('', 'artifact directory overriding the shipped weights of `model`', False),
         'backend': ('onnxruntime', 'onnxruntime (no torch needed) or torch', False),
         'device': ('auto', 'auto, cpu, cuda or mps (a device the backend cannot use here falls back to cpu '
