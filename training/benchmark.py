@@ -152,8 +152,14 @@ CLASSICAL_VALIDATION_SPEAKERS = int(SPEAKER_VALIDATION.split('=')[1])
 # Fused rows' streams start from the training statistics worth 10 s, as their networks' fold models do.
 FUSED_STREAM_PRIOR = 10.0
 TEST_TIME_SPEEDS = [0.9, 1.0, 1.1]    # inside the 0.85-1.15 that STRONG_SPEED trains on
-TIMNET_V6_SPEAKER_VALIDATION = {**with_overrides(TIMNET_V6_TRAINING, SPEAKER_VALIDATION),
-                                'teachers': ['lmu_teacher_speaker_validation']}
+
+
+def speaker_validated(training: dict, teacher: str) -> dict:
+    """A recipe validated as SPEAKER_VALIDATION asks, learning from `teacher`, a row validated so too."""
+    return {**with_overrides(training, SPEAKER_VALIDATION), 'teachers': [teacher]}
+
+
+TIMNET_V6_SPEAKER_VALIDATION = speaker_validated(TIMNET_V6_TRAINING, 'lmu_teacher_speaker_validation')
 TIMNET_EGEMAPS_TARGETS = with_overrides(TIMNET_V6_TRAINING, 'training.feature_targets=egemaps')
 
 
@@ -547,13 +553,11 @@ ROWS.update({f'fused_{source}_compare_one_pass_through_end': Row(
 ROWS.update({
     'timnet_v5_speaker_validation': Row(NETWORKS, f'{TIMNET_V4}, {SPEAKER_VALIDATION_TEXT}, its LMU teacher '
                                         'lmu_teacher_speaker_validation validated so too', 'network',
-                                        {**with_overrides(TIMNET_V4_TRAINING, SPEAKER_VALIDATION),
-                                         'teachers': ['lmu_teacher_speaker_validation']}),
+                                        speaker_validated(TIMNET_V4_TRAINING, 'lmu_teacher_speaker_validation')),
     'lmu_v9_speaker_validation': Row(NETWORKS, f'LMU as lmu_pitch_ema_distilled_timnet (lmu-ser-v9\'s recipe), '
                                      f'{SPEAKER_VALIDATION_TEXT}, its TIM-Net teacher timnet_v5_speaker_validation '
                                      'validated so too', 'network',
-                                     {**with_overrides(LMU_V9_TRAINING, SPEAKER_VALIDATION),
-                                      'teachers': ['timnet_v5_speaker_validation']}),
+                                     speaker_validated(LMU_V9_TRAINING, 'timnet_v5_speaker_validation')),
 })
 ROWS['lmu_v9_speaker_validation_prior05'] = stream_row('lmu_v9_speaker_validation', ROWS[
     'lmu_v9_speaker_validation'].description, 0.5)
@@ -563,8 +567,7 @@ ROWS['lmu_v9_speaker_validation_prior05'] = stream_row('lmu_v9_speaker_validatio
 ROWS.update({
     'cktim_v8_speaker_validation': Row(NETWORKS, f'{CKTIM5} (cktim-ser-v8\'s recipe), {SPEAKER_VALIDATION_TEXT}, its '
                                        'LMU teacher lmu_teacher_speaker_validation validated so too', 'network',
-                                       {**with_overrides(CKTIM_V8_TRAINING, SPEAKER_VALIDATION),
-                                        'teachers': ['lmu_teacher_speaker_validation']}),
+                                       speaker_validated(CKTIM_V8_TRAINING, 'lmu_teacher_speaker_validation')),
     'cktim5_pitch_distilled_lmu_masked_partial_rerun': Row(NETWORKS, f'{CKTIM5} (cktim5_pitch_distilled_lmu_masked_'
                                                            'partial again, the same command and seed, cktim-ser-v8\'s '
                                                            'recipe)', 'network', CKTIM_V8_TRAINING),
