@@ -654,6 +654,9 @@ def test_ship_copies_a_run_with_its_speakers_and_the_recipes_benchmark_figures(d
     assert metrics['train_speakers'] == meta['provenance']['data']['train_speakers'] and metrics['train_speakers']
     assert len(metrics['history']) == 1 and (target / 'LICENSE-NOTE.md').is_file()
     assert ser_models.load(target).model_id == 'timnet-ser-v9'
+    # Shipped again from the shipped copy (as a fused model is), the run's history comes along.
+    again = ship(target, 'timnet', 'v10', 'timnet', out_root=tmp_path / 'again')
+    assert json.loads((again / 'metrics.json').read_text())['history'] == metrics['history']
     # A stream row ships its source's weights with the stream prior it tested, the statistics unchanged.
     trained = meta['speaker_normalization']
     stream_row = 'timnet_pitch_distilled_lmu_prior05'

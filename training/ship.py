@@ -101,6 +101,16 @@ def fitted_functionals(meta: dict, settings: dict, target: Path, data: Path) -> 
                    'windows': int(sum(len(v) for v in vectors))}
 
 
+def training_history(artifact: Path) -> list[dict]:
+    """The per-epoch history of the run that trained `artifact`: beside a training run's artifact, or in
+    a shipped model's own metrics.json when a shipped network is shipped again (fused, say)."""
+    shipped = artifact / 'metrics.json'
+    if shipped.is_file():
+        return json.loads(shipped.read_text())['history']
+    run = artifact.parent / 'metrics.json'
+    return json.loads(run.read_text()) if run.is_file() else []
+
+
 def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights',
          data: Path = SHARED_DATA) -> Path:
     from .benchmark import ROWS, as_served
@@ -132,13 +142,12 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
         write_model_json(target, meta)
         print(f"{name}: spectral mix {meta['spectral_mix']} (max |dp| against torch over {len(windows)} "
               f"speakers' windows: {', '.join(f'{mix} {gap:.1e}' for mix, gap in gaps.items())})")
-    history = artifact.parent / 'metrics.json'
     speakers = meta['provenance'].get('data', {})
     metrics = {'model_id': meta['model_id'], 'benchmark': figures,
                'train_speakers': speakers.get('train_speakers'),
                'validation_speakers': speakers.get('validation_speakers'),
                'selected_epoch': meta['provenance'].get('selected_epoch'),
-               'history': json.loads(history.read_text()) if history.is_file() else []}
+               'history': training_history(artifact)}
     (target / 'metrics.json').write_text(json.dumps(metrics, indent=1) + '\n')
     (target / 'LICENSE-NOTE.md').write_text(LICENCE_NOTE + (FUNCTIONALS_NOTE if 'functionals' in meta else ''))
     read_model_json(target)  # the copy must load
