@@ -1,7 +1,7 @@
 """ser-demo: the main job. Start ser_node on the shipped weights, replay the bundled bag of real
 speech into it, print every /emotion message as it arrives, then write the timeline PNG.
 
-    ser-demo [--model timnet_egemaps|timnet|cktim|lmu|lmu_egemaps] [--rate 1.0] [--bag BAG] [--png PATH]
+    ser-demo [--model timnet_egemaps|timnet|cktim|cktim_egemaps|lmu|lmu_egemaps] [--rate 1.0] [--bag BAG] [--png PATH]
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MODELS = ('cktim', 'lmu', 'lmu_egemaps', 'timnet', 'timnet_egemaps')
+MODELS = ('cktim', 'cktim_egemaps', 'lmu', 'lmu_egemaps', 'timnet', 'timnet_egemaps')
 DEFAULT_MODEL = 'timnet_egemaps'   # the best on unseen speakers (docs/results.md)
 SOURCE_WEIGHTS = Path(__file__).resolve().parents[1] / 'weights'
 # For parameter and launch argument descriptions; an *_egemaps model fuses its network with an eGeMAPS SVM.
