@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema
 
 from .features import FeatureConfig
+from .functionals import KINDS as FUNCTIONAL_KINDS
 
 FORMAT_VERSION = 1
 MODEL_JSON = 'model.json'
@@ -66,7 +67,7 @@ MODEL_JSON_SCHEMA = {
         # its probabilities averaged with the network's at `weight`.
         'functionals': {
             'type': 'object', 'required': ['kind', 'onnx', 'classes', 'weight', 'speaker_normalization'],
-            'properties': {'kind': {'enum': ['egemaps', 'compare']},
+            'properties': {'kind': {'enum': list(FUNCTIONAL_KINDS)},
                            'onnx': _file_entry,
                            'classes': {'type': 'array', 'items': {'type': 'string'}, 'minItems': 2,
                                        'uniqueItems': True},

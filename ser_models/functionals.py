@@ -1,6 +1,7 @@
-"""The classical half of a fused model: acoustic functionals of each window (openSMILE's eGeMAPS v02),
-standardised with the speaker's statistics as a speaker-normalised network's features are, and a
-classifier on them whose probabilities are averaged with the network's, window by window.
+"""The classical half of a fused model: acoustic functionals of each window (openSMILE's eGeMAPS v02 or
+ComParE 2016, optionally followed by MFCC statistics of the same window), standardised with the speaker's
+statistics as a speaker-normalised network's features are, and a classifier on them whose probabilities
+are averaged with the network's, window by window.
 
 ROS-free; openSMILE is imported when an extractor is made.
 """
@@ -11,42 +12,63 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import SpeakerNormalizer
+from .features import FeatureConfig, MfccExtractor, SpeakerNormalizer
 
 FUNCTIONAL_SETS = {'egemaps': 'eGeMAPSv02', 'compare': 'ComParE_2016'}
+MFCC_STATISTICS = 'mfcc_stats'   # '<set>+mfcc_stats': the set's functionals, then mfcc_statistics of the window
+KINDS = (*FUNCTIONAL_SETS, *(f'{name}+{MFCC_STATISTICS}' for name in FUNCTIONAL_SETS))
 STREAM_LOOKAHEAD = 0.25    # seconds: a window's functionals need about 80 ms of audio after its end (F0 smoothing)
 
 
+def mfcc_statistics(waveform: np.ndarray, extractor: MfccExtractor) -> np.ndarray:
+    """Mean and standard deviation over time of the extractor's MFCCs and their deltas (9-frame
+    Savitzky-Golay slopes, as librosa.feature.delta computes them): 4 values a coefficient."""
+    from scipy.signal import savgol_filter
+    mfcc = extractor(np.asarray(waveform, dtype=np.float32))
+    stacked = np.concatenate([mfcc, savgol_filter(mfcc, 9, 1, deriv=1, axis=-1, mode='nearest')])
+    return np.concatenate([stacked.mean(axis=-1), stacked.std(axis=-1)]).astype(np.float32)
+
+
 class FunctionalsExtractor:
-    """(dims,) float32 functionals of a mono waveform at sample_rate."""
+    """(dims,) float32 functionals of a mono waveform at sample_rate: kind one of KINDS."""
 
     def __init__(self, kind: str, sample_rate: int = 16000):
-        if kind not in FUNCTIONAL_SETS:
-            raise ValueError(f'unknown functionals {kind!r}; choose one of {sorted(FUNCTIONAL_SETS)}')
+        if kind not in KINDS:
+            raise ValueError(f'unknown functionals {kind!r}; choose one of {list(KINDS)}')
         try:
             import opensmile
         except ImportError as error:
             raise ImportError(f'{kind} functionals need openSMILE: pip install opensmile') from error
         self.kind, self.sample_rate = kind, sample_rate
+        opensmile_set, _, statistics = kind.partition('+')
+        self._mfcc = (MfccExtractor(FeatureConfig(sample_rate=sample_rate, normalize='none'))
+                      if statistics == MFCC_STATISTICS else None)
         self._sliding: dict[tuple[float, float], object] = {}
         self._config_dir = None
-        self._smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, FUNCTIONAL_SETS[kind]),
+        self._smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, FUNCTIONAL_SETS[opensmile_set]),
                                       feature_level=opensmile.FeatureLevel.Functionals)
 
     def __call__(self, waveform: np.ndarray) -> np.ndarray:
         signal = np.asarray(waveform, dtype=np.float32)
-        return self._smile.process_signal(signal, self.sample_rate).to_numpy()[0].astype(np.float32)
+        return self.complete(self._smile.process_signal(signal, self.sample_rate).to_numpy()[0], signal)
+
+    def complete(self, functionals: np.ndarray, window: np.ndarray) -> np.ndarray:
+        """openSMILE's functionals of a window followed by what else the kind takes from its samples."""
+        vector = np.asarray(functionals, dtype=np.float32)
+        if self._mfcc is None:
+            return vector
+        return np.concatenate([vector, mfcc_statistics(window, self._mfcc)])
 
     def windows(self, windows: np.ndarray) -> np.ndarray:
         """(N, dims) functionals of (N, samples) windows."""
         return np.stack([self(window) for window in windows])
 
     def sliding(self, waveform: np.ndarray, window_seconds: float, hop_seconds: float) -> tuple[np.ndarray, np.ndarray]:
-        """(starts in seconds, (N, dims) functionals) of window_seconds windows every hop_seconds, from one
-        openSMILE pass over the waveform: each sample's low-level descriptors are computed once, where
-        windows() computes them again for every window that holds the sample. A window's descriptors near
-        its start see the audio before it, so its functionals differ a little from windows()'s of the same
-        samples (bench/bench.py --sections functionals measures how much)."""
+        """(starts in seconds, (N, dims) openSMILE functionals, without what complete() adds) of window_seconds
+        windows every hop_seconds, from one openSMILE pass over the waveform: each sample's low-level
+        descriptors are computed once, where windows() computes them again for every window that holds the
+        sample. A window's descriptors near its start see the audio before it, so its functionals differ a
+        little from windows()'s of the same samples (bench/bench.py --sections functionals measures how much)."""
         import opensmile
         key = (window_seconds, hop_seconds)
         if key not in self._sliding:
@@ -91,18 +113,19 @@ class FunctionalsExtractor:
         count = 1 + (-(-beyond // hop) if through_end else beyond // hop)
         silence = np.zeros(max(0, (count - 1) * hop + window - waveform.shape[-1])
                            + int(round(STREAM_LOOKAHEAD * self.sample_rate)), np.float32)
-        vectors = self.sliding(np.concatenate([waveform, silence]), window / self.sample_rate,
-                               hop / self.sample_rate)[1][:count]
+        heard = np.concatenate([waveform, silence])
+        vectors = self.sliding(heard, window / self.sample_rate, hop / self.sample_rate)[1][:count]
         if len(vectors) < count or not np.all(np.isfinite(vectors)):
             raise RuntimeError(f'openSMILE gave {len(vectors)} finite windows of {count}')
-        return vectors
+        return np.stack([self.complete(vector, heard[k * hop:k * hop + window]) for k, vector in enumerate(vectors)])
 
 
 class StreamFunctionals:
     """Functionals of one stream's windows (window samples every hop from the first sample written), from
     one openSMILE instance fed as the audio arrives and run on its own thread: each sample's descriptors are
     computed once, in ring buffers of fixed size, and each window's functionals equal
-    FunctionalsExtractor.sliding's over the same samples. Window k is ready once STREAM_LOOKAHEAD seconds
+    FunctionalsExtractor.sliding's over the same samples (openSMILE's alone: the extractor's complete()
+    adds the rest of its kind). Window k is ready once STREAM_LOOKAHEAD seconds
     of audio after it are written (ready()), or after finish()."""
 
     WRITE_TIMEOUT = 10.0    # seconds write() waits for room in openSMILE's input ring before it gives up

@@ -313,8 +313,9 @@ class EmotionPipeline:
     def functionals(self, item: PendingWindow) -> np.ndarray:
         """A fused model's standardised functionals of one window (after mfcc() for the same window)."""
         from .functionals import as_frames
-        raw = item.functionals if item.functionals is not None else self.predictor.functionals.extractor(
-            fit_to_length(item.samples, self.predictor.window_samples))
+        extractor = self.predictor.functionals.extractor
+        window = fit_to_length(item.samples, self.predictor.window_samples)
+        raw = extractor.complete(item.functionals, window) if item.functionals is not None else extractor(window)
         vector = as_frames(raw)
         self.functionals_normalizer.update(vector, weight=self._stream_weight)
         return self.functionals_normalizer(vector)[..., 0]

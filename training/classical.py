@@ -8,20 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from ser_models.features import FeatureConfig, MfccExtractor
-from ser_models.functionals import FunctionalsExtractor
+from ser_models.functionals import FunctionalsExtractor, mfcc_statistics
 
 from .data import load_audio
 
 SAMPLE_RATE = 16000
 FEATURE_KINDS = ('mfcc_stats', 'egemaps', 'compare')
-
-
-def mfcc_statistics(audio: np.ndarray, extractor: MfccExtractor) -> np.ndarray:
-    """Mean and standard deviation over time of 39 MFCCs and their deltas: 156 values."""
-    import librosa
-    mfcc = extractor(audio)                                  # (39, frames), not normalised
-    stacked = np.concatenate([mfcc, librosa.feature.delta(mfcc, width=9, mode='nearest')])
-    return np.concatenate([stacked.mean(axis=1), stacked.std(axis=1)])
 
 
 def extract(kind: str, paths: Sequence, jobs: int = 1) -> np.ndarray:
@@ -34,7 +26,7 @@ def extract(kind: str, paths: Sequence, jobs: int = 1) -> np.ndarray:
             return np.concatenate(list(pool.map(extract, [kind] * jobs, shares)))
     if kind == 'mfcc_stats':
         extractor = MfccExtractor(FeatureConfig(normalize='none'))
-        compute = lambda audio: mfcc_statistics(audio, extractor)  # noqa: E731
+        compute = lambda audio: mfcc_statistics(audio, extractor)  # noqa: E731  (39 MFCCs: 156 values)
     elif kind in ('egemaps', 'compare'):
         compute = FunctionalsExtractor(kind, SAMPLE_RATE)
     else:
