@@ -78,9 +78,29 @@ def test_egemaps_of_voiced_windows():
         FunctionalsExtractor('mfcc', rate)
 
 
-def fused_copy(directory, weight: float = 0.5, one_pass: bool = False):
-    """The shipped TIM-Net with a classical half: an RBF SVM on random functionals of three of its
-    classes, exported as the ship does (one_pass: as if fitted on one-pass functionals); returns
+def test_mfcc_statistics_follow_a_windows_egemaps():
+    """'egemaps+mfcc_stats': a window's eGeMAPS functionals, then the mean and sd of its 39 MFCCs and their
+    deltas, as the classical baselines compute them with librosa."""
+    pytest.importorskip('opensmile')
+    librosa = pytest.importorskip('librosa')
+    from ser_models.features import FeatureConfig, MfccExtractor
+    rate = 16000
+    window = voiced(3.0, rate)
+    both = FunctionalsExtractor('egemaps+mfcc_stats', rate)(window)
+    mfcc = MfccExtractor(FeatureConfig(normalize='none'))(window)
+    stacked = np.concatenate([mfcc, librosa.feature.delta(mfcc, width=9, mode='nearest')])
+    assert both.shape == (FUNCTIONAL_DIMS['egemaps+mfcc_stats'],)
+    np.testing.assert_array_equal(both[:88], FunctionalsExtractor('egemaps', rate)(window))
+    np.testing.assert_allclose(both[88:], np.concatenate([stacked.mean(axis=1), stacked.std(axis=1)]),
+                               rtol=1e-5, atol=1e-5)
+
+
+FUNCTIONAL_DIMS = {'egemaps': 88, 'egemaps+mfcc_stats': 88 + 156}
+
+
+def fused_copy(directory, weight: float = 0.5, one_pass: bool = False, kind: str = 'egemaps'):
+    """The shipped TIM-Net with a classical half: an RBF SVM on random functionals (of `kind`) of three
+    of its classes, exported as the ship does (one_pass: as if fitted on one-pass functionals); returns
     (directory, the fitted scikit-learn model)."""
     import shutil
 
@@ -90,9 +110,9 @@ def fused_copy(directory, weight: float = 0.5, one_pass: bool = False):
     meta = json.loads((directory / 'model.json').read_text())
     rng = np.random.default_rng(2)
     targets = [0, 2, 3] * 8
-    vectors = [rng.normal(t, 1.0, size=(3, 88)).astype(np.float32) for t in targets]
+    vectors = [rng.normal(t, 1.0, size=(3, FUNCTIONAL_DIMS[kind])).astype(np.float32) for t in targets]
     model, pooled = fit_on_windows('svm', vectors, [f's{i % 4}' for i in range(len(targets))], targets)
-    meta['functionals'] = export_functionals(model, directory, 'egemaps', meta['labels'], pooled.summary(0.5),
+    meta['functionals'] = export_functionals(model, directory, kind, meta['labels'], pooled.summary(0.5),
                                              weight, one_pass)
     (directory / 'model.json').write_text(json.dumps(meta))
     return directory, model
@@ -230,10 +250,12 @@ def test_a_short_clip_as_a_stream_hears_it():
                                                                            silence]), 3.0, 0.5)[1][:1])
 
 
-def test_a_one_pass_fused_stream_holds_each_window_until_audio_after_it(tmp_path):
+@pytest.mark.parametrize('kind', FUNCTIONAL_DIMS)
+def test_a_one_pass_fused_stream_holds_each_window_until_audio_after_it(tmp_path, kind):
     """A model fitted on one-pass functionals: the pipeline hands out a window once STREAM_LOOKAHEAD s of
-    audio follow it (flush() the rest at the end), in order, with the stream's one-pass functionals, and
-    classifies it with them; the same windows as a model computing them one call a window."""
+    audio follow it (flush() the rest at the end), in order, with the stream's one-pass functionals (and
+    what else its kind takes from the window), and classifies it with them; the same windows as a model
+    computing them one call a window."""
     pytest.importorskip('skl2onnx')
     from ser_models import load
     from ser_models.functionals import STREAM_LOOKAHEAD
@@ -241,8 +263,8 @@ def test_a_one_pass_fused_stream_holds_each_window_until_audio_after_it(tmp_path
     from ser_models.stream import StreamFormat
     rate = 16000
     speech = voiced(6.0, rate)
-    one_pass = load(fused_copy(tmp_path / 'one_pass', weight=0.3, one_pass=True)[0])
-    each = load(fused_copy(tmp_path / 'each', weight=0.3)[0])
+    one_pass = load(fused_copy(tmp_path / 'one_pass', weight=0.3, one_pass=True, kind=kind)[0])
+    each = load(fused_copy(tmp_path / 'each', weight=0.3, kind=kind)[0])
     runs = {}
     for name, predictor in (('one_pass', one_pass), ('each', each)):
         pipeline = EmotionPipeline(predictor, StreamFormat(sample_format='F32LE'))
