@@ -555,7 +555,7 @@ ROWS.update({f'fused_{source}_egemaps_mfcc_one_pass_through_end': Row(
     FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM on each window\'s eGeMAPS functionals and '
              'the mean and sd of its 39 MFCCs and their deltas side by side (244 values) instead of eGeMAPS alone (88)',
     'fusion', {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'functionals': 'egemaps+mfcc_stats'})
-    for source in (*UNSEEN_CARVE_DRAWS, 'timnet_partial_rerun')})
+    for source in UNSEEN_CARVE_DRAWS})
 
 # The shipped LMU's recipe (lmu-ser-v9) and its TIM-Net teacher's, validated on whole unseen speakers,
 # their fold models kept, so the LMU the node serves is judged fused on the unseen-speaker carve too.
