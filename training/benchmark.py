@@ -610,6 +610,27 @@ ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
         ('CkTIM', 'cktim_v8_speaker_validation', ' (cktim-ser-v8\'s recipe validated on whole unseen speakers)'),
         ('CkTIM', 'cktim5_pitch_distilled_lmu_masked_partial_rerun', ' (cktim-ser-v8\'s recipe)'))})
 
+# The mission networks' unseen-carve fold models averaged, then fused with the default's SVM as each
+# alone is: does the classical half add to an ensemble what it adds to one network?
+MISSION_SPEAKER_VALIDATION = ('timnet_v6_speaker_validation', 'lmu_v9_speaker_validation',
+                              'cktim_v8_speaker_validation')
+ROWS.update({
+    'ensemble_timnet_lmu_speaker_validation': Row(
+        NETWORKS, 'Mean probabilities of timnet_v6_speaker_validation and lmu_v9_speaker_validation, the TIM-Net and '
+                  'LMU recipes the node serves validated on whole unseen speakers (no training of its own)', 'ensemble',
+        {'members': list(MISSION_SPEAKER_VALIDATION[:2])}),
+    'ensemble_mission_speaker_validation': Row(
+        NETWORKS, 'Mean probabilities of timnet_v6_speaker_validation, lmu_v9_speaker_validation and '
+                  'cktim_v8_speaker_validation, the three recipes the node serves validated on whole unseen speakers '
+                  '(no training of its own)', 'ensemble', {'members': list(MISSION_SPEAKER_VALIDATION)}),
+})
+ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
+    FUSIONS, f'{source}\'s fold models averaged, fused window by window with the one-pass eGeMAPS SVM of '
+             'fused_timnet_partial_rerun_egemaps_one_pass_through_end (each speaker standardised, a stream from the '
+             'training prior on), the networks\' mean and the SVM half each', 'fusion',
+    {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings, 'weights_of': source})
+    for source in ('ensemble_timnet_lmu_speaker_validation', 'ensemble_mission_speaker_validation')})
+
 # The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
 ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_c{c:g}': Row(
     FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM\'s C {c:g} instead of 10', 'fusion',
@@ -639,7 +660,10 @@ def min_validation_speakers(name: str | None) -> int:
     rows validate on whole unseen speakers of every corpus with three or more (SPEAKER_VALIDATION's carve)."""
     if name and ROWS[name].kind == 'classical':
         return CLASSICAL_VALIDATION_SPEAKERS
-    overrides = ROWS[weights_row(name)].settings.get('overrides', []) if name else []
+    source = weights_row(name) if name else None
+    if source and ROWS[source].kind == 'ensemble':    # its members train on one carve
+        source = ROWS[source].settings['members'][0]
+    overrides = ROWS[source].settings.get('overrides', []) if source else []
     chosen = [o.split('=', 1)[1] for o in overrides if o.startswith('split.min_validation_speakers=')]
     return int(chosen[-1]) if chosen else MIN_SPEAKERS_FOR_SPEAKER_VALIDATION
 
@@ -904,6 +928,10 @@ def fold_predictor(name: str, number: int, split: Split, load=None):
     import ser_models
     from ser_models.ensemble import AveragedPredictor
     row = ROWS[name]
+    if row.kind in ('stream', 'fusion') and ROWS[weights_row(name)].kind == 'ensemble':
+        ensemble = fold_predictor(weights_row(name), number, split, load)
+        ensemble.meta = as_served(ensemble.meta, row.settings)
+        return ensemble
     networks = row.settings['members'] if row.kind == 'ensemble' else [weights_row(name)]
     predictors = []
     for network in networks:
