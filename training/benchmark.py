@@ -631,6 +631,14 @@ ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
     {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings, 'weights_of': source})
     for source in ('ensemble_timnet_lmu_speaker_validation', 'ensemble_mission_speaker_validation')})
 
+# The unseen-carve pairs with each window also heard at 0.9 and 1.1 times its speed (the network half):
+# the copies raised both draws' unseen-speaker validation alone, but that was the carve's own check.
+ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_speeds': Row(
+    FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the network also hearing each window played 0.9 and '
+             '1.1 times as fast, its three probabilities averaged before the SVM\'s join them', 'fusion',
+    {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'test_time_speeds': TEST_TIME_SPEEDS})
+    for source in UNSEEN_CARVE_DRAWS})
+
 # The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
 ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_c{c:g}': Row(
     FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM\'s C {c:g} instead of 10', 'fusion',
