@@ -1509,13 +1509,14 @@ def classical_validation_report() -> str:
 
 
 def recipe(name: str) -> tuple:
-    """A network row's training recipe with its seed left out (a fusion row's: its network's, and its
-    classical row or window functionals): rows that share one are draws of it."""
+    """A network row's training recipe with its seed left out (a fusion row's: its network's, and every
+    other setting of the row; an ensemble's: its members'): rows that share one are draws of it."""
     settings = ROWS[name].settings
     if ROWS[name].kind == 'fusion':
-        classical = settings.get('classical') or ('windows', settings['functionals'], settings['classifier'],
-                                                  settings.get('weight', 0.5), settings.get('stream_prior_seconds'))
-        return 'fusion', recipe(settings['weights_of']), classical
+        served = tuple(sorted((key, json.dumps(value)) for key, value in settings.items() if key != 'weights_of'))
+        return 'fusion', recipe(settings['weights_of']), served
+    if ROWS[name].kind == 'ensemble':
+        return 'ensemble', tuple(recipe(member) for member in settings['members'])
     overrides = tuple(sorted(o for o in settings.get('overrides', []) if not o.startswith('training.seed=')))
     return settings['config'], overrides, tuple(settings.get('teachers', []))
 
