@@ -639,6 +639,14 @@ ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_speeds': Row(
     {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'test_time_speeds': TEST_TIME_SPEEDS})
     for source in UNSEEN_CARVE_DRAWS})
 
+# The unseen-carve pairs with the SVM's Platt scaling fitted on whole held-out speakers, not windows at
+# random (whose neighbours, from the same clip and voice, the SVM was fitted on).
+ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_speaker_calibration': Row(
+    FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM\'s scores mapped to probabilities by Platt '
+             'scaling fitted on whole speakers it was not fitted on (5 folds), not on windows drawn at random',
+    'fusion', {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'calibration': 'speakers'})
+    for source in UNSEEN_CARVE_DRAWS})
+
 # The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
 ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_c{c:g}': Row(
     FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM\'s C {c:g} instead of 10', 'fusion',
@@ -1210,7 +1218,8 @@ def fold_classifier(settings: dict, vectors: list[np.ndarray], clips: list[Clip]
     (classical.fit_on_windows): (classify, the training windows' pooled statistics)."""
     from .classical import SVM_C, fit_on_windows, probabilities_in_label_order
     model, pooled = fit_on_windows(settings['classifier'], vectors, [c.speaker_key for c in clips],
-                                   [labels.index(c.emotion) for c in clips], settings.get('svm_c', SVM_C))
+                                   [labels.index(c.emotion) for c in clips], settings.get('svm_c', SVM_C),
+                                   settings.get('calibration', 'windows'))
     return probabilities_in_label_order(model, len(labels)), pooled
 
 

@@ -70,10 +70,11 @@ def standardise_per_speaker(features: np.ndarray, speakers: Sequence[str], fit=N
 SVM_C = 10.0    # the RBF SVM's margin penalty unless a row sets its own
 
 
-def make_classifier(kind: str, probabilities: bool = False, svm_c: float = SVM_C):
+def make_classifier(kind: str, probabilities: bool = False, svm_c: float = SVM_C, calibration_folds=None):
     """A scikit-learn pipeline (standardisation, then the classifier) with a decision_function; with
     probabilities, the SVM's scores mapped to probabilities by Platt scaling fitted in an internal 5-fold
-    cross-validation (predict_proba). svm_c: the RBF SVM's C."""
+    cross-validation (predict_proba), or over calibration_folds ((train, held-out) row indices) where
+    given. svm_c: the RBF SVM's C."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -81,7 +82,8 @@ def make_classifier(kind: str, probabilities: bool = False, svm_c: float = SVM_C
     from sklearn.svm import SVC
     if kind == 'svm':
         svm = SVC(kernel='rbf', C=svm_c, gamma='scale', class_weight='balanced')
-        return make_pipeline(StandardScaler(), CalibratedClassifierCV(svm, ensemble=False) if probabilities else svm)
+        calibrated = CalibratedClassifierCV(svm, ensemble=False, cv=calibration_folds or 5)
+        return make_pipeline(StandardScaler(), calibrated if probabilities else svm)
     if kind == 'logreg':
         return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight='balanced'))
     raise ValueError(f'unknown classifier {kind!r}; choose svm or logreg')
@@ -107,20 +109,33 @@ def out_of_speaker_probabilities(features: np.ndarray, targets: np.ndarray, spea
     return probabilities
 
 
+CALIBRATIONS = ('windows', 'speakers')
+
+
 def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Sequence[str], targets: Sequence[int],
-                   svm_c: float = SVM_C):
+                   svm_c: float = SVM_C, calibration: str = 'windows'):
     """A classifier (make_classifier, with probabilities) on every window's functionals of the clips
     (vectors: one (windows, dims) array a clip), each speaker's windows standardised over that speaker's
-    own; and the raw windows' pooled statistics, a stream's prior. Returns (model, SpeakerNormalizer)."""
+    own; and the raw windows' pooled statistics, a stream's prior. Returns (model, SpeakerNormalizer).
+    calibration: what the SVM's Platt scaling holds out, windows at random ('windows') or whole speakers
+    ('speakers', 5 folds stratified by class), so its probabilities say how sure it is of new voices."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
     from ser_models.functionals import as_frames, speaker_statistics
-    inputs, window_targets = [], []
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f'unknown calibration {calibration!r}; choose one of {CALIBRATIONS}')
+    inputs, window_targets, window_speakers = [], [], []
     for speaker in sorted(set(speakers)):
         own = [i for i, s in enumerate(speakers) if s == speaker]
         stacked = np.concatenate([vectors[i] for i in own])
         inputs.append(speaker_statistics(stacked)(as_frames(stacked))[..., 0])
         window_targets += [targets[i] for i in own for _ in range(len(vectors[i]))]
-    model = make_classifier(classifier, probabilities=True, svm_c=svm_c).fit(np.concatenate(inputs), window_targets)
-    return model, speaker_statistics(np.concatenate(list(vectors)))
+        window_speakers += [speaker] * len(stacked)
+    inputs = np.concatenate(inputs)
+    folds = (list(StratifiedGroupKFold(5, shuffle=True, random_state=0).split(inputs, window_targets, window_speakers))
+             if calibration == 'speakers' else None)
+    model = make_classifier(classifier, probabilities=True, svm_c=svm_c, calibration_folds=folds)
+    return model.fit(inputs, window_targets), speaker_statistics(np.concatenate(list(vectors)))
 
 
 def probabilities_in_label_order(model, n_labels: int):

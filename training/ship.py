@@ -91,12 +91,13 @@ def fitted_functionals(meta: dict, settings: dict, target: Path, data: Path) -> 
                                  int(round(HOP_SECONDS * meta['sample_rate'])), one_pass)
     speakers = [c.speaker_key for c in clips]
     svm_c = settings.get('svm_c', SVM_C)
+    calibration = settings.get('calibration', 'windows')
     model, pooled = fit_on_windows(settings['classifier'], vectors, speakers,
-                                   [meta['labels'].index(c.emotion) for c in clips], svm_c)
+                                   [meta['labels'].index(c.emotion) for c in clips], svm_c, calibration)
     prior = pooled.summary(stream_prior_seconds(meta) / meta['window_seconds'])
     entry = export_functionals(model, target, settings['functionals'], meta['labels'], prior,
                                settings.get('weight', 0.5), bool(one_pass))
-    return entry, {'classifier': settings['classifier'], 'svm_c': svm_c,
+    return entry, {'classifier': settings['classifier'], 'svm_c': svm_c, 'calibration': calibration,
                    'speakers': sorted(set(speakers)), 'clips': len(clips),
                    'windows': int(sum(len(v) for v in vectors))}
 
