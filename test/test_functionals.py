@@ -118,6 +118,29 @@ def fused_copy(directory, weight: float = 0.5, one_pass: bool = False, kind: str
     return directory, model
 
 
+def test_the_svm_may_be_calibrated_on_whole_speakers_it_was_not_fitted_on():
+    """calibration='speakers': every Platt-scaling fold holds out whole speakers and every class is fitted
+    in each; 'windows' draws windows at random; anything else is refused."""
+    from training.classical import fit_on_windows
+    rng = np.random.default_rng(5)
+    targets = [0, 2, 3] * 10
+    speakers = [f's{i % 10}' for i in range(len(targets))]
+    vectors = [rng.normal(t, 1.0, size=(2, 6)).astype(np.float32) for t in targets]
+    window_speakers = np.repeat(sorted(set(speakers)), [2 * speakers.count(s) for s in sorted(set(speakers))])
+    window_targets = np.array([targets[i] for s in sorted(set(speakers)) for i, o in enumerate(speakers) if o == s
+                               for _ in range(2)])
+    model, _ = fit_on_windows('svm', vectors, speakers, targets, calibration='speakers')
+    folds = model[-1].cv
+    assert len(folds) == 5
+    for fitted, held in folds:
+        assert not set(window_speakers[fitted]) & set(window_speakers[held])
+        assert set(window_targets[fitted]) == {0, 2, 3}
+    assert model.predict_proba(np.zeros((1, 6), np.float32)).shape == (1, 3)
+    assert fit_on_windows('svm', vectors, speakers, targets)[0][-1].cv == 5
+    with pytest.raises(ValueError, match='unknown calibration'):
+        fit_on_windows('svm', vectors, speakers, targets, calibration='clips')
+
+
 def test_the_exported_classifier_gives_scikit_learns_probabilities(tmp_path):
     pytest.importorskip('skl2onnx')
     from ser_models import load
