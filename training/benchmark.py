@@ -647,6 +647,15 @@ ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_speaker_calibration':
     'fusion', {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'calibration': 'speakers'})
     for source in UNSEEN_CARVE_DRAWS})
 
+# The default's recipe on the unseen-speaker carve refitted on its validation speakers too, for the epoch
+# count each fold's validation chose: what the validation carve costs a model that ships (a measurement).
+ROWS['timnet_v6_speaker_validation_refit'] = Row(
+    NETWORKS, f'{TIMNET_V6}, timnet_v6_speaker_validation refitted: each fold trained again on its training and '
+              'validation speakers together, for the epoch count that fold\'s validation chose (its validation '
+              'figures are of clips it trained on)', 'network',
+    {**with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'split.validation_into_training=true'),
+     'epochs_of': 'timnet_v6_speaker_validation'})
+
 # The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
 ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_c{c:g}': Row(
     FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM\'s C {c:g} instead of 10', 'fusion',
@@ -823,6 +832,10 @@ def network_command(name: str, fold: int | None) -> list[str]:
         overrides.append(f'training.feature_cache={FEATURE_CACHE.relative_to(REPO)}')
     if fold is None:   # the epoch count the folds' validation speakers chose; no early stop
         overrides += [f'training.epochs={final_epochs(name)}', 'training.select=last_epoch']
+    elif 'epochs_of' in row.settings:   # a refit: this fold of another row's epoch count and LR drops
+        source = row.settings['epochs_of']
+        overrides += [f'training.epochs={chosen_epochs(source)[fold]}', 'training.select=last_epoch',
+                      'training.scheduler=steps', f'training.lr_drops=[{",".join(map(str, lr_drops(source, fold)))}]']
     for override in overrides:
         args += ['--set', override]
     return args
@@ -835,17 +848,31 @@ def fold_selected_epoch(name: str, fold: int) -> int | None:
     return json.loads(path.read_text())['folds'][0]['selected_epoch'] if path.is_file() else None
 
 
-def final_epochs(name: str) -> int:
-    """The median epoch the row's folds selected on their validation speakers (from the run folders,
-    else from the stored result)."""
+def chosen_epochs(name: str) -> list[int]:
+    """The epoch each of the row's folds selected on its validation speakers (from the run folders, else
+    from the stored result)."""
     chosen = [fold_selected_epoch(name, fold) for fold in range(FOLDS)]
     result = RESULTS / f'{name}.json'
     if None in chosen and result.is_file():
         chosen = [fold.get('selected_epoch') for fold in json.loads(result.read_text())['folds']]
     if len(chosen) < FOLDS or None in chosen:
         raise SystemExit(f'{name}: train its {FOLDS} folds first (python -m training.benchmark run --only {name}); '
-                         'the shipped recipe runs for the epoch count they chose')
-    return int(np.ceil(np.median(chosen)))
+                         'the epoch counts they choose are needed')
+    return [int(epoch) for epoch in chosen]
+
+
+def lr_drops(name: str, fold: int) -> list[int]:
+    """The epochs at which a fold's training lowered its learning rate, from its run folder."""
+    path = RUNS / name / f'fold{fold}' / f'fold{fold}' / 'metrics.json'
+    if not path.is_file():
+        raise SystemExit(f'{name} fold {fold}: its run folder holds its learning rates ({path}); train it first')
+    history = json.loads(path.read_text())
+    return [now['epoch'] for before, now in itertools.pairwise(history) if now['lr'] < before['lr']]
+
+
+def final_epochs(name: str) -> int:
+    """The median epoch the row's folds selected: the shipped recipe runs for as many."""
+    return int(np.ceil(np.median(chosen_epochs(name))))
 
 
 def weights_row(name: str) -> str:

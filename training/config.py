@@ -26,6 +26,9 @@ DEFAULTS = {
         'seed': 0,                       # which speakers fall in which fold; training.seed leaves them alone
         # Corpora with at least this many speakers on the training side give whole speakers to validation.
         'min_validation_speakers': 4,
+        # The carved validation clips train too (nothing left to validate on): with training.select=
+        # last_epoch, a refit on every training speaker for an epoch count chosen before.
+        'validation_into_training': False,
     },
     'augment': {
         'copies': 1,                     # augmented passes over the training set per epoch
@@ -74,6 +77,7 @@ DEFAULTS = {
         # decay; validation scores it and it is what gets kept. 0: off, the raw weights are kept.
         'weight_average_decay': 0.0,
         'scheduler': 'plateau', 'plateau_factor': 0.25, 'plateau_patience': 5, 'min_lr': 1e-5,
+        'lr_drops': [],                  # scheduler steps: epochs that start at plateau_factor times the LR
         'early_stop_patience': 15,       # epochs without validation UAR gain; 0 disables
         'select': 'best_validation',     # best_validation | last_epoch (the paper protocol)
         # Which validation clips choose the epoch: all, or only those of speakers absent from the
@@ -132,4 +136,7 @@ def resolve(config_file=None, presets=(), overrides=()) -> dict:
     for text in overrides:
         config = deep_merge(config, parse_override(text))
     check_known_keys({k: v for k, v in config.items() if k not in ('model', 'features')}, DEFAULTS)
+    if config['split']['validation_into_training'] and config['training']['select'] != 'last_epoch':
+        raise ValueError('split.validation_into_training leaves nothing to choose an epoch on: '
+                         'set training.select=last_epoch and training.epochs')
     return config

@@ -78,7 +78,18 @@ def held_speakers(speakers: list[str], fraction: float, rng) -> set[str]:
 
 
 def make_splits(clips: list[Clip], protocol: str, folds: int, validation_fraction: float, seed: int = 0,
-                min_validation_speakers: int = MIN_SPEAKERS_FOR_SPEAKER_VALIDATION) -> list[Split]:
+                min_validation_speakers: int = MIN_SPEAKERS_FOR_SPEAKER_VALIDATION,
+                validation_into_training: bool = False) -> list[Split]:
+    """The protocol's splits; validation_into_training: the clips carved for validation train too,
+    leaving none to validate on (a refit for an epoch count chosen before), the test side unchanged."""
+    splits = protocol_splits(clips, protocol, folds, validation_fraction, seed, min_validation_speakers)
+    if validation_into_training:
+        return [Split(s.name, s.train + s.validation, [], s.test) for s in splits]
+    return splits
+
+
+def protocol_splits(clips: list[Clip], protocol: str, folds: int, validation_fraction: float, seed: int,
+                    min_validation_speakers: int) -> list[Split]:
     if protocol == 'speaker_kfold':
         splits = []
         for index, test_speakers in enumerate(speaker_folds(clips, folds, seed)):

@@ -205,6 +205,9 @@ def make_scheduler(optimizer, t: dict, mode: str):
     if t['scheduler'] == 'plateau':
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=t['plateau_factor'],
                                                           patience=t['plateau_patience'], min_lr=t['min_lr'])
+    if t['scheduler'] == 'steps':    # a plateau schedule replayed: drops at the epochs given
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [int(epoch) - 1 for epoch in t['lr_drops']],
+                                                    gamma=t['plateau_factor'])
     if t['scheduler'] == 'cosine':
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t['epochs'], eta_min=t['min_lr'])
     if t['scheduler'] == 'none':
@@ -549,7 +552,7 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
     position = {id(c): i for i, c in enumerate(clips)}
     split = config['split']
     splits = make_splits(clips, split['protocol'], split['folds'], split['validation_fraction'], split['seed'],
-                         split['min_validation_speakers'])
+                         split['min_validation_speakers'], split['validation_into_training'])
     if split.get('fold') is not None:
         splits = [splits[int(split['fold'])]]
     results = []
