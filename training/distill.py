@@ -53,7 +53,7 @@ class Teacher:
             if not test_speakers <= unseen:
                 raise ValueError(f'teacher {artifact} trained on speakers this run tests on: '
                                  f'{sorted(test_speakers - unseen)}')
-            if set(data.get('validation_speakers', [])) != validation_speakers:
+            if validation_speakers and set(data.get('validation_speakers', [])) != validation_speakers:
                 raise ValueError(f'teacher {artifact} validated on other speakers than the student, so it '
                                  f'may have trained on the clips that choose the student\'s epoch')
 
