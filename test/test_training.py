@@ -1,4 +1,5 @@
 """Training package: corpus parsers, splits, augmentation, a short real run, resume, DDP, evaluation."""
+import contextlib
 import csv
 import json
 import os
@@ -367,6 +368,12 @@ def test_distillation_learns_from_a_teacher_of_the_same_fold_only(data_dir, smal
     data = meta['provenance']['data']
     judge = Teacher([str(teacher)], meta['labels'], FeatureConfig.from_dict(meta['features']),
                     set(data['test_speakers']), set(data['validation_speakers']), temperature=3.0)
+    # A student choosing its epoch on other speakers could choose it on clips the teacher learnt; a
+    # refit, validating on nothing, chooses none.
+    for validation, refused in (({'emovo:elsewhere'}, True), (set(), False)):
+        with pytest.raises(ValueError, match='validated on other speakers') if refused else contextlib.nullcontext():
+            Teacher([str(teacher)], meta['labels'], FeatureConfig.from_dict(meta['features']),
+                    set(data['test_speakers']), validation, temperature=1.0)
     mfcc = torch.randn(4, meta['architecture']['n_mfcc'], meta['architecture']['frames'])
     targets = judge.targets(mfcc)
     assert torch.allclose(targets.sum(dim=-1), torch.ones(4))
@@ -705,3 +712,38 @@ def test_fewer_speakers_may_give_whole_speakers_to_validation_leaving_the_other_
     assert len(held(lowered, 'emovo')) == 1
     assert not held(lowered, 'emovo') & {c.speaker for c in keep if c.dataset == 'emovo'}
     assert [c for c in lowered if c.dataset == 'ravdess'] == [c for c in default if c.dataset == 'ravdess']
+
+
+def test_a_refit_trains_on_the_validation_carve_and_keeps_the_test_speakers_out():
+    """split.validation_into_training: each fold's validation clips join its training side, the test side
+    as before; the config refuses it unless the last epoch is kept."""
+    from training.config import resolve
+    from training.datasets import Clip
+    from training.splits import make_splits
+    clips = [Clip(f'{corpus}-{speaker}-{emotion}-{take}.flac', corpus, speaker, emotion)
+             for corpus, speakers in (('emovo', 'abcd'), ('ravdess', 'efghijklmnop'))
+             for speaker in speakers for emotion in ('neutral', 'angry', 'sad') for take in range(4)]
+    carved = make_splits(clips, 'speaker_kfold', 4, 0.25, 0, 3)
+    refit = make_splits(clips, 'speaker_kfold', 4, 0.25, 0, 3, validation_into_training=True)
+    for before, after in zip(carved, refit, strict=True):
+        assert before.validation and not after.validation
+        assert sorted(c.path for c in after.train) == sorted(c.path for c in before.train + before.validation)
+        assert after.test == before.test
+    with pytest.raises(ValueError, match='last_epoch'):
+        resolve(overrides=['split.validation_into_training=true'])
+    assert resolve(overrides=['split.validation_into_training=true', 'training.select=last_epoch'])
+
+
+def test_the_steps_scheduler_replays_a_plateau_schedule_s_drops():
+    """scheduler steps: the learning rate falls by plateau_factor at the start of each epoch in lr_drops."""
+    import torch
+
+    from training.train import make_scheduler
+    optimizer = torch.optim.Adam(torch.nn.Linear(2, 2).parameters(), lr=0.004)
+    scheduler = make_scheduler(optimizer, {'scheduler': 'steps', 'lr_drops': [3, 5], 'plateau_factor': 0.25}, 'min')
+    rates = []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([0.004, 0.004, 0.001, 0.001, 0.00025, 0.00025])
