@@ -543,19 +543,25 @@ ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'] = Row(
 
 # ComParE 2016 functionals (6373) in eGeMAPS's place, one pass as above: the speaker-standardised ComParE
 # SVM beats the eGeMAPS one on whole clips (svm_compare_speakernorm, svm_egemaps_speakernorm).
-ROWS.update({f'fused_{source}_compare_one_pass_through_end': Row(
-    FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM on ComParE 2016 functionals (6373) of '
-             'each window instead of eGeMAPS (88)', 'fusion',
-    {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'functionals': 'compare'})
-    for source in (*UNSEEN_CARVE_DRAWS, 'timnet_partial_rerun')})
+
+
+def one_pass_variants(name: str, change: str, settings: dict, sources=UNSEEN_CARVE_DRAWS) -> dict[str, Row]:
+    """Rows fused_<source>_<name>: each source's one-pass fused row (windows through the clip's end) with
+    `settings` changed, described as that row and `change`."""
+    return {f'fused_{source}_{name}': Row(
+        FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, {change}', 'fusion',
+        {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, **settings}) for source in sources}
+
+
+ROWS.update(one_pass_variants('compare_one_pass_through_end', 'the SVM on ComParE 2016 functionals (6373) of each '
+                              'window instead of eGeMAPS (88)', {'functionals': 'compare'},
+                              (*UNSEEN_CARVE_DRAWS, 'timnet_partial_rerun')))
 
 # eGeMAPS and MFCC statistics of each window side by side, one pass as the default: on whole clips the
 # speaker-standardised SVM on both (svm_egemaps_mfcc_speakernorm) beats the one on eGeMAPS alone by 0.04.
-ROWS.update({f'fused_{source}_egemaps_mfcc_one_pass_through_end': Row(
-    FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM on each window\'s eGeMAPS functionals and '
-             'the mean and sd of its 39 MFCCs and their deltas side by side (244 values) instead of eGeMAPS alone (88)',
-    'fusion', {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'functionals': 'egemaps+mfcc_stats'})
-    for source in UNSEEN_CARVE_DRAWS})
+ROWS.update(one_pass_variants('egemaps_mfcc_one_pass_through_end', 'the SVM on each window\'s eGeMAPS functionals '
+                              'and the mean and sd of its 39 MFCCs and their deltas side by side (244 values) instead '
+                              'of eGeMAPS alone (88)', {'functionals': 'egemaps+mfcc_stats'}))
 
 # The shipped LMU's recipe (lmu-ser-v9) and its TIM-Net teacher's, validated on whole unseen speakers,
 # their fold models kept, so the LMU the node serves is judged fused on the unseen-speaker carve too.
@@ -633,19 +639,15 @@ ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
 
 # The unseen-carve pairs with each window also heard at 0.9 and 1.1 times its speed (the network half):
 # the copies raised both draws' unseen-speaker validation alone, but that was the carve's own check.
-ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_speeds': Row(
-    FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the network also hearing each window played 0.9 and '
-             '1.1 times as fast, its three probabilities averaged before the SVM\'s join them', 'fusion',
-    {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'test_time_speeds': TEST_TIME_SPEEDS})
-    for source in UNSEEN_CARVE_DRAWS})
+ROWS.update(one_pass_variants('egemaps_one_pass_through_end_speeds', 'the network also hearing each window played '
+                              '0.9 and 1.1 times as fast, its three probabilities averaged before the SVM\'s join them',
+                              {'test_time_speeds': TEST_TIME_SPEEDS}))
 
 # The unseen-carve pairs with the SVM's Platt scaling fitted on whole held-out speakers, not windows at
 # random (whose neighbours, from the same clip and voice, the SVM was fitted on).
-ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_speaker_calibration': Row(
-    FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM\'s scores mapped to probabilities by Platt '
-             'scaling fitted on whole speakers it was not fitted on (5 folds), not on windows drawn at random',
-    'fusion', {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'calibration': 'speakers'})
-    for source in UNSEEN_CARVE_DRAWS})
+ROWS.update(one_pass_variants('egemaps_one_pass_through_end_speaker_calibration', 'the SVM\'s scores mapped to '
+                              'probabilities by Platt scaling fitted on whole speakers it was not fitted on (5 folds), '
+                              'not on windows drawn at random', {'calibration': 'speakers'}))
 
 # The default's recipe on the unseen-speaker carve refitted on its validation speakers too, for the epoch
 # count each fold's validation chose: what the validation carve costs a model that ships (a measurement).
@@ -657,10 +659,9 @@ ROWS['timnet_v6_speaker_validation_refit'] = Row(
      'epochs_of': 'timnet_v6_speaker_validation'})
 
 # The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
-ROWS.update({f'fused_{source}_egemaps_one_pass_through_end_c{c:g}': Row(
-    FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end, the SVM\'s C {c:g} instead of 10', 'fusion',
-    {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'svm_c': c})
-    for source in UNSEEN_CARVE_DRAWS for c in (3.0, 30.0)})
+for source, c in itertools.product(UNSEEN_CARVE_DRAWS, (3.0, 30.0)):
+    ROWS.update(one_pass_variants(f'egemaps_one_pass_through_end_c{c:g}', f'the SVM\'s C {c:g} instead of 10',
+                                  {'svm_c': c}, (source,)))
 
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
