@@ -125,8 +125,8 @@ class StreamFunctionals:
     one openSMILE instance fed as the audio arrives and run on its own thread: each sample's descriptors are
     computed once, in ring buffers of fixed size, and each window's functionals equal
     FunctionalsExtractor.sliding's over the same samples (openSMILE's alone: the extractor's complete()
-    adds the rest of its kind). Window k is ready once STREAM_LOOKAHEAD seconds
-    of audio after it are written (ready()), or after finish()."""
+    adds the rest of its kind). Window k is ready once STREAM_LOOKAHEAD seconds of audio after it are
+    written (ready()), or after finish()."""
 
     WRITE_TIMEOUT = 10.0    # seconds write() waits for room in openSMILE's input ring before it gives up
     WRITE_BLOCK = 0.25      # seconds of audio written at a time

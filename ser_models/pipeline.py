@@ -40,7 +40,7 @@ class PendingWindow:
     duration: float
     end_index: int = 0                  # absolute model-rate sample one past its last
     new_speaker: bool = False           # first voiced window after a long silence: speaker statistics restart
-    functionals: np.ndarray | None = None   # a fused model's raw functionals, computed in one pass over the stream
+    functionals: np.ndarray | None = None   # a fused model's openSMILE functionals, from one pass over the stream
 
 
 @dataclass
@@ -203,11 +203,9 @@ class EmotionPipeline:
                 if not final and self._one_pass.window_end(index) + lookahead > self._one_pass.written:
                     break
                 try:
-                    vector = self._one_pass.ready(index, timeout=2.0 if final else 0.05)
+                    item.functionals = self._one_pass.ready(index, timeout=2.0 if final else 0.05)
                 except RuntimeError as error:    # it failed: this window and those after get a call each
-                    self.one_pass_problem, vector, final = str(error), None, True
-                if vector is not None:
-                    item.functionals = self.predictor.functionals.extractor.complete(vector, item.samples)
+                    self.one_pass_problem, item.functionals, final = str(error), None, True
                 if item.functionals is None and not final:
                     break
                 self.functionals_fallbacks += item.functionals is None
@@ -315,8 +313,9 @@ class EmotionPipeline:
     def functionals(self, item: PendingWindow) -> np.ndarray:
         """A fused model's standardised functionals of one window (after mfcc() for the same window)."""
         from .functionals import as_frames
-        raw = item.functionals if item.functionals is not None else self.predictor.functionals.extractor(
-            fit_to_length(item.samples, self.predictor.window_samples))
+        extractor = self.predictor.functionals.extractor
+        window = fit_to_length(item.samples, self.predictor.window_samples)
+        raw = extractor.complete(item.functionals, window) if item.functionals is not None else extractor(window)
         vector = as_frames(raw)
         self.functionals_normalizer.update(vector, weight=self._stream_weight)
         return self.functionals_normalizer(vector)[..., 0]

@@ -276,8 +276,8 @@ def test_a_short_clip_as_a_stream_hears_it():
 @pytest.mark.parametrize('kind', FUNCTIONAL_DIMS)
 def test_a_one_pass_fused_stream_holds_each_window_until_audio_after_it(tmp_path, kind):
     """A model fitted on one-pass functionals: the pipeline hands out a window once STREAM_LOOKAHEAD s of
-    audio follow it (flush() the rest at the end), in order, with the stream's one-pass functionals (and
-    what else its kind takes from the window), and classifies it with them; the same windows as a model
+    audio follow it (flush() the rest at the end), in order, with the stream's one-pass functionals, and
+    classifies it with them (and what else its kind takes from the window); the same windows as a model
     computing them one call a window."""
     pytest.importorskip('skl2onnx')
     from ser_models import load
@@ -304,13 +304,13 @@ def test_a_one_pass_fused_stream_holds_each_window_until_audio_after_it(tmp_path
     (windows, results), (alone, _) = runs['one_pass'], runs['each']
     assert [w.end_index for w in windows] == [w.end_index for w in alone] and len(windows) == 7
     assert all(w.functionals is None for w in alone)
-    expected = one_pass.functionals.extractor.stream_windows(speech, 3 * rate, rate // 2)
-    np.testing.assert_array_equal(np.stack([w.functionals for w in windows]), expected)
+    extractor = one_pass.functionals.extractor
+    completed = np.stack([extractor.complete(w.functionals, w.samples) for w in windows])
+    np.testing.assert_array_equal(completed, extractor.stream_windows(speech, 3 * rate, rate // 2))
     statistics = one_pass.functionals.stream_normalizer()
     heard = EmotionPipeline(one_pass, StreamFormat())
     network = one_pass.predict_features(np.stack([heard.mfcc(w) for w in windows]))
-    for window, result, alone_probabilities in zip(windows, results, network, strict=True):
-        vector = as_frames(window.functionals)
+    for vector, result, alone_probabilities in zip(as_frames(completed), results, network, strict=True):
         statistics.update(vector, weight=0.5 / 3.0)
         classical = one_pass.functionals.classify(statistics(vector)[None, :, 0])[0]
         np.testing.assert_allclose(result.probabilities, 0.7 * alone_probabilities + 0.3 * classical, atol=1e-5)
