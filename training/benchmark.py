@@ -541,9 +541,6 @@ ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'] = Row(
              'windows too', 'fusion',
     {**ROWS['fused_timnet_partial_rerun_egemaps'].settings, 'one_pass': 'through_end'})
 
-# ComParE 2016 functionals (6373) in eGeMAPS's place, one pass as above: the speaker-standardised ComParE
-# SVM beats the eGeMAPS one on whole clips (svm_compare_speakernorm, svm_egemaps_speakernorm).
-
 
 def one_pass_variants(name: str, change: str, settings: dict, sources=UNSEEN_CARVE_DRAWS) -> dict[str, Row]:
     """Rows fused_<source>_<name>: each source's one-pass fused row (windows through the clip's end) with
@@ -553,6 +550,8 @@ def one_pass_variants(name: str, change: str, settings: dict, sources=UNSEEN_CAR
         {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, **settings}) for source in sources}
 
 
+# ComParE 2016 functionals (6373) in eGeMAPS's place, one pass as above: the speaker-standardised ComParE
+# SVM beats the eGeMAPS one on whole clips (svm_compare_speakernorm, svm_egemaps_speakernorm).
 ROWS.update(one_pass_variants('compare_one_pass_through_end', 'the SVM on ComParE 2016 functionals (6373) of each '
                               'window instead of eGeMAPS (88)', {'functionals': 'compare'},
                               (*UNSEEN_CARVE_DRAWS, 'timnet_partial_rerun')))
