@@ -388,3 +388,37 @@ def test_a_fused_rows_choice_scores_every_prior_and_share_on_the_validation_clip
             assert weights['0.4']['nemo']['uar_mean'] == 1.0
             assert weights['0.6']['nemo']['uar_mean'] == pytest.approx(1 / 3)
             assert weights['0.6']['nemo']['n'] == len(split.validation)
+
+
+def test_a_refit_trains_every_fold_and_the_final_run_on_the_carve_for_the_epochs_and_drops_validation_chose(
+        tmp_path, monkeypatch):
+    from training.datasets import Clip
+    from training.splits import Split
+    source, name = 'timnet_partial_rerun', 'timnet_partial_rerun_refit'
+    for setting, path in (('REPO', tmp_path), ('RUNS', tmp_path), ('FINAL', tmp_path / 'final'),
+                          ('KEPT', tmp_path / 'kept')):
+        monkeypatch.setattr(benchmark, setting, path)
+    # Each fold: (chosen epoch, epochs it ran, the epochs its learning rate fell at).
+    runs = [(20, 30, [26]), (22, 32, [28]), (39, 40, [33, 38]), (29, 39, [25, 35])]
+    for fold, (chosen, ran, drops) in enumerate(runs):
+        folder = tmp_path / source / f'fold{fold}'
+        (folder / f'fold{fold}').mkdir(parents=True)
+        (folder / 'summary.json').write_text(json.dumps({'folds': [{'selected_epoch': chosen}]}))
+        history = [{'epoch': e, 'lr': 0.005 * 0.5 ** sum(e >= d for d in drops)} for e in range(1, ran + 1)]
+        (folder / f'fold{fold}' / 'metrics.json').write_text(json.dumps(history))
+    # Drops after a fold's chosen epoch never trained its model; two folds of four dropped before theirs.
+    assert benchmark.final_lr_drops(source) == [29]
+    fold2 = [a for a in benchmark.network_command(name, 2) if '=' in a]
+    assert 'split.validation_into_training=true' in fold2 and 'split.fold=2' in fold2
+    assert fold2[-4:] == ['training.epochs=39', 'training.select=last_epoch', 'training.scheduler=steps',
+                          'training.lr_drops=[33,38]']
+    final = [a for a in benchmark.network_command(name, None) if '=' in a]
+    assert 'split.protocol=all_speakers' in final and 'split.validation_into_training=true' in final
+    assert final[-4:] == ['training.epochs=26', 'training.select=last_epoch', 'training.scheduler=steps',
+                          'training.lr_drops=[29]']
+    # Its fused row's SVM fits on the validation speakers too, as the shipped one fits on every speaker.
+    clips = [Clip(f'{s}.flac', 'nemo', s, 'neutral') for s in 'ABC']
+    split = Split('fold0', clips[:1], clips[1:2], clips[2:])
+    assert benchmark.classifier_clips('fused_timnet_partial_rerun_refit_egemaps_one_pass_through_end', split) == \
+        clips[:2]
+    assert benchmark.classifier_clips('fused_timnet_partial_rerun_egemaps_one_pass_through_end', split) == clips[:1]

@@ -648,14 +648,36 @@ ROWS.update(one_pass_variants('egemaps_one_pass_through_end_speaker_calibration'
                               'probabilities by Platt scaling fitted on whole speakers it was not fitted on (5 folds), '
                               'not on windows drawn at random', {'calibration': 'speakers'}))
 
-# The default's recipe on the unseen-speaker carve refitted on its validation speakers too, for the epoch
-# count each fold's validation chose: what the validation carve costs a model that ships (a measurement).
-ROWS['timnet_v6_speaker_validation_refit'] = Row(
-    NETWORKS, f'{TIMNET_V6}, timnet_v6_speaker_validation refitted: each fold trained again on its training and '
-              'validation speakers together, for the epoch count that fold\'s validation chose (its validation '
-              'figures are of clips it trained on)', 'network',
-    {**with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'split.validation_into_training=true'),
-     'epochs_of': 'timnet_v6_speaker_validation'})
+REFIT = 'split.validation_into_training=true'
+
+
+def refit_row(source: str) -> Row:
+    """Network row `source` refitted: each fold trained again on its training and validation speakers together
+    for the epoch count and learning-rate drops that fold's validation chose."""
+    return Row(NETWORKS, f'{TIMNET_V6}, {source} refitted: each fold trained again on its training and validation '
+                         'speakers together, for the epoch count that fold\'s validation chose (its validation '
+                         'figures are of clips it trained on)', 'network',
+               {**with_overrides(ROWS[source].settings, REFIT), 'epochs_of': source})
+
+
+def refits(name: str) -> bool:
+    """Whether row `name`'s network trained on its validation speakers too (a fused row's SVM then does)."""
+    return REFIT in ROWS[weights_row(name)].settings.get('overrides', [])
+
+
+# The default's recipe on the unseen-speaker carve refitted on its validation speakers too: what the
+# validation carve costs a model that ships (a measurement).
+ROWS['timnet_v6_speaker_validation_refit'] = refit_row('timnet_v6_speaker_validation')
+# Final runs train on every speaker (decided in 2026-12-06's second session on principle, before these ran):
+# the shipped default's recipe so, on its own carve, and fused as it ships, both halves fitted on the
+# validation speakers too. Their test figures are what a refitted default ships with.
+ROWS['timnet_partial_rerun_refit'] = refit_row('timnet_partial_rerun')
+ROWS['fused_timnet_partial_rerun_refit_egemaps_one_pass_through_end'] = Row(
+    FUSIONS, 'As fused_timnet_partial_rerun_egemaps_one_pass_through_end (timnet_egemaps-ser-v3\'s row) with '
+             'timnet_partial_rerun_refit\'s fold models, the SVM fitted on the validation speakers too (its '
+             'validation figures are of clips both halves trained on)', 'fusion',
+    {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings,
+     'weights_of': 'timnet_partial_rerun_refit'})
 
 # The fused SVM's C (10 everywhere above) on the unseen-carve pairs, one pass as the default.
 for source, c in itertools.product(UNSEEN_CARVE_DRAWS, (3.0, 30.0)):
@@ -830,12 +852,14 @@ def network_command(name: str, fold: int | None) -> list[str]:
         overrides.append(f'training.teachers=[{",".join(teachers)}]')
     if clip_feature_kinds(overrides):
         overrides.append(f'training.feature_cache={FEATURE_CACHE.relative_to(REPO)}')
-    if fold is None:   # the epoch count the folds' validation speakers chose; no early stop
+    source = row.settings.get('epochs_of')
+    if fold is None and not source:   # the epoch count the folds' validation speakers chose; no early stop
         overrides += [f'training.epochs={final_epochs(name)}', 'training.select=last_epoch']
-    elif 'epochs_of' in row.settings:   # a refit: this fold of another row's epoch count and LR drops
-        source = row.settings['epochs_of']
-        overrides += [f'training.epochs={chosen_epochs(source)[fold]}', 'training.select=last_epoch',
-                      'training.scheduler=steps', f'training.lr_drops=[{",".join(map(str, lr_drops(source, fold)))}]']
+    elif source:   # a refit: another row's epoch count and LR drops, that fold's (the folds' for the final run)
+        epochs, drops = ((final_epochs(source), final_lr_drops(source)) if fold is None
+                         else (chosen_epochs(source)[fold], lr_drops(source, fold)))
+        overrides += [f'training.epochs={epochs}', 'training.select=last_epoch', 'training.scheduler=steps',
+                      f'training.lr_drops=[{",".join(map(str, drops))}]']
     for override in overrides:
         args += ['--set', override]
     return args
@@ -868,6 +892,19 @@ def lr_drops(name: str, fold: int) -> list[int]:
         raise SystemExit(f'{name} fold {fold}: its run folder holds its learning rates ({path}); train it first')
     history = json.loads(path.read_text())
     return [now['epoch'] for before, now in itertools.pairwise(history) if now['lr'] < before['lr']]
+
+
+def final_lr_drops(name: str) -> list[int]:
+    """A refit final run's learning-rate drops, from the folds' drops before their chosen epochs: the k-th at
+    the median epoch of the folds' k-th, for every k that at least half the folds reached."""
+    before = [[epoch for epoch in lr_drops(name, fold) if epoch <= chosen]
+              for fold, chosen in enumerate(chosen_epochs(name))]
+    drops = []
+    for k in itertools.count():
+        kth = [fold_drops[k] for fold_drops in before if len(fold_drops) > k]
+        if 2 * len(kth) < len(before):
+            return drops
+        drops.append(int(np.ceil(np.median(kth))))
 
 
 def final_epochs(name: str) -> int:
@@ -1170,10 +1207,16 @@ def fused_probabilities(predictor, model, group: list[Clip], features: np.ndarra
     return (network + fitted) / 2
 
 
+def classifier_clips(name: str, split: Split) -> list[Clip]:
+    """What a fusion row's classifier fits on: the fold's training clips, and its validation clips where the
+    network trained on them too (a refit)."""
+    return split.train + split.validation if refits(name) else split.train
+
+
 def score_fusion(name: str, clips: list[Clip], splits: list[Split]) -> list[dict]:
     """A network row's fold models and a classical row's classifier, fitted on the fold's training clips
-    only (not its validation clips, which judge the pair), averaging their class probabilities; each
-    speaker standardised over all their clips, as both rows do offline."""
+    (classifier_clips: not its validation clips, which judge the pair, unless a refit), averaging their class
+    probabilities; each speaker standardised over all their clips, as both rows do offline."""
     from .classical import make_classifier
     classical = ROWS[ROWS[name].settings['classical']].settings
     _, features, labels, targets = classical_inputs(classical, clips)
@@ -1184,7 +1227,7 @@ def score_fusion(name: str, clips: list[Clip], splits: list[Split]) -> list[dict
         predictor = fold_predictor(name, number, split)
         if predictor.labels != labels:
             raise SystemExit(f'{name}: the network has labels {predictor.labels}, the clips {labels}')
-        train = [position[id(c)] for c in split.train]
+        train = [position[id(c)] for c in classifier_clips(name, split)]
         model = make_classifier(classical['classifier'], probabilities=True).fit(features[train], targets[train])
         folds.append({'fold': number, 'test_speakers': sorted({c.speaker_key for c in split.test})})
         for side, group in (('corpora', split.test), ('validation', split.validation)):
@@ -1265,7 +1308,8 @@ def fused_folds(name: str, clips: list[Clip], splits: list[Split]):
 
         def windows_of(group: list[Clip], vectors=vectors) -> list[np.ndarray]:
             return [vectors[position[id(c)]] for c in group]
-        classify, pooled = fold_classifier(settings, windows_of(split.train), split.train, predictor.labels)
+        fitted_on = classifier_clips(name, split)
+        classify, pooled = fold_classifier(settings, windows_of(fitted_on), fitted_on, predictor.labels)
         yield number, split, predictor, windows_of, classify, pooled
 
 
