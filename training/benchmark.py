@@ -668,6 +668,7 @@ def refits(name: str) -> bool:
 # The default's recipe on the unseen-speaker carve refitted on its validation speakers too: what the
 # validation carve costs a model that ships (a measurement).
 ROWS['timnet_v6_speaker_validation_refit'] = refit_row('timnet_v6_speaker_validation')
+ROWS['timnet_v6_speaker_validation_seed1_refit'] = refit_row('timnet_v6_speaker_validation_seed1')
 # Final runs train on every speaker (decided in 2026-12-06's second session on principle, before these ran):
 # the shipped default's recipe so, on its own carve, and fused as it ships, both halves fitted on the
 # validation speakers too. Their test figures are what a refitted default ships with.
