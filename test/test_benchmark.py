@@ -422,3 +422,5 @@ def test_a_refit_trains_every_fold_and_the_final_run_on_the_carve_for_the_epochs
     assert benchmark.classifier_clips('fused_timnet_partial_rerun_refit_egemaps_one_pass_through_end', split) == \
         clips[:2]
     assert benchmark.classifier_clips('fused_timnet_partial_rerun_egemaps_one_pass_through_end', split) == clips[:1]
+    # Validation figures of clips a refit trained on choose nothing and rank nothing.
+    assert benchmark.default_validation(source) and not benchmark.default_validation(name)

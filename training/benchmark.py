@@ -699,8 +699,9 @@ def benchmark_splits(clips: list[Clip], name: str | None = None) -> list[Split]:
 
 
 def default_validation(name: str) -> bool:
-    """Whether a row validates on the default carve, so its validation figures compare with the others'."""
-    return min_validation_speakers(name) == MIN_SPEAKERS_FOR_SPEAKER_VALIDATION
+    """Whether a row validates on the default carve, so its validation figures compare with the others' (not
+    a refit's, which trained on its validation clips)."""
+    return min_validation_speakers(name) == MIN_SPEAKERS_FOR_SPEAKER_VALIDATION and not refits(name)
 
 
 def min_validation_speakers(name: str | None) -> int:
