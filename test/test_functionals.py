@@ -141,6 +141,30 @@ def test_the_svm_may_be_calibrated_on_whole_speakers_it_was_not_fitted_on():
         fit_on_windows('svm', vectors, speakers, targets, calibration='clips')
 
 
+def test_weighing_corpora_gives_each_corpus_the_same_total_weight_in_the_fit(monkeypatch):
+    from training import classical
+    fitted = []
+
+    class Recorder:
+        steps = [('svc', None)]
+
+        def fit(self, inputs, targets, **weights):
+            fitted.append((len(inputs), weights))
+            return self
+    monkeypatch.setattr(classical, 'make_classifier', lambda *args, **kwargs: Recorder())
+    rng = np.random.default_rng(2)
+    # Corpus a: 3 clips of 2 windows; corpus b: 9 clips of 1 window.
+    speakers = ['a:1', 'a:2', 'a:1'] + [f'b:{i % 3}' for i in range(9)]
+    vectors = [rng.normal(size=(2 if s.startswith('a') else 1, 4)) for s in speakers]
+    classical.fit_on_windows('svm', vectors, speakers, [0, 1] * 6)
+    classical.fit_on_windows('svm', vectors, speakers, [0, 1] * 6, weigh_corpora=True)
+    assert fitted[0] == (15, {})
+    weights = fitted[1][1]['svc__sample_weight']
+    # Windows in speaker order: a:1 (4), a:2 (2), then b's nine.
+    assert weights[:6] == pytest.approx([15 / 12] * 6) and weights[6:] == pytest.approx([15 / 18] * 9)
+    assert weights[:6].sum() == pytest.approx(weights[6:].sum())
+
+
 def test_the_exported_classifier_gives_scikit_learns_probabilities(tmp_path):
     pytest.importorskip('skl2onnx')
     from ser_models import load

@@ -113,12 +113,14 @@ CALIBRATIONS = ('windows', 'speakers')
 
 
 def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Sequence[str], targets: Sequence[int],
-                   svm_c: float = SVM_C, calibration: str = 'windows'):
+                   svm_c: float = SVM_C, calibration: str = 'windows', weigh_corpora: bool = False):
     """A classifier (make_classifier, with probabilities) on every window's functionals of the clips
     (vectors: one (windows, dims) array a clip), each speaker's windows standardised over that speaker's
     own; and the raw windows' pooled statistics, a stream's prior. Returns (model, SpeakerNormalizer).
     calibration: what the SVM's Platt scaling holds out, windows at random ('windows') or whole speakers
-    ('speakers', 5 folds stratified by class), so its probabilities say how sure it is of new voices."""
+    ('speakers', 5 folds stratified by class), so its probabilities say how sure it is of new voices.
+    weigh_corpora: each corpus's windows (speakers '<corpus>:<name>') weigh as much in all, as the
+    networks draw them, on top of the balanced class weights."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     from ser_models.functionals import as_frames, speaker_statistics
@@ -135,7 +137,12 @@ def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Seq
     folds = (list(StratifiedGroupKFold(5, shuffle=True, random_state=0).split(inputs, window_targets, window_speakers))
              if calibration == 'speakers' else None)
     model = make_classifier(classifier, probabilities=True, svm_c=svm_c, calibration_folds=folds)
-    return model.fit(inputs, window_targets), speaker_statistics(np.concatenate(list(vectors)))
+    weights = {}
+    if weigh_corpora:
+        corpora = np.array([speaker.split(':')[0] for speaker in window_speakers])
+        names, index, counts = np.unique(corpora, return_inverse=True, return_counts=True)
+        weights[f'{model.steps[-1][0]}__sample_weight'] = (len(corpora) / (len(names) * counts))[index]
+    return model.fit(inputs, window_targets, **weights), speaker_statistics(np.concatenate(list(vectors)))
 
 
 def probabilities_in_label_order(model, n_labels: int):

@@ -91,13 +91,14 @@ def fitted_functionals(meta: dict, settings: dict, target: Path, data: Path) -> 
                                  int(round(HOP_SECONDS * meta['sample_rate'])), one_pass)
     speakers = [c.speaker_key for c in clips]
     svm_c = settings.get('svm_c', SVM_C)
-    calibration = settings.get('calibration', 'windows')
+    calibration, weigh_corpora = settings.get('calibration', 'windows'), settings.get('weigh_corpora', False)
     model, pooled = fit_on_windows(settings['classifier'], vectors, speakers,
-                                   [meta['labels'].index(c.emotion) for c in clips], svm_c, calibration)
+                                   [meta['labels'].index(c.emotion) for c in clips], svm_c, calibration, weigh_corpora)
     prior = pooled.summary(stream_prior_seconds(meta) / meta['window_seconds'])
     entry = export_functionals(model, target, settings['functionals'], meta['labels'], prior,
                                settings.get('weight', 0.5), bool(one_pass))
     return entry, {'classifier': settings['classifier'], 'svm_c': svm_c, 'calibration': calibration,
+                   'weigh_corpora': weigh_corpora,
                    'speakers': sorted(set(speakers)), 'clips': len(clips),
                    'windows': int(sum(len(v) for v in vectors))}
 
