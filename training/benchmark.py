@@ -670,9 +670,14 @@ def refits(name: str) -> bool:
 ROWS['timnet_v6_speaker_validation_refit'] = refit_row('timnet_v6_speaker_validation')
 ROWS['timnet_v6_speaker_validation_seed1_refit'] = refit_row('timnet_v6_speaker_validation_seed1')
 # Final runs train on every speaker (decided in 2026-12-06's second session on principle, before these ran):
-# the shipped default's recipe so, on its own carve, and fused as it ships, both halves fitted on the
-# validation speakers too. Their test figures are what a refitted default ships with.
+# the shipped default's recipe so, on its own carve, alone as `timnet` serves it and fused as the default
+# ships, both halves fitted on the validation speakers too. Their test figures are what the refits ship with.
 ROWS['timnet_partial_rerun_refit'] = refit_row('timnet_partial_rerun')
+ROWS['timnet_partial_rerun_refit_prior1'] = Row(
+    NETWORKS, 'TIM-Net as timnet_partial_rerun_refit, each node stream starting from the training statistics counted '
+              'as 1 s of speech (10 s there), the prior timnet-ser-v6\'s recipe\'s validation clips chose '
+              '(timnet_pitch_distilled_lmu_partial_prior1)', 'stream',
+    {'weights_of': 'timnet_partial_rerun_refit', 'stream_prior_seconds': 1.0})
 ROWS['fused_timnet_partial_rerun_refit_egemaps_one_pass_through_end'] = Row(
     FUSIONS, 'As fused_timnet_partial_rerun_egemaps_one_pass_through_end (timnet_egemaps-ser-v3\'s row) with '
              'timnet_partial_rerun_refit\'s fold models, the SVM fitted on the validation speakers too (its '
