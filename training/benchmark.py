@@ -673,6 +673,12 @@ ROWS['timnet_v6_speaker_validation_seed1_refit'] = refit_row('timnet_v6_speaker_
 # the shipped default's recipe so, on its own carve, alone as `timnet` serves it and fused as the default
 # ships, both halves fitted on the validation speakers too. Their test figures are what the refits ship with.
 ROWS['timnet_partial_rerun_refit'] = refit_row('timnet_partial_rerun')
+# The unseen-carve draws' refits fused as the default ships (a measurement: their validation is trained on).
+ROWS.update({f'fused_{source}_refit_egemaps_one_pass_through_end': Row(
+    FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end with {source}_refit\'s fold models, the SVM fitted on '
+             'the validation speakers too (its validation figures are of clips both halves trained on)', 'fusion',
+    {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'weights_of': f'{source}_refit'})
+    for source in UNSEEN_CARVE_DRAWS})
 ROWS['timnet_partial_rerun_refit_prior1'] = Row(
     NETWORKS, 'TIM-Net as timnet_partial_rerun_refit, each node stream starting from the training statistics counted '
               'as 1 s of speech (10 s there), the prior timnet-ser-v6\'s recipe\'s validation clips chose '
