@@ -654,9 +654,9 @@ REFIT = 'split.validation_into_training=true'
 def refit_row(source: str) -> Row:
     """Network row `source` refitted: each fold trained again on its training and validation speakers together
     for the epoch count and learning-rate drops that fold's validation chose."""
-    return Row(NETWORKS, f'{TIMNET_V6}, {source} refitted: each fold trained again on its training and validation '
-                         'speakers together, for the epoch count that fold\'s validation chose (its validation '
-                         'figures are of clips it trained on)', 'network',
+    return Row(NETWORKS, f'As {source}, refitted: each fold trained again on its training and validation speakers '
+                         'together, for the epoch count that fold\'s validation chose (its validation figures are of '
+                         'clips it trained on)', 'network',
                {**with_overrides(ROWS[source].settings, REFIT), 'epochs_of': source})
 
 
@@ -673,23 +673,18 @@ ROWS['timnet_v6_speaker_validation_seed1_refit'] = refit_row('timnet_v6_speaker_
 # the shipped default's recipe so, on its own carve, alone as `timnet` serves it and fused as the default
 # ships, both halves fitted on the validation speakers too. Their test figures are what the refits ship with.
 ROWS['timnet_partial_rerun_refit'] = refit_row('timnet_partial_rerun')
-# The unseen-carve draws' refits fused as the default ships (a measurement: their validation is trained on).
+# The refits fused as the default ships, the SVM fitted on the validation speakers too: the default's
+# (what timnet_egemaps ships with) and the unseen-carve draws' (a measurement).
 ROWS.update({f'fused_{source}_refit_egemaps_one_pass_through_end': Row(
     FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end with {source}_refit\'s fold models, the SVM fitted on '
              'the validation speakers too (its validation figures are of clips both halves trained on)', 'fusion',
     {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'weights_of': f'{source}_refit'})
-    for source in UNSEEN_CARVE_DRAWS})
+    for source in (*UNSEEN_CARVE_DRAWS, 'timnet_partial_rerun')})
 ROWS['timnet_partial_rerun_refit_prior1'] = Row(
     NETWORKS, 'TIM-Net as timnet_partial_rerun_refit, each node stream starting from the training statistics counted '
               'as 1 s of speech (10 s there), the prior timnet-ser-v6\'s recipe\'s validation clips chose '
               '(timnet_pitch_distilled_lmu_partial_prior1)', 'stream',
     {'weights_of': 'timnet_partial_rerun_refit', 'stream_prior_seconds': 1.0})
-ROWS['fused_timnet_partial_rerun_refit_egemaps_one_pass_through_end'] = Row(
-    FUSIONS, 'As fused_timnet_partial_rerun_egemaps_one_pass_through_end (timnet_egemaps-ser-v3\'s row) with '
-             'timnet_partial_rerun_refit\'s fold models, the SVM fitted on the validation speakers too (its '
-             'validation figures are of clips both halves trained on)', 'fusion',
-    {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings,
-     'weights_of': 'timnet_partial_rerun_refit'})
 
 # The unseen-carve pairs with the SVM's windows weighted so each corpus counts as much in all, as the
 # networks draw them (TESS and nEMO give 78 % of the clips otherwise).
