@@ -210,13 +210,15 @@ def test_kept_fold_models_stand_in_for_run_folders_a_fresh_checkout_lacks(tmp_pa
         artifact.mkdir(parents=True)
         for file in ('model.json', 'model.onnx', 'model.safetensors'):
             (artifact / file).write_text(f'{file} {fold}')
+        (artifact.parent / 'metrics.json').write_text(json.dumps([{'epoch': 1, 'lr': 0.01}, {'epoch': 2, 'lr': 0.005}]))
     assert benchmark.fold_artifact('timnet', 1) == tmp_path / 'runs' / 'timnet' / 'fold1' / 'fold1' / 'artifact'
     assert benchmark.keep(['timnet']) == 0
     kept = tmp_path / 'kept' / 'timnet' / 'fold1'
-    assert sorted(f.name for f in kept.iterdir()) == ['model.json', 'model.onnx']
+    assert sorted(f.name for f in kept.iterdir()) == ['metrics.json', 'model.json', 'model.onnx']
     assert (kept / 'model.onnx').read_text() == 'model.onnx 1'
     shutil.rmtree(tmp_path / 'runs')
     assert benchmark.fold_artifact('timnet', 1) == kept
+    assert benchmark.lr_drops('timnet', 1) == [2]    # a refit replays them from the kept history
     assert benchmark.train_network_fold('timnet', 1) == 0
 
 

@@ -900,11 +900,13 @@ def chosen_epochs(name: str) -> list[int]:
 
 
 def lr_drops(name: str, fold: int) -> list[int]:
-    """The epochs at which a fold's training lowered its learning rate, from its run folder."""
-    path = RUNS / name / f'fold{fold}' / f'fold{fold}' / 'metrics.json'
-    if not path.is_file():
-        raise SystemExit(f'{name} fold {fold}: its run folder holds its learning rates ({path}); train it first')
-    history = json.loads(path.read_text())
+    """The epochs at which a fold's training lowered its learning rate, from its run folder's history, else
+    the one `keep` stored."""
+    found = [path for path in (RUNS / name / f'fold{fold}' / f'fold{fold}', KEPT / name / f'fold{fold}')
+             if (path / 'metrics.json').is_file()]
+    if not found:
+        raise SystemExit(f'{name} fold {fold}: its run folder holds its learning rates; train it first')
+    history = json.loads((found[0] / 'metrics.json').read_text())
     return [now['epoch'] for before, now in itertools.pairwise(history) if now['lr'] < before['lr']]
 
 
@@ -945,8 +947,9 @@ def fold_artifact(name: str, fold: int | None) -> Path:
 
 
 def keep(names: list[str]) -> int:
-    """Copy network rows' fold models (model.onnx and model.json, what scoring and teaching load) from
-    their run folders into KEPT, so rows that build on them run on a fresh checkout."""
+    """Copy network rows' fold models (model.onnx and model.json, what scoring and teaching load) and their
+    training histories (metrics.json, whose learning rates a refit replays) from their run folders into KEPT,
+    so rows that build on them run on a fresh checkout."""
     for name in names:
         if ROWS[name].kind != 'network':
             raise SystemExit(f'{name}: only network rows have fold models to keep')
@@ -958,6 +961,7 @@ def keep(names: list[str]) -> int:
             target.mkdir(parents=True, exist_ok=True)
             for file in ('model.json', 'model.onnx'):
                 shutil.copy2(source / file, target / file)
+            shutil.copy2(source.parent / 'metrics.json', target / 'metrics.json')
         print(f'[benchmark] {name}: {FOLDS} fold models kept in {(KEPT / name).relative_to(REPO)}', flush=True)
     return 0
 
