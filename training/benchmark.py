@@ -673,18 +673,26 @@ ROWS['timnet_v6_speaker_validation_seed1_refit'] = refit_row('timnet_v6_speaker_
 # the shipped default's recipe so, on its own carve, alone as `timnet` serves it and fused as the default
 # ships, both halves fitted on the validation speakers too. Their test figures are what the refits ship with.
 ROWS['timnet_partial_rerun_refit'] = refit_row('timnet_partial_rerun')
+# The shipped LMU's recipe under the same policy (2026-12-06, third session, before these ran): alone as
+# `lmu` serves it and fused as `lmu_egemaps` ships. Both ship whatever they read.
+ROWS['lmu_pitch_ema_distilled_timnet_rerun_refit'] = refit_row('lmu_pitch_ema_distilled_timnet_rerun')
 # The refits fused as the default ships, the SVM fitted on the validation speakers too: the default's
 # (what timnet_egemaps ships with) and the unseen-carve draws' (a measurement).
 ROWS.update({f'fused_{source}_refit_egemaps_one_pass_through_end': Row(
     FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end with {source}_refit\'s fold models, the SVM fitted on '
              'the validation speakers too (its validation figures are of clips both halves trained on)', 'fusion',
     {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'weights_of': f'{source}_refit'})
-    for source in (*UNSEEN_CARVE_DRAWS, 'timnet_partial_rerun')})
+    for source in (*UNSEEN_CARVE_DRAWS, 'timnet_partial_rerun', 'lmu_pitch_ema_distilled_timnet_rerun')})
 ROWS['timnet_partial_rerun_refit_prior1'] = Row(
     NETWORKS, 'TIM-Net as timnet_partial_rerun_refit, each node stream starting from the training statistics counted '
               'as 1 s of speech (10 s there), the prior timnet-ser-v6\'s recipe\'s validation clips chose '
               '(timnet_pitch_distilled_lmu_partial_prior1)', 'stream',
     {'weights_of': 'timnet_partial_rerun_refit', 'stream_prior_seconds': 1.0})
+ROWS['lmu_pitch_ema_distilled_timnet_rerun_refit_prior05'] = Row(
+    NETWORKS, 'LMU as lmu_pitch_ema_distilled_timnet_rerun_refit, each node stream starting from the training '
+              'statistics counted as 0.5 s of speech (10 s there), the prior lmu-ser-v9\'s recipe\'s validation clips '
+              'chose (lmu_pitch_ema_distilled_timnet_prior05)', 'stream',
+    {'weights_of': 'lmu_pitch_ema_distilled_timnet_rerun_refit', 'stream_prior_seconds': 0.5})
 
 # The unseen-carve pairs with the SVM's windows weighted so each corpus counts as much in all, as the
 # networks draw them (TESS and nEMO give 78 % of the clips otherwise).
