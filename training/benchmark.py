@@ -665,6 +665,14 @@ def refits(name: str) -> bool:
     return REFIT in ROWS[weights_row(name)].settings.get('overrides', [])
 
 
+def refit_stream_row(network: str, refit: str, seconds: float, shipped: str, chosen_by: str) -> Row:
+    """Refit row `refit` alone as the node serves it, from the stream prior the `shipped` model's recipe's
+    validation clips chose (row `chosen_by`)."""
+    return Row(NETWORKS, f'{network} as {refit}, each node stream starting from the training statistics counted as '
+                         f'{seconds:g} s of speech (10 s there), the prior {shipped}\'s recipe\'s validation clips '
+                         f'chose ({chosen_by})', 'stream', {'weights_of': refit, 'stream_prior_seconds': seconds})
+
+
 # The default's recipe on the unseen-speaker carve refitted on its validation speakers too: what the
 # validation carve costs a model that ships (a measurement).
 ROWS['timnet_v6_speaker_validation_refit'] = refit_row('timnet_v6_speaker_validation')
@@ -672,27 +680,27 @@ ROWS['timnet_v6_speaker_validation_seed1_refit'] = refit_row('timnet_v6_speaker_
 # Final runs train on every speaker (decided in 2026-12-06's second session on principle, before these ran):
 # the shipped default's recipe so, on its own carve, alone as `timnet` serves it and fused as the default
 # ships, both halves fitted on the validation speakers too. Their test figures are what the refits ship with.
-ROWS['timnet_partial_rerun_refit'] = refit_row('timnet_partial_rerun')
-# The shipped LMU's recipe under the same policy (2026-12-06, third session, before these ran): alone as
-# `lmu` serves it and fused as `lmu_egemaps` ships. Both ship whatever they read.
-ROWS['lmu_pitch_ema_distilled_timnet_rerun_refit'] = refit_row('lmu_pitch_ema_distilled_timnet_rerun')
-# The refits fused as the default ships, the SVM fitted on the validation speakers too: the default's
-# (what timnet_egemaps ships with) and the unseen-carve draws' (a measurement).
+# The shipped LMU's and CkTIM's recipes under the same policy (2026-12-06, third session, before these
+# ran): alone as `lmu` and `cktim` serve them and fused as `lmu_egemaps` and `cktim_egemaps` ship. All
+# four ship whatever they read.
+REFIT_SOURCES = ('timnet_partial_rerun', 'lmu_pitch_ema_distilled_timnet_rerun',
+                 'cktim5_pitch_distilled_lmu_masked_partial_rerun')
+ROWS.update({f'{source}_refit': refit_row(source) for source in REFIT_SOURCES})
+# The refits fused as the default ships, the SVM fitted on the validation speakers too: the shipped
+# recipes' (what the *_egemaps models ship with) and the unseen-carve draws' (a measurement).
 ROWS.update({f'fused_{source}_refit_egemaps_one_pass_through_end': Row(
     FUSIONS, f'As fused_{source}_egemaps_one_pass_through_end with {source}_refit\'s fold models, the SVM fitted on '
              'the validation speakers too (its validation figures are of clips both halves trained on)', 'fusion',
     {**ROWS[f'fused_{source}_egemaps_one_pass_through_end'].settings, 'weights_of': f'{source}_refit'})
-    for source in (*UNSEEN_CARVE_DRAWS, 'timnet_partial_rerun', 'lmu_pitch_ema_distilled_timnet_rerun')})
-ROWS['timnet_partial_rerun_refit_prior1'] = Row(
-    NETWORKS, 'TIM-Net as timnet_partial_rerun_refit, each node stream starting from the training statistics counted '
-              'as 1 s of speech (10 s there), the prior timnet-ser-v6\'s recipe\'s validation clips chose '
-              '(timnet_pitch_distilled_lmu_partial_prior1)', 'stream',
-    {'weights_of': 'timnet_partial_rerun_refit', 'stream_prior_seconds': 1.0})
-ROWS['lmu_pitch_ema_distilled_timnet_rerun_refit_prior05'] = Row(
-    NETWORKS, 'LMU as lmu_pitch_ema_distilled_timnet_rerun_refit, each node stream starting from the training '
-              'statistics counted as 0.5 s of speech (10 s there), the prior lmu-ser-v9\'s recipe\'s validation clips '
-              'chose (lmu_pitch_ema_distilled_timnet_prior05)', 'stream',
-    {'weights_of': 'lmu_pitch_ema_distilled_timnet_rerun_refit', 'stream_prior_seconds': 0.5})
+    for source in (*UNSEEN_CARVE_DRAWS, *REFIT_SOURCES)})
+
+ROWS['timnet_partial_rerun_refit_prior1'] = refit_stream_row(
+    'TIM-Net', 'timnet_partial_rerun_refit', 1.0, 'timnet-ser-v6', 'timnet_pitch_distilled_lmu_partial_prior1')
+ROWS['lmu_pitch_ema_distilled_timnet_rerun_refit_prior05'] = refit_stream_row(
+    'LMU', 'lmu_pitch_ema_distilled_timnet_rerun_refit', 0.5, 'lmu-ser-v9', 'lmu_pitch_ema_distilled_timnet_prior05')
+ROWS['cktim5_pitch_distilled_lmu_masked_partial_rerun_refit_prior2'] = refit_stream_row(
+    'CkTIM', 'cktim5_pitch_distilled_lmu_masked_partial_rerun_refit', 2.0, 'cktim-ser-v8',
+    'cktim5_pitch_distilled_lmu_masked_partial_prior2')
 
 # The unseen-carve pairs with the SVM's windows weighted so each corpus counts as much in all, as the
 # networks draw them (TESS and nEMO give 78 % of the clips otherwise).
