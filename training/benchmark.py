@@ -1320,10 +1320,9 @@ def window_functionals(kind: str, clips: list[Clip], window: int, hop: int, one_
 def fold_classifier(settings: dict, vectors: list[np.ndarray], clips: list[Clip], labels: list[str]):
     """A fused row's classifier for one fold, fitted on the windows of the training clips `clips`
     (classical.fit_on_windows): (classify, the training windows' pooled statistics)."""
-    from .classical import SVM_C, fit_on_windows, probabilities_in_label_order
+    from .classical import fit_on_windows, fit_options, probabilities_in_label_order
     model, pooled = fit_on_windows(settings['classifier'], vectors, [c.speaker_key for c in clips],
-                                   [labels.index(c.emotion) for c in clips], settings.get('svm_c', SVM_C),
-                                   settings.get('calibration', 'windows'), settings.get('weigh_corpora', False))
+                                   [labels.index(c.emotion) for c in clips], **fit_options(settings))
     return probabilities_in_label_order(model, len(labels)), pooled
 
 

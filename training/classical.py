@@ -112,6 +112,12 @@ def out_of_speaker_probabilities(features: np.ndarray, targets: np.ndarray, spea
 CALIBRATIONS = ('windows', 'speakers')
 
 
+def fit_options(settings: dict) -> dict:
+    """fit_on_windows's keyword options as a fused row's settings give them (defaults where they are silent)."""
+    return {'svm_c': settings.get('svm_c', SVM_C), 'calibration': settings.get('calibration', 'windows'),
+            'weigh_corpora': settings.get('weigh_corpora', False)}
+
+
 def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Sequence[str], targets: Sequence[int],
                    svm_c: float = SVM_C, calibration: str = 'windows', weigh_corpora: bool = False):
     """A classifier (make_classifier, with probabilities) on every window's functionals of the clips

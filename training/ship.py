@@ -84,21 +84,19 @@ def fitted_functionals(meta: dict, settings: dict, target: Path, data: Path) -> 
     from ser_models.windowing import HOP_SECONDS
 
     from .benchmark import window_functionals
-    from .classical import SVM_C, export_functionals, fit_on_windows
+    from .classical import export_functionals, fit_on_windows, fit_options
     clips = [c for c in load_clips(data) if c.emotion in meta['labels']]
     one_pass = settings.get('one_pass', '')
     vectors = window_functionals(settings['functionals'], clips, window_samples(meta),
                                  int(round(HOP_SECONDS * meta['sample_rate'])), one_pass)
     speakers = [c.speaker_key for c in clips]
-    svm_c = settings.get('svm_c', SVM_C)
-    calibration, weigh_corpora = settings.get('calibration', 'windows'), settings.get('weigh_corpora', False)
+    options = fit_options(settings)
     model, pooled = fit_on_windows(settings['classifier'], vectors, speakers,
-                                   [meta['labels'].index(c.emotion) for c in clips], svm_c, calibration, weigh_corpora)
+                                   [meta['labels'].index(c.emotion) for c in clips], **options)
     prior = pooled.summary(stream_prior_seconds(meta) / meta['window_seconds'])
     entry = export_functionals(model, target, settings['functionals'], meta['labels'], prior,
                                settings.get('weight', 0.5), bool(one_pass))
-    return entry, {'classifier': settings['classifier'], 'svm_c': svm_c, 'calibration': calibration,
-                   'weigh_corpora': weigh_corpora,
+    return entry, {'classifier': settings['classifier'], **options,
                    'speakers': sorted(set(speakers)), 'clips': len(clips),
                    'windows': int(sum(len(v) for v in vectors))}
 
