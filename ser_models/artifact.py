@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 
 from .features import FeatureConfig
 from .functionals import KINDS as FUNCTIONAL_KINDS
@@ -63,6 +64,12 @@ MODEL_JSON_SCHEMA = {
                            'std': {'type': 'array', 'items': {'type': 'number', 'exclusiveMinimum': 0}},
                            'frames': {'type': 'number', 'minimum': 0},
                            'memory_frames': {'type': 'number', 'exclusiveMinimum': 0}}},
+        # Each label's share of the network's training draws; its log-probabilities are offset by
+        # -correction * log(share) (logit adjustment: a label drawn rarely is not called rarely for it).
+        'label_prior': {
+            'type': 'object', 'required': ['shares', 'correction'],
+            'properties': {'shares': {'type': 'array', 'items': {'type': 'number', 'exclusiveMinimum': 0}},
+                           'correction': {'type': 'number', 'minimum': 0, 'maximum': 1}}},
         # A fused model: a classifier on each window's acoustic functionals (ser_models.functionals),
         # its probabilities averaged with the network's at `weight`.
         'functionals': {
@@ -132,6 +139,9 @@ def read_model_json(directory) -> dict:
     if meta['architecture']['frames'] != expected_frames:
         raise ArtifactError(f"{path}: architecture.frames {meta['architecture']['frames']} does not match "
                             f"the {expected_frames} frames of a {meta['window_seconds']} s window")
+    prior = meta.get('label_prior')
+    if prior and len(prior['shares']) != len(meta['labels']):
+        raise ArtifactError(f"{path}: label_prior has {len(prior['shares'])} shares for {len(meta['labels'])} labels")
     functionals = meta.get('functionals')
     if functionals:
         unknown = sorted(set(functionals['classes']) - set(meta['labels']))
@@ -155,6 +165,17 @@ def with_stream_prior(meta: dict, seconds: float) -> dict:
     features = FeatureConfig.from_dict(meta['features'])
     return {**meta, 'speaker_normalization': {**statistics,
                                               'frames': seconds * features.sample_rate / features.hop_length}}
+
+
+def with_label_prior(meta: dict, shares, correction: float) -> dict:
+    """meta whose network offsets its logits by -correction * log(share of each label in its training
+    draws), shares in meta['labels'] order (normalised here)."""
+    shares = np.asarray(shares, dtype=np.float64)
+    if shares.shape != (len(meta['labels']),) or not np.all(shares > 0):
+        raise ValueError(f"label shares must be {len(meta['labels'])} positive numbers, got {shares.tolist()}")
+    if not 0 <= correction <= 1:
+        raise ValueError(f'a label prior correction must be in [0, 1], got {correction}')
+    return {**meta, 'label_prior': {'shares': (shares / shares.sum()).tolist(), 'correction': float(correction)}}
 
 
 def stream_prior_seconds(meta: dict) -> float:

@@ -96,6 +96,14 @@ class Predictor:
         """Speeds each window is also heard at, probabilities averaged (model.json; (1.0,): as it is)."""
         return tuple(float(speed) for speed in self.meta.get('test_time_speeds', [1.0]))
 
+    @property
+    def logit_offsets(self) -> np.ndarray | None:
+        """What predict_features adds to the logits (model.json label_prior), or None."""
+        prior = self.meta.get('label_prior')
+        if not prior:
+            return None
+        return -prior['correction'] * np.log(np.asarray(prior['shares'], dtype=np.float64))
+
     def stream_normalizer(self) -> SpeakerNormalizer | None:
         """A new stream's speaker statistics (the training speakers' as its prior, with the stored memory);
         None for models on per-window CMVN."""
@@ -154,6 +162,9 @@ class Predictor:
         logits = self._logits(mfcc).astype(np.float64)
         if not np.all(np.isfinite(logits)):
             raise ValueError('the model produced non-finite outputs for this audio')
+        offsets = self.logit_offsets
+        if offsets is not None:
+            logits = logits + offsets
         probabilities = softmax(logits).astype(np.float32)
         self.last_inference_seconds = time.perf_counter() - start
         return probabilities

@@ -142,6 +142,17 @@ def sampling_weights(datasets: np.ndarray, labels: np.ndarray, balance: bool,
     return weights / weights.sum()
 
 
+def label_shares(clips, labels: list[str], data: dict) -> np.ndarray:
+    """Each label's share of the training draws of these clips under the config's `data` sampling
+    settings (sampling_weights), in `labels` order."""
+    emotions = np.array([clip.emotion for clip in clips])
+    weights = sampling_weights(np.array([clip.dataset for clip in clips]), emotions,
+                               data.get('balance', False), data.get('balance_classes', False))
+    if weights is None:
+        weights = np.full(len(clips), 1.0 / len(clips))
+    return np.array([weights[emotions == label].sum() for label in labels])
+
+
 def corpus_classes(clips, labels: list[str]) -> np.ndarray:
     """(clips, labels) booleans: the labels among the given clips of each clip's corpus."""
     present = {}
