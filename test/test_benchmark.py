@@ -214,10 +214,13 @@ def test_kept_fold_models_stand_in_for_run_folders_a_fresh_checkout_lacks(tmp_pa
     assert benchmark.fold_artifact('timnet', 1) == tmp_path / 'runs' / 'timnet' / 'fold1' / 'fold1' / 'artifact'
     assert benchmark.keep(['timnet']) == 0
     kept = tmp_path / 'kept' / 'timnet' / 'fold1'
-    assert sorted(f.name for f in kept.iterdir()) == ['metrics.json', 'model.json', 'model.onnx']
-    assert (kept / 'model.onnx').read_text() == 'model.onnx 1'
+    assert sorted(f.name for f in kept.iterdir()) == ['metrics.json', 'model.json', 'model.onnx', 'model.safetensors']
+    assert (kept / 'model.safetensors').read_text() == 'model.safetensors 1'   # the graph's weights
     shutil.rmtree(tmp_path / 'runs')
     assert benchmark.fold_artifact('timnet', 1) == kept
+    (kept / 'model.safetensors').unlink()    # kept as before the weights were: it cannot load, so it trains again
+    assert benchmark.fold_artifact('timnet', 1) == tmp_path / 'runs' / 'timnet' / 'fold1' / 'fold1' / 'artifact'
+    (kept / 'model.safetensors').write_text('model.safetensors 1')
     assert benchmark.lr_drops('timnet', 1) == [2]    # a refit replays them from the kept history
     assert benchmark.train_network_fold('timnet', 1) == 0
 

@@ -50,7 +50,8 @@ RUNS = REPO / 'runs' / 'benchmark'
 FINAL = REPO / 'runs' / 'final'
 FEATURE_CACHE = RUNS / 'features'    # classical features of every clip, shared by rows and clip teachers
 RESULTS = REPO / 'docs' / 'benchmark'
-KEPT = RESULTS / 'folds'   # fold models (ONNX and model.json) of rows others build on, kept with the results
+KEPT = RESULTS / 'folds'   # fold models of rows others build on, kept with the results
+KEPT_FILES = ('model.json', 'model.onnx', 'model.safetensors')   # what ser_models.load reads of a network
 CORPORA = ('emovo', 'ravdess', 'tess', 'nemo')
 FOLDS = 4
 SEED = 0
@@ -965,17 +966,20 @@ def trained_artifact(name: str, fold: int) -> Path:
 
 
 def fold_artifact(name: str, fold: int | None) -> Path:
-    """A row's fold model: its run folder's, else the one `keep` stored in KEPT; fold None: its final run's."""
+    """A row's fold model: its run folder's, else the one `keep` stored in KEPT (whole: folds kept before
+    their weights were, ONNX and model.json alone, cannot load); fold None: its final run's."""
     if fold is None:
         return FINAL / name / 'all' / 'artifact'
     trained, kept = trained_artifact(name, fold), KEPT / name / f'fold{fold}'
-    return kept if not (trained / 'model.json').is_file() and (kept / 'model.json').is_file() else trained
+    whole = all((kept / file).is_file() for file in KEPT_FILES)
+    return kept if not (trained / 'model.json').is_file() and whole else trained
 
 
 def keep(names: list[str]) -> int:
-    """Copy network rows' fold models (model.onnx and model.json, what scoring and teaching load) and their
-    training histories (metrics.json, whose learning rates a refit replays) from their run folders into KEPT,
-    so rows that build on them run on a fresh checkout."""
+    """Copy network rows' fold models (model.json, model.onnx and the model.safetensors its graph reads its
+    weights from: what scoring and teaching load) and their training histories (metrics.json, whose learning
+    rates a refit replays) from their run folders into KEPT, so rows that build on them run on a fresh
+    checkout."""
     for name in names:
         if ROWS[name].kind != 'network':
             raise SystemExit(f'{name}: only network rows have fold models to keep')
@@ -985,7 +989,7 @@ def keep(names: list[str]) -> int:
                 raise SystemExit(f'{name} fold {fold} is not trained here ({row_command(name)})')
             target = KEPT / name / f'fold{fold}'
             target.mkdir(parents=True, exist_ok=True)
-            for file in ('model.json', 'model.onnx'):
+            for file in KEPT_FILES:
                 shutil.copy2(source / file, target / file)
             shutil.copy2(source.parent / 'metrics.json', target / 'metrics.json')
         print(f'[benchmark] {name}: {FOLDS} fold models kept in {(KEPT / name).relative_to(REPO)}', flush=True)
