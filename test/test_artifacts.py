@@ -172,6 +172,12 @@ def edit_json(directory, change):
     (lambda d: edit_json(d, lambda m: m['features'].update(pitch=True)), 'does not match the 41 feature channels'),
     (lambda d: edit_json(d, lambda m: m['weights'].update(file='../../etc/passwd')), 'weights/file'),
     (lambda d: edit_json(d, lambda m: m.update(test_time_speeds=[1.0, 3.0])), 'test_time_speeds'),
+    (lambda d: edit_json(d, lambda m: m.update(label_prior={'shares': [0.5, 0.5], 'correction': 1.0})),
+     'label_prior has 2 shares for 7 labels'),
+    (lambda d: edit_json(d, lambda m: m.update(label_prior={'shares': [1 / 7] * 7, 'correction': 2.0})),
+     'label_prior/correction'),
+    (lambda d: edit_json(d, lambda m: m.update(label_prior={'shares': [0.0] + [1 / 6] * 6, 'correction': 1.0})),
+     'label_prior/shares'),
 ])
 def test_bad_model_json_gives_a_clear_error(broken, damage, message):
     damage(broken)
@@ -280,6 +286,28 @@ def test_an_ensemble_refuses_members_whose_streams_weigh_the_prior_differently()
     members[1].meta = with_stream_prior(members[1].meta, 3.0)
     with pytest.raises(ValueError, match='stream prior'):
         AveragedPredictor(members)
+
+
+def test_a_label_prior_divides_the_networks_probabilities_by_each_labels_training_share(broken, data_dir):
+    from ser_models.artifact import with_label_prior
+    windows = np.stack([np.resize(w, int(WINDOW_SECONDS * 16000)) for w in speech_windows(data_dir)])
+    plain = load(broken, backend='onnxruntime')
+    shares = np.array([4, 4, 4, 4, 4, 4, 1], dtype=np.float64)    # disgust drawn a quarter as often
+    expected = {}
+    for correction in (1.0, 0.5):
+        corrected = load(broken, backend='onnxruntime')
+        corrected.meta = with_label_prior(plain.meta, shares, correction)
+        divided = plain.network_windows(windows) / (shares / shares.sum()) ** correction
+        expected[correction] = divided / divided.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(corrected.network_windows(windows), expected[correction], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected[1.0], plain.network_windows(windows), atol=1e-3)
+    edit_json(broken, lambda m: m.update(label_prior=with_label_prior(m, shares, 1.0)['label_prior']))
+    served = load(broken, backend='onnxruntime')      # model.json's label_prior is applied alike
+    np.testing.assert_allclose(served.network_windows(windows), expected[1.0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match='7 positive numbers'):
+        with_label_prior(plain.meta, shares[:6], 1.0)
+    with pytest.raises(ValueError, match=r'in \[0, 1\]'):
+        with_label_prior(plain.meta, shares, 1.5)
 
 
 def test_a_stream_prior_changes_only_how_many_seconds_the_training_statistics_count_for():

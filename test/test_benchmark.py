@@ -429,3 +429,21 @@ def test_a_refit_trains_every_fold_and_the_final_run_on_the_carve_for_the_epochs
     assert benchmark.classifier_clips('fused_timnet_partial_rerun_egemaps_one_pass_through_end', split) == clips[:1]
     # Validation figures of clips a refit trained on choose nothing and rank nothing.
     assert benchmark.default_validation(source) and not benchmark.default_validation(name)
+
+
+def test_a_prior_corrected_row_serves_its_folds_with_the_label_shares_their_networks_trained_on():
+    from types import SimpleNamespace
+    name = 'fused_timnet_v6_speaker_validation_egemaps_one_pass_through_end_prior_corrected'
+    labels = ['neutral', 'happy', 'disgust']
+    # Corpus-balanced draws (the recipe's data.balance): half the draws EMOVO's, half TESS's.
+    clips = [SimpleNamespace(dataset='emovo', emotion=e) for e in ('neutral', 'happy', 'disgust', 'disgust')]
+    clips += [SimpleNamespace(dataset='tess', emotion=e) for e in ('neutral', 'happy') * 3]
+    meta = {'labels': labels, 'provenance': {'data': {'train_clips': len(clips)}}}
+    served = benchmark.with_training_label_prior(name, meta, clips)
+    assert served['label_prior'] == {'shares': pytest.approx([1 / 8 + 1 / 4, 1 / 8 + 1 / 4, 1 / 4]), 'correction': 1.0}
+    assert benchmark.with_training_label_prior(name.replace('prior_corrected', 'prior_corrected05'), meta,
+                                               clips)['label_prior']['correction'] == 0.5
+    unchanged = name.removesuffix('_prior_corrected')
+    assert benchmark.with_training_label_prior(unchanged, meta, clips) is meta
+    with pytest.raises(SystemExit, match='trained on 10 clips, not the 9'):
+        benchmark.with_training_label_prior(name, meta, clips[:-1])

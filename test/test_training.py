@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -103,7 +104,7 @@ def test_paper_protocol_is_random_and_stratified(data_dir):
 
 @pytest.mark.parametrize('balance,balance_classes', [(True, False), (True, True), (False, True)])
 def test_training_draws_corpora_and_labels_as_evenly_as_configured(balance, balance_classes):
-    from training.train import epoch_order, sampling_weights
+    from training.train import epoch_order, label_shares, sampling_weights
     # Three corpora of unequal size; only the first has 'disgust', as EMOVO here.
     datasets = np.array(['emovo'] * 70 + ['tess'] * 240 + ['ravdess'] * 60)
     labels = np.array([*np.repeat(['angry', 'sad', 'happy', 'disgust'], [20, 20, 20, 10]),
@@ -121,6 +122,14 @@ def test_training_draws_corpora_and_labels_as_evenly_as_configured(balance, bala
         assert all(count / len(order) == pytest.approx(1 / 3, abs=0.01) for count in drawn_corpora.values())
         assert drawn_labels['disgust'] / len(order) == pytest.approx(1 / 3 / 7, abs=0.01)
     assert sampling_weights(datasets, labels, False, False) is None
+    # label_shares: what the draws above come to, counted exactly (a network's training label prior).
+    clips = [SimpleNamespace(dataset=d, emotion=e) for d, e in zip(datasets, labels, strict=True)]
+    order_labels = ['angry', 'sad', 'happy', 'disgust']
+    shares = label_shares(clips, order_labels, {'balance': balance, 'balance_classes': balance_classes})
+    assert shares.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(shares, [drawn_labels[label] / len(order) for label in order_labels], atol=0.01)
+    plain = label_shares(clips, order_labels, {})     # no balancing: each clip alike
+    np.testing.assert_allclose(plain, [120 / 370, 120 / 370, 120 / 370, 10 / 370])
     shuffled = epoch_order(np.arange(5), None, copies=2, rng=np.random.default_rng(0))
     assert sorted(shuffled) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
 

@@ -113,7 +113,7 @@ def training_history(artifact: Path) -> list[dict]:
 
 def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights',
          data: Path = SHARED_DATA) -> Path:
-    from .benchmark import ROWS, as_served
+    from .benchmark import ROWS, as_served, benchmark_clips, with_training_label_prior
     meta = read_model_json(artifact)
     try:   # before anything is written: a row served as the node cannot serve it does not ship
         EmotionPipeline.check_model(Predictor(as_served(meta, ROWS[benchmark_row].settings)))
@@ -129,6 +129,8 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
     meta = export_from_weights(meta, target)
     meta['model_id'] = f'{name}-ser-{version}'
     meta = as_served(meta, ROWS[benchmark_row].settings)   # a stream row: served as the row tested it
+    if ROWS[benchmark_row].settings.get('prior_correction'):    # the shares of every clip, a final run's
+        meta = with_training_label_prior(benchmark_row, meta, benchmark_clips(data))
     meta['provenance'] = {**meta.get('provenance', {}), 'benchmark': figures}
     if 'functionals' in ROWS[benchmark_row].settings:    # a fused row: its classical half, fitted on all of data
         meta['functionals'], meta['provenance']['functionals'] = fitted_functionals(
