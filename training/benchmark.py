@@ -1071,8 +1071,9 @@ def fold_predictor(name: str, number: int, split: Split, load=None):
             raise SystemExit(f'{network} fold {number}: the run held out other speakers than the benchmark fold')
         predictors.append((load or ser_models.load)(fold_artifact(network, number)))
     if row.kind in ('stream', 'fusion'):
-        predictors[0].meta = with_training_label_prior(name, as_served(predictors[0].meta, row.settings),
-                                                       classifier_clips(name, split))
+        predictors[0].meta = as_served(predictors[0].meta, row.settings)
+        if row.settings.get('prior_correction'):
+            predictors[0].meta = with_training_label_prior(name, predictors[0].meta, classifier_clips(name, split))
     return AveragedPredictor(predictors) if row.kind == 'ensemble' else predictors[0]
 
 
