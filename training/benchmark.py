@@ -717,9 +717,9 @@ for source, c in itertools.product(UNSEEN_CARVE_DRAWS, (3.0, 30.0)):
 # The unseen-carve pairs with the network's logits offset by -correction * log(each label's share of its
 # training draws) (logit adjustment): EMOVO's disgust, which no other corpus here has, is drawn 1/28 of
 # the time, the other labels about 1/6, and unseen EMOVO speakers' disgust clips are almost never named.
-for correction in (1.0, 0.5):
+for suffix, correction in (('', 1.0), ('05', 0.5)):
     ROWS.update(one_pass_variants(
-        f"egemaps_one_pass_through_end_prior_corrected{'' if correction == 1 else f'{correction:g}'.replace('.', '')}",
+        f'egemaps_one_pass_through_end_prior_corrected{suffix}',
         f"the network's logits offset by {correction:g} x -log(each label's share of its training draws) "
         '(logit adjustment), so a label drawn rarely is not called rarely for it, instead of as they come',
         {'prior_correction': correction}))
