@@ -1,6 +1,8 @@
 """Run under torchrun with 2 processes: FoldTrainer.fit with validation scores that differ per rank.
 
-Each rank prints one JSON line: its epochs, learning rates and chosen epoch. Used by test_training.
+Each rank writes rank<N>.json into the folder named by the first argument: its epochs, learning rates and
+chosen epoch. Files, not stdout, because the ranks share one pipe and their lines can interleave.
+Used by test_training.
 """
 import json
 import sys
@@ -39,9 +41,9 @@ def main() -> None:
                                     Path(directory))
         trainer.train_epoch = fake_epoch
         trainer.fit(resume=False)
-    print(json.dumps({'rank': dist.rank, 'epochs': len(trainer.history), 'best': trainer.best['epoch'],
-                      'lr': [h['lr'] for h in trainer.history],
-                      'train_loss': [h['train_loss'] for h in trainer.history]}), flush=True)
+    result = {'rank': dist.rank, 'epochs': len(trainer.history), 'best': trainer.best['epoch'],
+              'lr': [h['lr'] for h in trainer.history], 'train_loss': [h['train_loss'] for h in trainer.history]}
+    (Path(sys.argv[1]) / f'rank{dist.rank}.json').write_text(json.dumps(result))
     dist.stop()
 
 

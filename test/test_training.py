@@ -629,10 +629,10 @@ def test_the_epoch_can_be_chosen_on_unseen_speakers_only(tmp_path, validate_on, 
     assert trainer.selection_idx == expected
 
 
-def test_distributed_ranks_take_one_decision_on_validation_and_stopping():
+def test_distributed_ranks_take_one_decision_on_validation_and_stopping(tmp_path):
     """Validation that differs per rank (as BatchNorm statistics do) must not split the ranks' decisions."""
     args = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-            str(REPO / 'test' / 'ddp_agreement.py')]
+            str(REPO / 'test' / 'ddp_agreement.py'), str(tmp_path)]
     process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=dict(os.environ, OMP_NUM_THREADS='1'), start_new_session=True)
     try:
@@ -642,8 +642,8 @@ def test_distributed_ranks_take_one_decision_on_validation_and_stopping():
             os.killpg(process.pid, 9)
             process.wait()
     assert process.returncode == 0, output[-4000:]
-    ranks = [json.loads(line) for line in output.splitlines() if line.startswith('{"rank"')]
-    assert sorted(r['rank'] for r in ranks) == [0, 1]
+    ranks = [json.loads((tmp_path / f'rank{rank}.json').read_text()) for rank in (0, 1)]
+    assert [r['rank'] for r in ranks] == [0, 1]
     first, second = ranks
     # Rank 0's scores decide: best epoch 4, stop two epochs later, on both ranks alike.
     assert first['epochs'] == second['epochs'] == 6 and first['best'] == second['best'] == 4
