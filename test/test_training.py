@@ -204,6 +204,43 @@ def test_partial_speaker_statistics_mix_the_prior_with_a_few_clips_of_the_same_s
     assert not np.allclose(own_only(raw), clip_set.normalizers[5](raw), atol=1e-2)
 
 
+def test_virtual_speakers_are_standardised_with_their_own_statistics(tmp_path):
+    from ser_models.features import FeatureConfig, MfccExtractor, SpeakerNormalizer
+    from ser_models.windowing import change_speed
+    from training.data import ClipSet, WindowBatcher
+    from training.datasets import Clip
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    clips = []
+    for n in range(3):
+        voice = sum(0.1 / k * np.sin(2 * np.pi * (140 + 30 * n) * k * t) for k in range(1, 6))
+        sf.write(tmp_path / f'a{n}.flac', voice.astype(np.float32), 16000)
+        clips.append(Clip(tmp_path / f'a{n}.flac', 'tones', 'a', 'neutral'))
+    extractor = MfccExtractor(FeatureConfig(normalize='speaker', pitch=True))
+    clip_set = ClipSet(clips, ['neutral'], 16000)
+    clip_set.fit_speaker_normalizers(extractor, virtual_speeds=[1.25])
+    assert clip_set.normalizers is clip_set.statistics_at[1.0][1]
+    faster = [change_speed(audio, 1.25, 16000) for audio in clip_set.audio]
+    expected = SpeakerNormalizer.fit([extractor(audio) for audio in faster], extractor.config)
+    np.testing.assert_allclose(clip_set.statistics_at[1.25][1][0].mean, expected.mean, rtol=1e-5, atol=1e-5)
+    # The virtual speaker's F0 sits 12 log2(1.25) semitones above the real one's.
+    f0 = extractor.config.n_mfcc
+    shift = clip_set.statistics_at[1.25][1][0].mean[f0] - clip_set.normalizers[0].mean[f0]
+    assert abs(shift - 12 * np.log2(1.25)) < 0.5
+    quiet = dict(train_config.DEFAULTS['augment'], noise_prob=0.0, speed_prob=0.0, shift_max_seconds=0.0,
+                 gain_db=[0.0, 0.0], spec_time_masks=0, spec_freq_masks=0)
+    window = np.zeros(48000, dtype=np.float32)
+    start = (48000 - len(faster[1])) // 2
+    window[start:start + len(faster[1])] = faster[1]
+    batcher = WindowBatcher(extractor, 48000, dict(quiet, virtual_speaker_prob=1.0, virtual_speaker_speeds=[1.25]))
+    batch, _ = batcher.training_batch(clip_set, [1], rng)
+    np.testing.assert_allclose(batch[0], clip_set.statistics_at[1.25][1][1](extractor(window[None])[0]), atol=1e-4)
+    # Standardised with its own statistics, the virtual speaker's F0 sits where the real one's does.
+    real, _ = WindowBatcher(extractor, 48000, quiet).training_batch(clip_set, [1], rng)
+    voiced = batch[0][f0 + 1] > 0
+    assert abs(np.median(batch[0][f0][voiced]) - np.median(real[0][f0][voiced])) < 0.3
+
+
 @pytest.mark.parametrize('keeps_f0, semitones', [(False, 12 + 12 * np.log2(1.25)), (True, 12.0)])
 def test_speed_perturbation_can_leave_the_f0_channel_where_the_speaker_has_it(tmp_path, keeps_f0, semitones):
     from ser_models.features import FeatureConfig, MfccExtractor

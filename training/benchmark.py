@@ -156,6 +156,11 @@ FUSED_STREAM_PRIOR = 10.0
 TEST_TIME_SPEEDS = [0.9, 1.0, 1.1]    # inside the 0.85-1.15 that STRONG_SPEED trains on
 
 
+# Virtual speakers (augment.virtual_speaker_*): each training speaker also played 0.9 and 1.1 times as
+# fast, Kaldi's three-way speed perturbation, each copy standardised with its own statistics.
+VIRTUAL_SPEAKERS = ('augment.virtual_speaker_prob=0.5', 'augment.virtual_speaker_speeds=[0.9,1.1]')
+
+
 def speaker_validated(training: dict, teacher: str) -> dict:
     """A recipe validated as SPEAKER_VALIDATION asks, learning from `teacher`, a row validated so too."""
     return {**with_overrides(training, SPEAKER_VALIDATION), 'teachers': [teacher]}
@@ -340,6 +345,14 @@ ROWS = {
                   'each window\'s loss over its corpus\'s classes only (a RAVDESS, TESS or nEMO window neither '
                   'learns disgust away nor smooths into it; its teacher\'s targets renormalised over them)' + text,
         'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'training.corpus_classes_only=true', *seed))
+       for suffix, text, seed in (('', '', ()), ('_seed1', ', seeded 1 instead of 0: its second draw',
+                                                 ('training.seed=1',)))},
+    **{f'timnet_v6_virtual_speakers{suffix}': Row(
+        NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation and learning from the same teacher row, '
+                  'half its training windows from virtual speakers: a speaker\'s clips played 0.9 or 1.1 times as '
+                  'fast, standardised with that virtual speaker\'s own statistics (all its clips played so), so '
+                  'the network meets three times the voices' + text,
+        'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, *VIRTUAL_SPEAKERS, *seed))
        for suffix, text, seed in (('', '', ()), ('_seed1', ', seeded 1 instead of 0: its second draw',
                                                  ('training.seed=1',)))},
     **{f'{source}_speeds': Row(NETWORKS, f'{TIMNET_V6}, {source}\'s models, each window also heard played 0.9 and '
@@ -723,6 +736,14 @@ for suffix, correction in (('', 1.0), ('05', 0.5)):
         f"the network's logits offset by {correction:g} x -log(each label's share of its training draws) "
         '(logit adjustment), so a label drawn rarely is not called rarely for it, instead of as they come',
         {'prior_correction': correction}))
+
+# The virtual-speaker draws fused with the one-pass eGeMAPS SVM as the unseen-carve pairs are.
+for suffix in ('', '_seed1'):
+    source = f'timnet_v6_speaker_validation{suffix}'
+    ROWS.update(one_pass_variants('virtual_speakers_egemaps_one_pass_through_end',
+                                  f'with timnet_v6_virtual_speakers{suffix}\'s fold models (virtual speakers in '
+                                  'training) instead', {'weights_of': f'timnet_v6_virtual_speakers{suffix}'},
+                                  (source,)))
 
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 

@@ -48,6 +48,10 @@ DEFAULTS = {
         # on: the stream prior plus the window's clip and up to partial_speaker_clips - 1 more of its
         # speaker's clips, instead of all of them; 0 off.
         'partial_speaker_prob': 0.0, 'partial_speaker_clips': 4,
+        # Virtual speakers (speaker-normalised models): a share of windows comes from a speaker's clips
+        # played at one of these speeds, standardised with that virtual speaker's own statistics (all its
+        # clips played so) rather than the real speaker's; speed_prob's perturbation still applies on top.
+        'virtual_speaker_prob': 0.0, 'virtual_speaker_speeds': [],
     },
     'training': {
         'epochs': 60, 'batch_size': 64,

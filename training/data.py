@@ -6,6 +6,7 @@ import soundfile as sf
 import soxr
 
 from ser_models.features import MfccExtractor, SpeakerNormalizer
+from ser_models.windowing import change_speed
 
 from .augment import VtlpFeatures, WaveAugmenter, spec_augment
 from .datasets import Clip
@@ -30,31 +31,48 @@ class ClipSet:
         self.audio = [load_audio(c.path, sample_rate) for c in clips]
         self.normalizers: list[SpeakerNormalizer] | None = None
 
-    def fit_speaker_normalizers(self, features: MfccExtractor) -> None:
+    def fit_speaker_normalizers(self, features: MfccExtractor, virtual_speeds=()) -> None:
         """Each clip gets its speaker's MFCC statistics, taken over all of that speaker's clips; each
-        clip's own statistics are kept too (clip_statistics), for statistics of a few clips."""
-        self.clip_statistics = [SpeakerNormalizer.fit([features(audio)], features.config) for audio in self.audio]
+        clip's own statistics are kept too (clip_statistics), for statistics of a few clips.
+
+        Each of virtual_speeds makes every speaker a second, virtual one: its clips played that many times
+        as fast (tempo, pitch and formants together), with statistics of their own (statistics_at)."""
         self.speaker_clips: dict[str, list[int]] = {}
         for index, clip in enumerate(self.clips):
             self.speaker_clips.setdefault(clip.speaker_key, []).append(index)
-        self.normalizers = [None] * len(self.clips)
+        self.statistics_at = {speed: self._statistics(features, speed) for speed in (1.0, *virtual_speeds)}
+        self.clip_statistics, self.normalizers = self.statistics_at[1.0]
+
+    def _statistics(self, features: MfccExtractor, speed: float) -> tuple[list, list]:
+        """(each clip's statistics, each clip's speaker statistics) with every clip played at `speed`."""
+        rate = features.config.sample_rate
+        clip_statistics = [SpeakerNormalizer.fit([features(self.played_at(index, speed, rate))], features.config)
+                           for index in range(len(self.clips))]
+        normalizers = [None] * len(self.clips)
         for indices in self.speaker_clips.values():
-            normalizer = SpeakerNormalizer.merged(self.clip_statistics[i] for i in indices)
+            normalizer = SpeakerNormalizer.merged(clip_statistics[i] for i in indices)
             for index in indices:
-                self.normalizers[index] = normalizer
+                normalizers[index] = normalizer
+        return clip_statistics, normalizers
+
+    def played_at(self, index: int, speed: float, sample_rate: int) -> np.ndarray:
+        audio = self.audio[index]
+        return audio if speed == 1.0 else change_speed(audio, speed, sample_rate)
 
     def pooled_statistics(self, indices) -> SpeakerNormalizer:
         """The statistics of the speakers of these clips together (e.g. the training side)."""
         return SpeakerNormalizer.merged({id(self.normalizers[i]): self.normalizers[i] for i in indices}.values())
 
     def partial_speaker_statistics(self, index: int, prior: SpeakerNormalizer, max_clips: int,
-                                   rng) -> SpeakerNormalizer:
+                                   rng, speed: float = 1.0) -> SpeakerNormalizer:
         """Statistics as a stream might hold them after a few of a speaker's clips: the prior, clip
-        `index` and up to max_clips - 1 other clips of its speaker drawn at random."""
+        `index` and up to max_clips - 1 other clips of its speaker drawn at random (all played at speed,
+        for a virtual speaker)."""
+        clip_statistics = self.statistics_at[speed][0]
         others = [i for i in self.speaker_clips[self.clips[index].speaker_key] if i != index]
         count = min(int(rng.integers(0, max_clips)), len(others))
         heard = rng.choice(others, size=count, replace=False) if count else []
-        return SpeakerNormalizer.merged([prior, self.clip_statistics[index], *(self.clip_statistics[i] for i in heard)])
+        return SpeakerNormalizer.merged([prior, clip_statistics[index], *(clip_statistics[i] for i in heard)])
 
     def __len__(self):
         return len(self.clips)
@@ -80,8 +98,9 @@ class WindowBatcher:
     def training_batch(self, clip_set: ClipSet, indices, rng) -> tuple[np.ndarray, np.ndarray]:
         windows = np.empty((len(indices), self.window), dtype=np.float32)
         speeds = np.ones(len(indices))
+        virtual = [self._virtual_speed(rng) for _ in indices]
         for row, index in enumerate(indices):
-            wave = clip_set.audio[index]
+            wave = clip_set.played_at(index, virtual[row], self.sample_rate)
             shift = 0
             if self.augmenter:
                 wave, speeds[row] = self.augmenter.augment(wave, rng)
@@ -93,19 +112,28 @@ class WindowBatcher:
             mfcc[:, self.features.config.n_mfcc] -= 12 * np.log2(speeds)[:, None].astype(np.float32)
         if clip_set.normalizers is not None:
             for row, index in enumerate(indices):
-                mfcc[row] = self._speaker_normalizer(clip_set, index, rng)(mfcc[row])
+                mfcc[row] = self._speaker_normalizer(clip_set, index, rng, virtual[row])(mfcc[row])
         if self.augment_settings:
             spec_augment(mfcc, self.augment_settings, rng)
         return mfcc, clip_set.targets[np.asarray(indices)]
 
-    def _speaker_normalizer(self, clip_set: ClipSet, index: int, rng) -> SpeakerNormalizer:
-        """The clip's speaker statistics, or, for a share augment.partial_speaker_prob of windows, the
-        statistics of the stream prior and a few of the speaker's clips, as the node holds them early on."""
+    def _virtual_speed(self, rng) -> float:
+        """1.0, or for a share augment.virtual_speaker_prob of windows one of the virtual speakers' speeds."""
+        settings = self.augment_settings or {}
+        speeds = settings.get('virtual_speaker_speeds') or []
+        if speeds and rng.random() < settings['virtual_speaker_prob']:
+            return float(speeds[int(rng.integers(len(speeds)))])
+        return 1.0
+
+    def _speaker_normalizer(self, clip_set: ClipSet, index: int, rng, speed: float = 1.0) -> SpeakerNormalizer:
+        """The clip's speaker statistics (its virtual speaker's at another speed), or, for a share
+        augment.partial_speaker_prob of windows, the statistics of the stream prior and a few of the
+        speaker's clips, as the node holds them early on."""
         share = (self.augment_settings or {}).get('partial_speaker_prob', 0.0)
         if share and self.speaker_prior is not None and rng.random() < share:
             return clip_set.partial_speaker_statistics(index, self.speaker_prior,
-                                                       self.augment_settings['partial_speaker_clips'], rng)
-        return clip_set.normalizers[index]
+                                                       self.augment_settings['partial_speaker_clips'], rng, speed)
+        return clip_set.statistics_at[speed][1][index]
 
     def _random_window(self, wave: np.ndarray, shift: int, rng) -> np.ndarray:
         """A window-long crop (long clips) or a zero-padded placement (short ones), jittered by shift."""
