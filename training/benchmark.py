@@ -741,8 +741,8 @@ for suffix, correction in (('', 1.0), ('05', 0.5)):
 for suffix in ('', '_seed1'):
     source = f'timnet_v6_speaker_validation{suffix}'
     ROWS.update(one_pass_variants('virtual_speakers_egemaps_one_pass_through_end',
-                                  f'with timnet_v6_virtual_speakers{suffix}\'s fold models (virtual speakers in '
-                                  'training) instead', {'weights_of': f'timnet_v6_virtual_speakers{suffix}'},
+                                  f'with the fold models of timnet_v6_virtual_speakers{suffix} (virtual speakers '
+                                  'in training) instead', {'weights_of': f'timnet_v6_virtual_speakers{suffix}'},
                                   (source,)))
 
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
