@@ -239,6 +239,8 @@ def test_virtual_speakers_are_standardised_with_their_own_statistics(tmp_path):
     real, _ = WindowBatcher(extractor, 48000, quiet).training_batch(clip_set, [1], rng)
     voiced = batch[0][f0 + 1] > 0
     assert abs(np.median(batch[0][f0][voiced]) - np.median(real[0][f0][voiced])) < 0.3
+    with pytest.raises(ValueError, match='features.normalize=speaker'):
+        train_config.resolve(overrides=['augment.virtual_speaker_prob=0.5', 'augment.virtual_speaker_speeds=[0.9]'])
 
 
 @pytest.mark.parametrize('keeps_f0, semitones', [(False, 12 + 12 * np.log2(1.25)), (True, 12.0)])

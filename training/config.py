@@ -143,4 +143,9 @@ def resolve(config_file=None, presets=(), overrides=()) -> dict:
     if config['split']['validation_into_training'] and config['training']['select'] != 'last_epoch':
         raise ValueError('split.validation_into_training leaves nothing to choose an epoch on: '
                          'set training.select=last_epoch and training.epochs')
+    augment = config['augment']
+    if augment['virtual_speaker_prob'] and (config['features'].get('normalize') != 'speaker'
+                                            or not augment['virtual_speaker_speeds']):
+        raise ValueError('augment.virtual_speaker_prob needs features.normalize=speaker (a virtual speaker is its '
+                         'own statistics) and augment.virtual_speaker_speeds')
     return config
