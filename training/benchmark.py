@@ -587,6 +587,12 @@ ROWS.update({
                                      'validated so too', 'network',
                                      speaker_validated(LMU_V9_TRAINING, 'timnet_v5_speaker_validation')),
 })
+ROWS.update({f'lmu_v9_virtual_speakers{suffix}': Row(
+    NETWORKS, 'LMU as lmu_v9_speaker_validation (the same carve and teacher row), half its training windows from '
+              'virtual speakers as timnet_v6_virtual_speakers\'s' + text, 'network',
+    with_overrides(ROWS['lmu_v9_speaker_validation'].settings, *VIRTUAL_SPEAKERS, *seed))
+    for suffix, text, seed in (('', '', ()), ('_seed1', ', seeded 1 instead of 0: its second draw',
+                                              ('training.seed=1',)))})
 ROWS['lmu_v9_speaker_validation_prior05'] = stream_row('lmu_v9_speaker_validation', ROWS[
     'lmu_v9_speaker_validation'].description, 0.5)
 # The shipped CkTIM's recipe (cktim-ser-v8) likewise, on both carves, its fold models kept: the LMU
