@@ -161,6 +161,10 @@ TEST_TIME_SPEEDS = [0.9, 1.0, 1.1]    # inside the 0.85-1.15 that STRONG_SPEED t
 VIRTUAL_SPEAKERS = ('augment.virtual_speaker_prob=0.5', 'augment.virtual_speaker_speeds=[0.9,1.1]')
 
 
+# A recipe trained twice: (row name suffix, description suffix, overrides) of its seed-0 and seed-1 draws.
+TWO_DRAWS = (('', '', ()), ('_seed1', ', seeded 1 instead of 0: its second draw', ('training.seed=1',)))
+
+
 def speaker_validated(training: dict, teacher: str) -> dict:
     """A recipe validated as SPEAKER_VALIDATION asks, learning from `teacher`, a row validated so too."""
     return {**with_overrides(training, SPEAKER_VALIDATION), 'teachers': [teacher]}
@@ -345,16 +349,14 @@ ROWS = {
                   'each window\'s loss over its corpus\'s classes only (a RAVDESS, TESS or nEMO window neither '
                   'learns disgust away nor smooths into it; its teacher\'s targets renormalised over them)' + text,
         'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'training.corpus_classes_only=true', *seed))
-       for suffix, text, seed in (('', '', ()), ('_seed1', ', seeded 1 instead of 0: its second draw',
-                                                 ('training.seed=1',)))},
+       for suffix, text, seed in TWO_DRAWS},
     **{f'timnet_v6_virtual_speakers{suffix}': Row(
         NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation and learning from the same teacher row, '
                   'half its training windows from virtual speakers: a speaker\'s clips played 0.9 or 1.1 times as '
                   'fast, standardised with that virtual speaker\'s own statistics (all its clips played so), so '
                   'the network meets three times the voices' + text,
         'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, *VIRTUAL_SPEAKERS, *seed))
-       for suffix, text, seed in (('', '', ()), ('_seed1', ', seeded 1 instead of 0: its second draw',
-                                                 ('training.seed=1',)))},
+       for suffix, text, seed in TWO_DRAWS},
     **{f'{source}_speeds': Row(NETWORKS, f'{TIMNET_V6}, {source}\'s models, each window also heard played 0.9 and '
                                          '1.1 times as fast', 'stream',
                                {'weights_of': source, 'test_time_speeds': TEST_TIME_SPEEDS})
@@ -591,8 +593,7 @@ ROWS.update({f'lmu_v9_virtual_speakers{suffix}': Row(
     NETWORKS, 'LMU as lmu_v9_speaker_validation (the same carve and teacher row), half its training windows from '
               'virtual speakers as timnet_v6_virtual_speakers\'s' + text, 'network',
     with_overrides(ROWS['lmu_v9_speaker_validation'].settings, *VIRTUAL_SPEAKERS, *seed))
-    for suffix, text, seed in (('', '', ()), ('_seed1', ', seeded 1 instead of 0: its second draw',
-                                              ('training.seed=1',)))})
+    for suffix, text, seed in TWO_DRAWS})
 ROWS['lmu_v9_speaker_validation_prior05'] = stream_row('lmu_v9_speaker_validation', ROWS[
     'lmu_v9_speaker_validation'].description, 0.5)
 # The shipped CkTIM's recipe (cktim-ser-v8) likewise, on both carves, its fold models kept: the LMU
