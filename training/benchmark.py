@@ -752,6 +752,28 @@ for suffix in ('', '_seed1'):
                                   'in training) instead', {'weights_of': f'timnet_v6_virtual_speakers{suffix}'},
                                   (source,)))
 
+# The virtual-speaker LMU draws fused as the unseen-carve LMU is (one draw of that baseline).
+ROWS.update({f'fused_lmu_v9_virtual_speakers{suffix}_egemaps_one_pass_through_end': Row(
+    FUSIONS, 'As fused_lmu_v9_speaker_validation_egemaps_one_pass_through_end, with the fold models of '
+             f'lmu_v9_virtual_speakers{suffix} (virtual speakers in training) instead', 'fusion',
+    {**ROWS['fused_lmu_v9_speaker_validation_egemaps_one_pass_through_end'].settings,
+     'weights_of': f'lmu_v9_virtual_speakers{suffix}'}) for suffix, _, _ in TWO_DRAWS})
+# Virtual speakers on the default carve, the shipped LMU's recipe and teacher row otherwise: its refit, the
+# refit as `lmu` serves it and fused as `lmu_egemaps` ships, for their test figures.
+LMU_VIRTUAL = 'lmu_pitch_ema_distilled_timnet_rerun_virtual_speakers'
+ROWS[LMU_VIRTUAL] = Row(NETWORKS, 'LMU as lmu_pitch_ema_distilled_timnet_rerun (lmu-ser-v10\'s recipe, the same '
+                                  'teacher row), half its training windows from virtual speakers as '
+                                  'lmu_v9_virtual_speakers\'s', 'network',
+                        with_overrides(ROWS['lmu_pitch_ema_distilled_timnet_rerun'].settings, *VIRTUAL_SPEAKERS))
+ROWS[f'{LMU_VIRTUAL}_refit'] = refit_row(LMU_VIRTUAL)
+ROWS[f'{LMU_VIRTUAL}_refit_prior05'] = refit_stream_row('LMU', f'{LMU_VIRTUAL}_refit', 0.5, 'lmu-ser-v9',
+                                                        'lmu_pitch_ema_distilled_timnet_prior05')
+ROWS[f'fused_{LMU_VIRTUAL}_refit_egemaps_one_pass_through_end'] = Row(
+    FUSIONS, f'As fused_lmu_pitch_ema_distilled_timnet_rerun_refit_egemaps_one_pass_through_end with {LMU_VIRTUAL}'
+             '_refit\'s fold models (the SVM fitted on the validation speakers too)', 'fusion',
+    {**ROWS['fused_lmu_pitch_ema_distilled_timnet_rerun_refit_egemaps_one_pass_through_end'].settings,
+     'weights_of': f'{LMU_VIRTUAL}_refit'})
+
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
 
