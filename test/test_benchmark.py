@@ -183,6 +183,19 @@ def test_without_run_folders_the_shipped_recipe_takes_the_epochs_stored_with_the
         benchmark.final_epochs(name)
 
 
+def test_a_row_run_again_keeps_its_choice_tables_only_while_its_models_score_as_before(tmp_path, monkeypatch):
+    name = 'lmu_small_speakernorm_speed_pitch_ema_40'
+    before = json.loads((benchmark.RESULTS / f'{name}.json').read_text())
+    monkeypatch.setattr(benchmark, 'RESULTS', tmp_path)
+    (tmp_path / f'{name}.json').write_text(json.dumps(before))
+    folds, labels = before['folds'], before['summary']['labels']
+    assert benchmark.save_result(name, folds, labels)['stream_prior'] == before['stream_prior']
+    retrained = json.loads(json.dumps(folds))
+    retrained[0]['corpora']['emovo']['uar'] += 0.01
+    assert 'stream_prior' not in benchmark.save_result(name, retrained, labels)
+    assert 'stream_prior' not in json.loads((tmp_path / f'{name}.json').read_text())
+
+
 def test_a_fold_stopped_part_way_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(benchmark, 'RUNS', tmp_path)

@@ -79,6 +79,7 @@ FUSION_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 # The stream orders `stream-prior` hears validation clips in, and the suffix of the keys they are stored
 # under ('stream_prior', 'fusion_choice'; '..._by_emotion').
 CHOICE_ORDERS = {'shuffled': '', 'by_emotion': '_by_emotion'}
+CHOICE_TABLES = ('stream_prior', 'fusion_choice')
 
 
 @dataclass(frozen=True)
@@ -1490,8 +1491,13 @@ def save_result(name: str, folds: list[dict], labels: list[str]) -> dict:
                                  for f in range(FOLDS)] if ROWS[name].kind == 'network' else []),
               'finished': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'folds': folds,
               'summary': summarize(folds, labels)}
+    path = RESULTS / f'{name}.json'
+    if path.is_file():   # a row run again: its choice tables still hold if its models score as they did
+        before = json.loads(path.read_text())
+        if [f['corpora'] for f in before['folds']] == json.loads(json.dumps([f['corpora'] for f in folds])):
+            result.update({key: table for key, table in before.items() if key.startswith(CHOICE_TABLES)})
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f'{name}.json').write_text(json.dumps(result, indent=1) + '\n')
+    path.write_text(json.dumps(result, indent=1) + '\n')
     stored.cache_clear()
     return result
 
