@@ -238,6 +238,26 @@ def test_kept_fold_models_stand_in_for_run_folders_a_fresh_checkout_lacks(tmp_pa
     assert benchmark.train_network_fold('timnet', 1) == 0
 
 
+def test_a_kept_final_run_stands_in_for_the_final_folder_a_fresh_checkout_lacks(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark, 'RUNS', tmp_path / 'runs')
+    monkeypatch.setattr(benchmark, 'FINAL', tmp_path / 'final')
+    monkeypatch.setattr(benchmark, 'KEPT', tmp_path / 'kept')
+    monkeypatch.setattr(benchmark, 'REPO', tmp_path)
+    monkeypatch.setattr(benchmark.subprocess, 'run', lambda *args, **kwargs: pytest.fail('nothing to train'))
+    for fold in [*range(benchmark.FOLDS), None]:
+        artifact = benchmark.trained_artifact('timnet', fold)
+        artifact.mkdir(parents=True)
+        for file in ('model.json', 'model.onnx', 'model.safetensors'):
+            (artifact / file).write_text(f'{file} {fold}')
+        (artifact.parent / 'metrics.json').write_text('[]')
+    assert benchmark.keep(['timnet']) == 0
+    kept = tmp_path / 'kept' / 'timnet' / 'final'
+    assert (kept / 'model.safetensors').read_text() == 'model.safetensors None'
+    shutil.rmtree(tmp_path / 'final')
+    assert benchmark.fold_artifact('timnet', None) == kept
+    assert benchmark.train_network_fold('timnet', None) == 0   # a row it teaches learns from the kept one
+
+
 def test_a_longer_recipe_continues_the_shorter_runs_checkpoint_only_when_that_run_went_its_full_length(
         tmp_path, monkeypatch):
     torch = pytest.importorskip('torch')

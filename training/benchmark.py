@@ -8,7 +8,7 @@
     python -m training.benchmark rescore --only ROW --spectral-mix float16   # re-export folds, score again
     python -m training.benchmark stream-prior --only ROW            # validation node view per stream prior
                                                                     # (and per fusion weight, for fused rows)
-    python -m training.benchmark keep --only ROW                    # store a row's fold models in git
+    python -m training.benchmark keep --only ROW                    # store a row's fold (and final) models in git
 
 Folds: speakers of all corpora split into FOLDS groups at once (training.splits.speaker_folds), so
 EMOVO and nEMO are leave-one-speaker-out, RAVDESS is tested five actors a fold and TESS one speaker in
@@ -1011,17 +1011,22 @@ def weights_row(name: str) -> str:
     return ROWS[name].settings.get('weights_of', name)
 
 
-def trained_artifact(name: str, fold: int) -> Path:
-    """Where a row's fold training leaves its model."""
+def trained_artifact(name: str, fold: int | None) -> Path:
+    """Where a row's fold training (fold None: its final run) leaves its model."""
+    if fold is None:
+        return FINAL / name / 'all' / 'artifact'
     return RUNS / name / f'fold{fold}' / f'fold{fold}' / 'artifact'
 
 
+def kept_artifact(name: str, fold: int | None) -> Path:
+    """Where `keep` stores a row's fold model (fold None: its final run's)."""
+    return KEPT / name / (f'fold{fold}' if fold is not None else 'final')
+
+
 def fold_artifact(name: str, fold: int | None) -> Path:
-    """A row's fold model: its run folder's, else the one `keep` stored in KEPT (whole: folds kept before
-    their weights were, ONNX and model.json alone, cannot load); fold None: its final run's."""
-    if fold is None:
-        return FINAL / name / 'all' / 'artifact'
-    trained, kept = trained_artifact(name, fold), KEPT / name / f'fold{fold}'
+    """A row's fold model (fold None: its final run's): its run folder's, else the one `keep` stored in
+    KEPT (whole: folds kept before their weights were, ONNX and model.json alone, cannot load)."""
+    trained, kept = trained_artifact(name, fold), kept_artifact(name, fold)
     whole = all((kept / file).is_file() for file in KEPT_FILES)
     return kept if not (trained / 'model.json').is_file() and whole else trained
 
@@ -1030,20 +1035,22 @@ def keep(names: list[str]) -> int:
     """Copy network rows' fold models (model.json, model.onnx and the model.safetensors its graph reads its
     weights from: what scoring and teaching load) and their training histories (metrics.json, whose learning
     rates a refit replays) from their run folders into KEPT, so rows that build on them run on a fresh
-    checkout."""
+    checkout; their final runs' too where trained (what a final run of a row they teach learns from)."""
     for name in names:
         if ROWS[name].kind != 'network':
             raise SystemExit(f'{name}: only network rows have fold models to keep')
-        for fold in range(FOLDS):
+        final = (trained_artifact(name, None) / 'model.json').is_file()
+        for fold in [*range(FOLDS), *([None] if final else [])]:
             source = trained_artifact(name, fold)
             if not (source / 'model.json').is_file():
                 raise SystemExit(f'{name} fold {fold} is not trained here ({row_command(name)})')
-            target = KEPT / name / f'fold{fold}'
+            target = kept_artifact(name, fold)
             target.mkdir(parents=True, exist_ok=True)
             for file in KEPT_FILES:
                 shutil.copy2(source / file, target / file)
             shutil.copy2(source.parent / 'metrics.json', target / 'metrics.json')
-        print(f'[benchmark] {name}: {FOLDS} fold models kept in {(KEPT / name).relative_to(REPO)}', flush=True)
+        print(f'[benchmark] {name}: {FOLDS} fold models{" and the final run" if final else ""} kept in '
+              f'{(KEPT / name).relative_to(REPO)}', flush=True)
     return 0
 
 
