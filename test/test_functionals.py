@@ -165,6 +165,35 @@ def test_weighing_corpora_gives_each_corpus_the_same_total_weight_in_the_fit(mon
     assert weights[:6].sum() == pytest.approx(weights[6:].sum())
 
 
+def test_virtual_speakers_join_the_fit_as_voices_of_their_own_and_leave_the_prior_alone(monkeypatch):
+    """Each speed's copies of the clips are a new speaker ('<speaker>@<speed>', with the clip's label),
+    standardised over its own windows; the stream prior stays the windows as heard."""
+    from training import classical
+    fitted = []
+
+    class Recorder:
+        steps = [('svc', None)]
+
+        def fit(self, inputs, targets, **weights):
+            fitted.append((np.asarray(inputs), list(targets)))
+            return self
+    monkeypatch.setattr(classical, 'make_classifier', lambda *args, **kwargs: Recorder())
+    rng = np.random.default_rng(4)
+    speakers, targets = ['c:a', 'c:a', 'c:b', 'c:b'], [0, 1, 0, 1]
+    vectors = [rng.normal(size=(2, 3)) for _ in speakers]
+    slower = [v * 3.0 + 7.0 for v in vectors]
+    _, alone = classical.fit_on_windows('svm', vectors, speakers, targets)
+    _, prior = classical.fit_on_windows('svm', vectors, speakers, targets, virtual={0.9: slower})
+    assert prior.summary(1.0)['mean'] == pytest.approx(alone.summary(1.0)['mean'])
+    inputs, window_targets = fitted[1]
+    assert len(inputs) == 16 and window_targets == [0, 0, 1, 1] * 4
+    # In speaker order (c:a, c:a@0.9, c:b, c:b@0.9): scaled and shifted copies standardised over their
+    # own windows are the same windows again (up to the variance floor).
+    assert inputs[4:8] == pytest.approx(inputs[:4], abs=0.01) and inputs[12:] == pytest.approx(inputs[8:12], abs=0.01)
+    assert classical.with_virtual_speakers(vectors, speakers, targets, {1.1: vectors, 0.9: slower})[1] == [
+        *speakers, 'c:a@0.9', 'c:a@0.9', 'c:b@0.9', 'c:b@0.9', 'c:a@1.1', 'c:a@1.1', 'c:b@1.1', 'c:b@1.1']
+
+
 def test_the_exported_classifier_gives_scikit_learns_probabilities(tmp_path):
     pytest.importorskip('skl2onnx')
     from ser_models import load

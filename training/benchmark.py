@@ -753,6 +753,14 @@ for suffix in ('', '_seed1'):
                                   'in training) instead', {'weights_of': f'timnet_v6_virtual_speakers{suffix}'},
                                   (source,)))
 
+# The unseen-carve pairs with the SVM also fitted on virtual speakers, as timnet_v6_virtual_speakers's
+# networks meet them: each training speaker's clips played 0.9 and 1.1 times as fast, each such voice
+# standardised over its own windows (the network and the stream prior unchanged).
+ROWS.update(one_pass_variants('egemaps_one_pass_through_end_svm_virtual_speakers',
+                              'the SVM also fitted on virtual speakers: each training speaker\'s clips played 0.9 '
+                              'and 1.1 times as fast, each such voice standardised over its own windows, three '
+                              'times the voices (the network unchanged)', {'svm_virtual_speeds': [0.9, 1.1]}))
+
 # The virtual-speaker LMU draws fused as the unseen-carve LMU is (one draw of that baseline).
 ROWS.update({f'fused_lmu_v9_virtual_speakers{suffix}_egemaps_one_pass_through_end': Row(
     FUSIONS, 'As fused_lmu_v9_speaker_validation_egemaps_one_pass_through_end, with the fold models of '
@@ -1365,26 +1373,33 @@ def score_fusion(name: str, clips: list[Clip], splits: list[Split]) -> list[dict
     return folds
 
 
-def clip_window_functionals(kind: str, paths: list[str], window: int, hop: int, one_pass: str) -> list[np.ndarray]:
+def clip_window_functionals(kind: str, paths: list[str], window: int, hop: int, one_pass: str,
+                            speed: float = 1.0) -> list[np.ndarray]:
     """Each clip's (windows, dims) functionals of its node windows at 16 kHz: one openSMILE call a window
     of clip_windows, or one pass over the clip, as a stream of it computes them (FunctionalsExtractor.
-    stream_windows): one_pass 'fitting' the windows that fit in it, 'through_end' on until one holds its end."""
+    stream_windows): one_pass 'fitting' the windows that fit in it, 'through_end' on until one holds its end.
+    speed: each clip played that many times as fast first (a virtual speaker's voice)."""
     from ser_models.functionals import FunctionalsExtractor
-    from ser_models.windowing import clip_windows
+    from ser_models.windowing import change_speed, clip_windows
 
     from .data import load_audio
     extractor = FunctionalsExtractor(kind, 16000)
+
+    def heard(path: str) -> np.ndarray:
+        audio = load_audio(path, 16000)
+        return audio if speed == 1.0 else change_speed(audio, speed, 16000)
     if one_pass:
-        return [extractor.stream_windows(load_audio(path, 16000), window, hop, one_pass == 'through_end')
-                for path in paths]
-    return [extractor.windows(clip_windows(load_audio(path, 16000), window, hop)) for path in paths]
+        return [extractor.stream_windows(heard(path), window, hop, one_pass == 'through_end') for path in paths]
+    return [extractor.windows(clip_windows(heard(path), window, hop)) for path in paths]
 
 
-def window_functionals(kind: str, clips: list[Clip], window: int, hop: int, one_pass: str = '') -> list[np.ndarray]:
+def window_functionals(kind: str, clips: list[Clip], window: int, hop: int, one_pass: str = '',
+                       speed: float = 1.0) -> list[np.ndarray]:
     """clip_window_functionals of the clips, one process a core, cached under FEATURE_CACHE by clip path."""
     from concurrent.futures import ProcessPoolExecutor
     passes = {'': '', 'fitting': 'stream_', 'through_end': 'stream_end_'}
-    cache = FEATURE_CACHE / f'{kind}_{passes[one_pass]}windows_{window}_{hop}.npz'
+    played = '' if speed == 1.0 else f'_speed{speed:g}'
+    cache = FEATURE_CACHE / f'{kind}_{passes[one_pass]}windows_{window}_{hop}{played}.npz'
     known: dict[str, np.ndarray] = {}
     if cache.is_file():
         with np.load(cache) as stored_features:
@@ -1399,7 +1414,7 @@ def window_functionals(kind: str, clips: list[Clip], window: int, hop: int, one_
         shares = [list(share) for share in np.array_split(np.array(missing, dtype=object), jobs)]
         with ProcessPoolExecutor(jobs) as pool:
             parts = pool.map(clip_window_functionals, [kind] * jobs, shares, [window] * jobs, [hop] * jobs,
-                             [one_pass] * jobs)
+                             [one_pass] * jobs, [speed] * jobs)
             known.update(zip(missing, [vectors for part in parts for vectors in part], strict=True))
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_name(f'{cache.stem}.{os.getpid()}.npz')
@@ -1411,12 +1426,22 @@ def window_functionals(kind: str, clips: list[Clip], window: int, hop: int, one_
     return [known[key] for key in keys]
 
 
-def fold_classifier(settings: dict, vectors: list[np.ndarray], clips: list[Clip], labels: list[str]):
-    """A fused row's classifier for one fold, fitted on the windows of the training clips `clips`
-    (classical.fit_on_windows): (classify, the training windows' pooled statistics)."""
+def virtual_window_functionals(settings: dict, clips: list[Clip], window: int, hop: int) -> dict[float, list]:
+    """A fused row's virtual speakers for its classifier (settings' svm_virtual_speeds): speed -> the clips'
+    window functionals, each clip played that many times as fast (classical.fit_on_windows's virtual)."""
+    return {speed: window_functionals(settings['functionals'], clips, window, hop, settings.get('one_pass', ''),
+                                      speed) for speed in settings.get('svm_virtual_speeds', ())}
+
+
+def fold_classifier(settings: dict, vectors: list[np.ndarray], clips: list[Clip], labels: list[str],
+                    virtual: dict[float, list] | None = None):
+    """A fused row's classifier for one fold, fitted on the windows of the training clips `clips` (and of
+    their virtual speakers', the same clips' played at other speeds; classical.fit_on_windows):
+    (classify, the training windows' pooled statistics)."""
     from .classical import fit_on_windows, fit_options, probabilities_in_label_order
     model, pooled = fit_on_windows(settings['classifier'], vectors, [c.speaker_key for c in clips],
-                                   [labels.index(c.emotion) for c in clips], **fit_options(settings))
+                                   [labels.index(c.emotion) for c in clips], **fit_options(settings),
+                                   virtual=virtual)
     return probabilities_in_label_order(model, len(labels)), pooled
 
 
@@ -1430,13 +1455,15 @@ def fused_folds(name: str, clips: list[Clip], splits: list[Split]):
         predictor = fold_predictor(name, number, split)
         if predictor.features.config.normalize != 'speaker' or predictor.labels != labels_present(clips):
             raise SystemExit(f'{name}: fusion needs a speaker-normalised network over {labels_present(clips)}')
-        vectors = window_functionals(settings['functionals'], clips, predictor.window_samples,
-                                     int(round(HOP_SECONDS * predictor.sample_rate)), settings.get('one_pass', ''))
+        window, hop = predictor.window_samples, int(round(HOP_SECONDS * predictor.sample_rate))
+        vectors = window_functionals(settings['functionals'], clips, window, hop, settings.get('one_pass', ''))
+        virtual = virtual_window_functionals(settings, clips, window, hop)
 
         def windows_of(group: list[Clip], vectors=vectors) -> list[np.ndarray]:
             return [vectors[position[id(c)]] for c in group]
         fitted_on = classifier_clips(name, split)
-        classify, pooled = fold_classifier(settings, windows_of(fitted_on), fitted_on, predictor.labels)
+        classify, pooled = fold_classifier(settings, windows_of(fitted_on), fitted_on, predictor.labels,
+                                           {speed: windows_of(fitted_on, played) for speed, played in virtual.items()})
         yield number, split, predictor, windows_of, classify, pooled
 
 

@@ -118,20 +118,38 @@ def fit_options(settings: dict) -> dict:
             'weigh_corpora': settings.get('weigh_corpora', False)}
 
 
+def with_virtual_speakers(vectors: Sequence[np.ndarray], speakers: Sequence[str], targets: Sequence[int],
+                          virtual: dict[float, Sequence[np.ndarray]]):
+    """The clips' window functionals, speakers and targets, followed by each virtual speaker's: the same
+    clips played at a speed (virtual: speed -> their functionals so), every speaker then a new one,
+    '<speaker>@<speed>', standardised over its own windows."""
+    vectors, speakers, targets = list(vectors), list(speakers), list(targets)
+    for speed, played in sorted(virtual.items()):
+        vectors += list(played)
+        speakers += [f'{s}@{speed:g}' for s in speakers[:len(played)]]
+        targets += targets[:len(played)]
+    return vectors, speakers, targets
+
+
 def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Sequence[str], targets: Sequence[int],
-                   svm_c: float = SVM_C, calibration: str = 'windows', weigh_corpora: bool = False):
+                   svm_c: float = SVM_C, calibration: str = 'windows', weigh_corpora: bool = False,
+                   virtual: dict[float, Sequence[np.ndarray]] | None = None):
     """A classifier (make_classifier, with probabilities) on every window's functionals of the clips
     (vectors: one (windows, dims) array a clip), each speaker's windows standardised over that speaker's
     own; and the raw windows' pooled statistics, a stream's prior. Returns (model, SpeakerNormalizer).
     calibration: what the SVM's Platt scaling holds out, windows at random ('windows') or whole speakers
     ('speakers', 5 folds stratified by class), so its probabilities say how sure it is of new voices.
     weigh_corpora: each corpus's windows (speakers '<corpus>:<name>') weigh as much in all, as the
-    networks draw them, on top of the balanced class weights."""
+    networks draw them, on top of the balanced class weights. virtual: the same clips' functionals played
+    at other speeds (with_virtual_speakers), fitted on as speakers of their own; the prior stays the
+    clips' as heard."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     from ser_models.functionals import as_frames, speaker_statistics
     if calibration not in CALIBRATIONS:
         raise ValueError(f'unknown calibration {calibration!r}; choose one of {CALIBRATIONS}')
+    prior = speaker_statistics(np.concatenate(list(vectors)))
+    vectors, speakers, targets = with_virtual_speakers(vectors, speakers, targets, virtual or {})
     inputs, window_targets, window_speakers = [], [], []
     for speaker in sorted(set(speakers)):
         own = [i for i, s in enumerate(speakers) if s == speaker]
@@ -148,7 +166,7 @@ def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Seq
         corpora = np.array([speaker.split(':')[0] for speaker in window_speakers])
         names, index, counts = np.unique(corpora, return_inverse=True, return_counts=True)
         weights[f'{model.steps[-1][0]}__sample_weight'] = (len(corpora) / (len(names) * counts))[index]
-    return model.fit(inputs, window_targets, **weights), speaker_statistics(np.concatenate(list(vectors)))
+    return model.fit(inputs, window_targets, **weights), prior
 
 
 def probabilities_in_label_order(model, n_labels: int):
