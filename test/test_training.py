@@ -3,6 +3,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -690,9 +691,11 @@ def test_distributed_ranks_take_one_decision_on_validation_and_stopping(tmp_path
     assert first['train_loss'] == second['train_loss'] == [1.5] * 6
 
 
-def test_ship_copies_a_run_with_its_speakers_and_the_recipes_benchmark_figures(data_dir, small_corpus, tmp_path):
+def test_ship_copies_a_run_with_its_speakers_and_the_recipes_benchmark_figures(data_dir, small_corpus, tmp_path,
+                                                                             monkeypatch):
     import ser_models
     from training import benchmark
+    from training import ship as shipping
     from training.ship import ship
     from training.train import run
     overrides = [*tiny_overrides(data_dir, small_corpus, 1), 'features.normalize=speaker']
@@ -712,6 +715,23 @@ def test_ship_copies_a_run_with_its_speakers_and_the_recipes_benchmark_figures(d
     # Shipped again from the shipped copy (as a fused model is), the run's history comes along.
     again = ship(target, 'timnet', 'v10', 'timnet', out_root=tmp_path / 'again')
     assert json.loads((again / 'metrics.json').read_text())['history'] == metrics['history']
+    # So it does from a kept run (benchmark keep: the artifact with the run's history beside its files).
+    kept = tmp_path / 'kept' / 'final'
+    shutil.copytree(tmp_path / 'run' / 'fold0' / 'artifact', kept)
+    shutil.copy2(tmp_path / 'run' / 'fold0' / 'metrics.json', kept / 'metrics.json')
+    from_kept = ship(kept, 'timnet', 'v11', 'timnet', out_root=tmp_path / 'from_kept')
+    assert json.loads((from_kept / 'metrics.json').read_text())['history'] == metrics['history']
+    # A ship that fails half way leaves the model shipped before as it was, and nothing half written.
+    before = {path.name: path.read_bytes() for path in target.iterdir()}
+
+    def unreadable(artifact):
+        raise ValueError('unreadable history')
+    monkeypatch.setattr(shipping, 'training_history', unreadable)
+    with pytest.raises(ValueError, match='unreadable history'):
+        ship(kept, 'timnet', 'v12', 'timnet', out_root=tmp_path / 'weights')
+    assert {path.name: path.read_bytes() for path in target.iterdir()} == before
+    assert sorted(path.name for path in (tmp_path / 'weights').iterdir()) == ['timnet']
+    monkeypatch.undo()
     # A stream row ships its source's weights with the stream prior it tested, the statistics unchanged.
     trained = meta['speaker_normalization']
     stream_row = 'timnet_pitch_distilled_lmu_prior05'

@@ -104,28 +104,48 @@ def fitted_functionals(meta: dict, settings: dict, target: Path, data: Path) -> 
 
 
 def training_history(artifact: Path) -> list[dict]:
-    """The per-epoch history of the run that trained `artifact`: beside a training run's artifact, or in
-    a shipped model's own metrics.json when a shipped network is shipped again (fused, say)."""
-    shipped = artifact / 'metrics.json'
-    if shipped.is_file():
-        return json.loads(shipped.read_text())['history']
-    run = artifact.parent / 'metrics.json'
-    return json.loads(run.read_text()) if run.is_file() else []
+    """The per-epoch history of the run that trained `artifact`: beside a training run's artifact, in a
+    kept run's folder (benchmark keep: the history itself), or in a shipped model's own metrics.json when
+    a shipped network is shipped again (fused, say)."""
+    for path in (artifact / 'metrics.json', artifact.parent / 'metrics.json'):
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            return stored['history'] if isinstance(stored, dict) else stored
+    return []
 
 
 def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights',
          data: Path = SHARED_DATA) -> Path:
-    from .benchmark import ROWS, as_served, benchmark_clips, with_training_label_prior
+    from .benchmark import ROWS, as_served
     meta = read_model_json(artifact)
     try:   # before anything is written: a row served as the node cannot serve it does not ship
         EmotionPipeline.check_model(Predictor(as_served(meta, ROWS[benchmark_row].settings)))
     except ValueError as error:
         raise SystemExit(f'{benchmark_row} cannot ship: {error}') from None
     figures = benchmark_figures(benchmark_row)
-    target = out_root / name
-    if target.exists():
-        shutil.rmtree(target)
+    shipped = out_root / name
+    target = out_root / f'.{name}.shipping'   # filled apart, so a failed ship leaves the shipped model as it was
+    shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
+    try:
+        fill(artifact, meta, name, version, benchmark_row, figures, target, data)
+        read_model_json(target)  # the copy must load
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    replaced = out_root / f'.{name}.replaced'
+    shutil.rmtree(replaced, ignore_errors=True)
+    if shipped.exists():
+        shipped.rename(replaced)
+    target.rename(shipped)
+    shutil.rmtree(replaced, ignore_errors=True)
+    return shipped
+
+
+def fill(artifact: Path, meta: dict, name: str, version: str, benchmark_row: str, figures: dict, target: Path,
+         data: Path) -> None:
+    """Writes the shipped model of `artifact` (model.json meta) into the empty folder target."""
+    from .benchmark import ROWS, as_served, benchmark_clips, with_training_label_prior
     shutil.copyfile(artifact / meta['weights']['file'], target / WEIGHTS_FILE)
     # The ONNX graph is exported again from the weights with the current exporter.
     meta = export_from_weights(meta, target)
@@ -154,8 +174,6 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
                'history': training_history(artifact)}
     (target / 'metrics.json').write_text(json.dumps(metrics, indent=1) + '\n')
     (target / 'LICENSE-NOTE.md').write_text(LICENCE_NOTE + (FUNCTIONALS_NOTE if 'functionals' in meta else ''))
-    read_model_json(target)  # the copy must load
-    return target
 
 
 def main(argv=None) -> int:
