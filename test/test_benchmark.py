@@ -405,7 +405,7 @@ def test_a_fused_rows_choice_scores_every_prior_and_share_on_the_validation_clip
                         lambda kind, group, window, hop, one_pass='': [np.ones((2, 4))] * len(group))
     truth = [emotions.index(c.emotion) for c in split.validation]
 
-    def classifier(settings, vectors, group, labels, virtual=None):
+    def classifier(settings, vectors, group, labels, virtual=None, early=None):
         fitted.append(group)
         return (lambda rows: np.tile(np.eye(3)[0], (len(rows), 1))), SpeakerNormalizer(4)
     monkeypatch.setattr(benchmark, 'fold_classifier', classifier)

@@ -194,6 +194,39 @@ def test_virtual_speakers_join_the_fit_as_voices_of_their_own_and_leave_the_prio
         *speakers, 'c:a@0.9', 'c:a@0.9', 'c:b@0.9', 'c:b@0.9', 'c:a@1.1', 'c:a@1.1', 'c:b@1.1', 'c:b@1.1']
 
 
+def test_early_statistics_standardise_a_share_of_clips_as_a_streams_first_seconds(monkeypatch):
+    """early: a clip standardised as a stream holds its voice early on, from the pooled prior of every
+    training window (worth prior_windows windows) plus the clip and, clips allowing, others of its speaker,
+    each window counted `weight`; none of them: every window over all of its speaker's."""
+    from ser_models.features import SpeakerNormalizer
+    from ser_models.functionals import as_frames, speaker_statistics
+    from training import classical
+    fitted = []
+
+    class Recorder:
+        steps = [('svc', None)]
+
+        def fit(self, inputs, targets, **weights):
+            fitted.append(np.asarray(inputs))
+            return self
+    monkeypatch.setattr(classical, 'make_classifier', lambda *args, **kwargs: Recorder())
+    rng = np.random.default_rng(6)
+    speakers, targets = ['c:a', 'c:b', 'c:a', 'c:b'], [0, 0, 1, 1]
+    vectors = [rng.normal(size=(3, 2)) + 5 * i for i in range(4)]
+    early = {'share': 1.0, 'clips': 1, 'prior_windows': 2.0, 'weight': 0.25}
+    classical.fit_on_windows('svm', vectors, speakers, targets)
+    classical.fit_on_windows('svm', vectors, speakers, targets, early=early)
+    prior = speaker_statistics(np.concatenate(vectors)).summary(2.0)
+    stream = SpeakerNormalizer(2, prior=prior)
+    stream.update(as_frames(vectors[0]), weight=0.25)
+    # Speaker c:a's clips come first, clip 0 before clip 2.
+    assert fitted[1][:3] == pytest.approx(stream(as_frames(vectors[0]))[..., 0])
+    whole = speaker_statistics(np.concatenate([vectors[0], vectors[2]]))
+    assert fitted[0][:3] == pytest.approx(whole(as_frames(vectors[0]))[..., 0])
+    classical.fit_on_windows('svm', vectors, speakers, targets, early={**early, 'share': 0.0})
+    assert fitted[2] == pytest.approx(fitted[0])
+
+
 def test_the_exported_classifier_gives_scikit_learns_probabilities(tmp_path):
     pytest.importorskip('skl2onnx')
     from ser_models import load

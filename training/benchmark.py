@@ -761,6 +761,15 @@ ROWS.update(one_pass_variants('egemaps_one_pass_through_end_svm_virtual_speakers
                               'and 1.1 times as fast, each such voice standardised over its own windows, three '
                               'times the voices (the network unchanged)', {'svm_virtual_speeds': [0.9, 1.1]}))
 
+# The unseen-carve pairs with half the SVM's training clips standardised as a stream's statistics stand
+# early on (the prior worth 10 s, then the clip and up to 3 more of its speaker's), as the node serves it
+# for a voice's first clips, instead of over all of its speaker's windows; the networks' partial
+# statistics (partial_speaker_prob) do the same in their training.
+ROWS.update(one_pass_variants('egemaps_one_pass_through_end_svm_early_statistics',
+                              'half the SVM\'s training clips standardised as a stream\'s statistics stand early on '
+                              '(the 10 s prior, the clip and up to 3 more of its speaker\'s clips), as the node '
+                              'meets a voice\'s first clips', {'svm_early_share': 0.5, 'svm_early_clips': 4}))
+
 # The virtual-speaker LMU draws fused as the unseen-carve LMU is (one draw of that baseline).
 ROWS.update({f'fused_lmu_v9_virtual_speakers{suffix}_egemaps_one_pass_through_end': Row(
     FUSIONS, 'As fused_lmu_v9_speaker_validation_egemaps_one_pass_through_end, with the fold models of '
@@ -1433,15 +1442,28 @@ def virtual_window_functionals(settings: dict, clips: list[Clip], window: int, h
                                       speed) for speed in settings.get('svm_virtual_speeds', ())}
 
 
+def early_statistics_fit(settings: dict, meta: dict) -> dict | None:
+    """classical.fit_on_windows's `early` for a fused row's classifier (settings' svm_early_share of the
+    clips, svm_early_clips at most heard), its stream as the node keeps it for this network (model.json
+    meta): the prior worth its stream prior, each window counted hop / window."""
+    from ser_models.artifact import stream_prior_seconds
+    from ser_models.windowing import HOP_SECONDS
+    if not settings.get('svm_early_share'):
+        return None
+    return {'share': settings['svm_early_share'], 'clips': settings.get('svm_early_clips', 4),
+            'prior_windows': stream_prior_seconds(meta) / meta['window_seconds'],
+            'weight': HOP_SECONDS / meta['window_seconds']}
+
+
 def fold_classifier(settings: dict, vectors: list[np.ndarray], clips: list[Clip], labels: list[str],
-                    virtual: dict[float, list] | None = None):
+                    virtual: dict[float, list] | None = None, early: dict | None = None):
     """A fused row's classifier for one fold, fitted on the windows of the training clips `clips` (and of
-    their virtual speakers', the same clips' played at other speeds; classical.fit_on_windows):
-    (classify, the training windows' pooled statistics)."""
+    their virtual speakers', the same clips' played at other speeds; some standardised as early in a
+    stream: classical.fit_on_windows): (classify, the training windows' pooled statistics)."""
     from .classical import fit_on_windows, fit_options, probabilities_in_label_order
     model, pooled = fit_on_windows(settings['classifier'], vectors, [c.speaker_key for c in clips],
                                    [labels.index(c.emotion) for c in clips], **fit_options(settings),
-                                   virtual=virtual)
+                                   virtual=virtual, early=early)
     return probabilities_in_label_order(model, len(labels)), pooled
 
 
@@ -1463,7 +1485,8 @@ def fused_folds(name: str, clips: list[Clip], splits: list[Split]):
             return [vectors[position[id(c)]] for c in group]
         fitted_on = classifier_clips(name, split)
         classify, pooled = fold_classifier(settings, windows_of(fitted_on), fitted_on, predictor.labels,
-                                           {speed: windows_of(fitted_on, played) for speed, played in virtual.items()})
+                                           {speed: windows_of(fitted_on, played) for speed, played in virtual.items()},
+                                           early_statistics_fit(settings, predictor.meta))
         yield number, split, predictor, windows_of, classify, pooled
 
 

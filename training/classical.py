@@ -131,9 +131,24 @@ def with_virtual_speakers(vectors: Sequence[np.ndarray], speakers: Sequence[str]
     return vectors, speakers, targets
 
 
+def early_stream_statistics(prior: dict, vectors: Sequence[np.ndarray], index: int, same_speaker: Sequence[int],
+                            clips: int, weight: float, rng):
+    """Statistics as a stream holds them early on, to standardise clip `index`'s windows with: the prior
+    (a summary, its frames counted in windows), then up to clips - 1 other clips of its speaker
+    (same_speaker, drawn at random) and the clip itself, each window counted `weight` (hop / window)."""
+    from ser_models.features import SpeakerNormalizer
+    from ser_models.functionals import as_frames
+    others = [i for i in same_speaker if i != index]
+    count = min(int(rng.integers(0, clips)), len(others))
+    heard = [vectors[i] for i in rng.choice(others, size=count, replace=False)] if count else []
+    normalizer = SpeakerNormalizer(len(prior['mean']), prior=prior)
+    normalizer.update(as_frames(np.concatenate([*heard, vectors[index]])), weight=weight)
+    return normalizer
+
+
 def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Sequence[str], targets: Sequence[int],
                    svm_c: float = SVM_C, calibration: str = 'windows', weigh_corpora: bool = False,
-                   virtual: dict[float, Sequence[np.ndarray]] | None = None):
+                   virtual: dict[float, Sequence[np.ndarray]] | None = None, early: dict | None = None):
     """A classifier (make_classifier, with probabilities) on every window's functionals of the clips
     (vectors: one (windows, dims) array a clip), each speaker's windows standardised over that speaker's
     own; and the raw windows' pooled statistics, a stream's prior. Returns (model, SpeakerNormalizer).
@@ -142,7 +157,10 @@ def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Seq
     weigh_corpora: each corpus's windows (speakers '<corpus>:<name>') weigh as much in all, as the
     networks draw them, on top of the balanced class weights. virtual: the same clips' functionals played
     at other speeds (with_virtual_speakers), fitted on as speakers of their own; the prior stays the
-    clips' as heard."""
+    clips' as heard. early: {'share', 'clips', 'prior_windows', 'weight'}: that share of the clips
+    standardised as a stream's statistics stand early on (early_stream_statistics, from the pooled
+    prior worth prior_windows windows), as the node's first seconds of a voice are, not over all of
+    their speaker's windows."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     from ser_models.functionals import as_frames, speaker_statistics
@@ -150,11 +168,21 @@ def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Seq
         raise ValueError(f'unknown calibration {calibration!r}; choose one of {CALIBRATIONS}')
     prior = speaker_statistics(np.concatenate(list(vectors)))
     vectors, speakers, targets = with_virtual_speakers(vectors, speakers, targets, virtual or {})
+    rng = np.random.default_rng(0)
     inputs, window_targets, window_speakers = [], [], []
     for speaker in sorted(set(speakers)):
         own = [i for i, s in enumerate(speakers) if s == speaker]
         stacked = np.concatenate([vectors[i] for i in own])
-        inputs.append(speaker_statistics(stacked)(as_frames(stacked))[..., 0])
+        statistics = speaker_statistics(stacked)
+        if not early:
+            inputs.append(statistics(as_frames(stacked))[..., 0])
+        for i in own if early else ():
+            if rng.random() < early['share']:
+                statistics_of_clip = early_stream_statistics(prior.summary(early['prior_windows']), vectors, i,
+                                                             own, early['clips'], early['weight'], rng)
+            else:
+                statistics_of_clip = statistics
+            inputs.append(statistics_of_clip(as_frames(vectors[i]))[..., 0])
         window_targets += [targets[i] for i in own for _ in range(len(vectors[i]))]
         window_speakers += [speaker] * len(stacked)
     inputs = np.concatenate(inputs)

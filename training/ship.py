@@ -83,7 +83,7 @@ def fitted_functionals(meta: dict, settings: dict, target: Path, data: Path) -> 
     from ser_models.artifact import stream_prior_seconds
     from ser_models.windowing import HOP_SECONDS
 
-    from .benchmark import virtual_window_functionals, window_functionals
+    from .benchmark import early_statistics_fit, virtual_window_functionals, window_functionals
     from .classical import export_functionals, fit_on_windows, fit_options
     clips = [c for c in load_clips(data) if c.emotion in meta['labels']]
     one_pass = settings.get('one_pass', '')
@@ -93,12 +93,14 @@ def fitted_functionals(meta: dict, settings: dict, target: Path, data: Path) -> 
     options = fit_options(settings)
     model, pooled = fit_on_windows(settings['classifier'], vectors, speakers,
                                    [meta['labels'].index(c.emotion) for c in clips], **options,
-                                   virtual=virtual_window_functionals(settings, clips, window, hop))
+                                   virtual=virtual_window_functionals(settings, clips, window, hop),
+                                   early=early_statistics_fit(settings, meta))
     prior = pooled.summary(stream_prior_seconds(meta) / meta['window_seconds'])
     entry = export_functionals(model, target, settings['functionals'], meta['labels'], prior,
                                settings.get('weight', 0.5), bool(one_pass))
     return entry, {'classifier': settings['classifier'], **options,
-                   **({'virtual_speeds': settings['svm_virtual_speeds']} if 'svm_virtual_speeds' in settings else {}),
+                   **{key: settings[key] for key in ('svm_virtual_speeds', 'svm_early_share', 'svm_early_clips')
+                      if key in settings},
                    'speakers': sorted(set(speakers)), 'clips': len(clips),
                    'windows': int(sum(len(v) for v in vectors))}
 
