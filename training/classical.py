@@ -167,22 +167,21 @@ def fit_on_windows(classifier: str, vectors: Sequence[np.ndarray], speakers: Seq
     if calibration not in CALIBRATIONS:
         raise ValueError(f'unknown calibration {calibration!r}; choose one of {CALIBRATIONS}')
     prior = speaker_statistics(np.concatenate(list(vectors)))
+    stream_prior = prior.summary(early['prior_windows']) if early else None
     vectors, speakers, targets = with_virtual_speakers(vectors, speakers, targets, virtual or {})
     rng = np.random.default_rng(0)
     inputs, window_targets, window_speakers = [], [], []
     for speaker in sorted(set(speakers)):
         own = [i for i, s in enumerate(speakers) if s == speaker]
         stacked = np.concatenate([vectors[i] for i in own])
-        statistics = speaker_statistics(stacked)
+        whole = speaker_statistics(stacked)
         if not early:
-            inputs.append(statistics(as_frames(stacked))[..., 0])
-        for i in own if early else ():
-            if rng.random() < early['share']:
-                statistics_of_clip = early_stream_statistics(prior.summary(early['prior_windows']), vectors, i,
-                                                             own, early['clips'], early['weight'], rng)
-            else:
-                statistics_of_clip = statistics
-            inputs.append(statistics_of_clip(as_frames(vectors[i]))[..., 0])
+            inputs.append(whole(as_frames(stacked))[..., 0])
+        else:
+            for i in own:
+                statistics = (early_stream_statistics(stream_prior, vectors, i, own, early['clips'], early['weight'],
+                                                      rng) if rng.random() < early['share'] else whole)
+                inputs.append(statistics(as_frames(vectors[i]))[..., 0])
         window_targets += [targets[i] for i in own for _ in range(len(vectors[i]))]
         window_speakers += [speaker] * len(stacked)
     inputs = np.concatenate(inputs)

@@ -130,7 +130,7 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     try:
-        fill(artifact, meta, name, version, benchmark_row, figures, target, data)
+        write_shipped_model(artifact, meta, name, version, benchmark_row, figures, target, data)
         read_model_json(target)  # the copy must load
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
@@ -144,8 +144,8 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
     return shipped
 
 
-def fill(artifact: Path, meta: dict, name: str, version: str, benchmark_row: str, figures: dict, target: Path,
-         data: Path) -> None:
+def write_shipped_model(artifact: Path, meta: dict, name: str, version: str, benchmark_row: str, figures: dict,
+                        target: Path, data: Path) -> None:
     """Writes the shipped model of `artifact` (model.json meta) into the empty folder target."""
     from .benchmark import ROWS, as_served, benchmark_clips, with_training_label_prior
     shutil.copyfile(artifact / meta['weights']['file'], target / WEIGHTS_FILE)
