@@ -753,6 +753,19 @@ for suffix in ('', '_seed1'):
                                   'in training) instead', {'weights_of': f'timnet_v6_virtual_speakers{suffix}'},
                                   (source,)))
 
+# Fewer MFCCs on the unseen-speaker carve: 20 of the 64 mel bands' cepstrum instead of 39, the spectral
+# envelope without the finer detail that also tells voices apart; alone and fused as the default ships.
+ROWS.update({f'timnet_v6_mfcc20{suffix}': Row(
+    NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation and learning from the same teacher row, 20 '
+              'MFCCs instead of 39 (the spectral envelope without the finer detail that also tells voices apart)'
+              + text, 'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'features.n_mfcc=20', *seed))
+    for suffix, text, seed in TWO_DRAWS})
+for suffix in ('', '_seed1'):
+    ROWS.update(one_pass_variants('mfcc20_egemaps_one_pass_through_end',
+                                  f'with the fold models of timnet_v6_mfcc20{suffix} (20 MFCCs) instead',
+                                  {'weights_of': f'timnet_v6_mfcc20{suffix}'},
+                                  (f'timnet_v6_speaker_validation{suffix}',)))
+
 # The unseen-carve pairs with the SVM also fitted on virtual speakers, as timnet_v6_virtual_speakers's
 # networks meet them: each training speaker's clips played 0.9 and 1.1 times as fast, each such voice
 # standardised over its own windows (the network and the stream prior unchanged).
