@@ -755,10 +755,17 @@ for suffix in ('', '_seed1'):
 
 # Fewer MFCCs on the unseen-speaker carve: 20 of the 64 mel bands' cepstrum instead of 39, the spectral
 # envelope without the finer detail that also tells voices apart; alone and fused as the default ships.
+# A teacher hears the student's features, so its LMU teacher row takes 20 too.
+MFCC20 = 'features.n_mfcc=20'
+ROWS['lmu_teacher_speaker_validation_mfcc20'] = Row(
+    NETWORKS, f'{LMU_V7}, {SPEAKER_VALIDATION_TEXT}, 20 MFCCs instead of 39 (timnet_v6_mfcc20\'s teacher)', 'network',
+    with_overrides(ROWS['lmu_teacher_speaker_validation'].settings, MFCC20))
 ROWS.update({f'timnet_v6_mfcc20{suffix}': Row(
-    NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation and learning from the same teacher row, 20 '
-              'MFCCs instead of 39 (the spectral envelope without the finer detail that also tells voices apart)'
-              + text, 'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'features.n_mfcc=20', *seed))
+    NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation, 20 MFCCs instead of 39 (the spectral '
+              'envelope without the finer detail that also tells voices apart), its teacher row '
+              'lmu_teacher_speaker_validation_mfcc20 on 20 too' + text, 'network',
+    {**with_overrides(TIMNET_V6_SPEAKER_VALIDATION, MFCC20, *seed),
+     'teachers': ['lmu_teacher_speaker_validation_mfcc20']})
     for suffix, text, seed in TWO_DRAWS})
 for suffix in ('', '_seed1'):
     ROWS.update(one_pass_variants('mfcc20_egemaps_one_pass_through_end',
