@@ -658,6 +658,19 @@ ROWS.update({f'fused_{source}_egemaps_one_pass_through_end': Row(
     {**ROWS['fused_timnet_partial_rerun_egemaps_one_pass_through_end'].settings, 'weights_of': source})
     for source in ('ensemble_timnet_lmu_speaker_validation', 'ensemble_mission_speaker_validation')})
 
+# The default's recipe as an ensemble of its two unseen-carve draws (seeds 0 and 1), fused with the same
+# SVM: does a second seed add to the fused model what it added alone (ensemble_timnet_v6_seeds)?
+ROWS['ensemble_timnet_v6_speaker_validation_seeds'] = Row(
+    NETWORKS, 'Mean probabilities of timnet_v6_speaker_validation and timnet_v6_speaker_validation_seed1, the '
+              'default\'s recipe on the unseen-speaker carve seeded 0 and 1 (no training of its own)', 'ensemble',
+    {'members': list(UNSEEN_CARVE_DRAWS)})
+ROWS['fused_ensemble_timnet_v6_speaker_validation_seeds_egemaps_one_pass_through_end'] = Row(
+    FUSIONS, 'ensemble_timnet_v6_speaker_validation_seeds\'s fold models averaged, fused window by window with the '
+             'SVM of fused_timnet_v6_speaker_validation_egemaps_one_pass_through_end, the networks\' mean and the SVM '
+             'half each', 'fusion',
+    {**ROWS['fused_timnet_v6_speaker_validation_egemaps_one_pass_through_end'].settings,
+     'weights_of': 'ensemble_timnet_v6_speaker_validation_seeds'})
+
 # The unseen-carve pairs with each window also heard at 0.9 and 1.1 times its speed (the network half):
 # the copies raised both draws' unseen-speaker validation alone, but that was the carve's own check.
 ROWS.update(one_pass_variants('egemaps_one_pass_through_end_speeds', 'the network also hearing each window played '
