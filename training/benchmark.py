@@ -766,6 +766,21 @@ for suffix in ('', '_seed1'):
                                   'in training) instead', {'weights_of': f'timnet_v6_virtual_speakers{suffix}'},
                                   (source,)))
 
+# A quarter of the windows from virtual speakers instead of half: half lifted the fused pairs' validation
+# but cost RAVDESS's validation actors, alone and fused.
+ROWS.update({f'timnet_v6_virtual_speakers_quarter{suffix}': Row(
+    NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation and learning from the same teacher row, a '
+              'quarter of its training windows from virtual speakers as timnet_v6_virtual_speakers\'s (half there)'
+              + text, 'network',
+    with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'augment.virtual_speaker_prob=0.25', *VIRTUAL_SPEAKERS[1:], *seed))
+    for suffix, text, seed in TWO_DRAWS})
+for suffix in ('', '_seed1'):
+    ROWS.update(one_pass_variants('virtual_speakers_quarter_egemaps_one_pass_through_end',
+                                  f'with the fold models of timnet_v6_virtual_speakers_quarter{suffix} (a quarter of '
+                                  'the windows from virtual speakers) instead',
+                                  {'weights_of': f'timnet_v6_virtual_speakers_quarter{suffix}'},
+                                  (f'timnet_v6_speaker_validation{suffix}',)))
+
 # Fewer MFCCs on the unseen-speaker carve: 20 of the 64 mel bands' cepstrum instead of 39, the spectral
 # envelope without the finer detail that also tells voices apart; alone and fused as the default ships.
 # A teacher hears the student's features, so its LMU teacher row takes 20 too.
