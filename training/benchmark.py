@@ -664,6 +664,16 @@ ROWS['ensemble_timnet_v6_speaker_validation_seeds'] = Row(
     NETWORKS, 'Mean probabilities of timnet_v6_speaker_validation and timnet_v6_speaker_validation_seed1, the '
               'default\'s recipe on the unseen-speaker carve seeded 0 and 1 (no training of its own)', 'ensemble',
     {'members': list(UNSEEN_CARVE_DRAWS)})
+# Two more draws of the same recipe (seeds 2 and 3) and their ensemble: a test of the gain the first
+# ensemble showed alone, on draws that played no part in seeing it, and the baseline's third and fourth draws.
+ROWS.update({f'timnet_v6_speaker_validation_seed{seed}': Row(
+    NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation and learning from the same teacher, seeded '
+              f'{seed} instead of 0', 'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, f'training.seed={seed}'))
+    for seed in (2, 3)})
+ROWS['ensemble_timnet_v6_speaker_validation_seeds23'] = Row(
+    NETWORKS, 'Mean probabilities of timnet_v6_speaker_validation_seed2 and _seed3, as '
+              'ensemble_timnet_v6_speaker_validation_seeds of two other draws (no training of its own)', 'ensemble',
+    {'members': ['timnet_v6_speaker_validation_seed2', 'timnet_v6_speaker_validation_seed3']})
 ROWS['fused_ensemble_timnet_v6_speaker_validation_seeds_egemaps_one_pass_through_end'] = Row(
     FUSIONS, 'ensemble_timnet_v6_speaker_validation_seeds\'s fold models averaged, fused window by window with the '
              'SVM of fused_timnet_v6_speaker_validation_egemaps_one_pass_through_end, the networks\' mean and the SVM '
