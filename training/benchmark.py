@@ -768,13 +768,20 @@ for suffix, correction in (('', 1.0), ('05', 0.5)):
         '(logit adjustment), so a label drawn rarely is not called rarely for it, instead of as they come',
         {'prior_correction': correction}))
 
+
+def pairs_with_network_of(name: str, network: str, what: str) -> dict[str, Row]:
+    """Rows fused_<draw>_<name>: each unseen-carve pair with its draw's network swapped for the same seed's
+    draw of row `network` (`what` it changes), the SVM as it is."""
+    rows = {}
+    for (suffix, _, _), draw in zip(TWO_DRAWS, UNSEEN_CARVE_DRAWS, strict=True):
+        rows.update(one_pass_variants(name, f'with the fold models of {network}{suffix} ({what}) instead',
+                                      {'weights_of': f'{network}{suffix}'}, (draw,)))
+    return rows
+
+
 # The virtual-speaker draws fused with the one-pass eGeMAPS SVM as the unseen-carve pairs are.
-for suffix in ('', '_seed1'):
-    source = f'timnet_v6_speaker_validation{suffix}'
-    ROWS.update(one_pass_variants('virtual_speakers_egemaps_one_pass_through_end',
-                                  f'with the fold models of timnet_v6_virtual_speakers{suffix} (virtual speakers '
-                                  'in training) instead', {'weights_of': f'timnet_v6_virtual_speakers{suffix}'},
-                                  (source,)))
+ROWS.update(pairs_with_network_of('virtual_speakers_egemaps_one_pass_through_end', 'timnet_v6_virtual_speakers',
+                                  'virtual speakers in training'))
 
 # A quarter of the windows from virtual speakers instead of half: half lifted the fused pairs' validation
 # but cost RAVDESS's validation actors, alone and fused.
@@ -784,12 +791,9 @@ ROWS.update({f'timnet_v6_virtual_speakers_quarter{suffix}': Row(
               + text, 'network',
     with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'augment.virtual_speaker_prob=0.25', *VIRTUAL_SPEAKERS[1:], *seed))
     for suffix, text, seed in TWO_DRAWS})
-for suffix in ('', '_seed1'):
-    ROWS.update(one_pass_variants('virtual_speakers_quarter_egemaps_one_pass_through_end',
-                                  f'with the fold models of timnet_v6_virtual_speakers_quarter{suffix} (a quarter of '
-                                  'the windows from virtual speakers) instead',
-                                  {'weights_of': f'timnet_v6_virtual_speakers_quarter{suffix}'},
-                                  (f'timnet_v6_speaker_validation{suffix}',)))
+ROWS.update(pairs_with_network_of('virtual_speakers_quarter_egemaps_one_pass_through_end',
+                                  'timnet_v6_virtual_speakers_quarter',
+                                  'a quarter of the windows from virtual speakers'))
 
 # Fewer MFCCs on the unseen-speaker carve: 20 of the 64 mel bands' cepstrum instead of 39, the spectral
 # envelope without the finer detail that also tells voices apart; alone and fused as the default ships.
@@ -805,11 +809,7 @@ ROWS.update({f'timnet_v6_mfcc20{suffix}': Row(
     {**with_overrides(TIMNET_V6_SPEAKER_VALIDATION, MFCC20, *seed),
      'teachers': ['lmu_teacher_speaker_validation_mfcc20']})
     for suffix, text, seed in TWO_DRAWS})
-for suffix in ('', '_seed1'):
-    ROWS.update(one_pass_variants('mfcc20_egemaps_one_pass_through_end',
-                                  f'with the fold models of timnet_v6_mfcc20{suffix} (20 MFCCs) instead',
-                                  {'weights_of': f'timnet_v6_mfcc20{suffix}'},
-                                  (f'timnet_v6_speaker_validation{suffix}',)))
+ROWS.update(pairs_with_network_of('mfcc20_egemaps_one_pass_through_end', 'timnet_v6_mfcc20', '20 MFCCs'))
 
 # The unseen-carve pairs with the SVM also fitted on virtual speakers, as timnet_v6_virtual_speakers's
 # networks meet them: each training speaker's clips played 0.9 and 1.1 times as fast, each such voice
