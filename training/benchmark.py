@@ -674,17 +674,25 @@ ROWS['ensemble_timnet_v6_speaker_validation_seeds23'] = Row(
     NETWORKS, 'Mean probabilities of timnet_v6_speaker_validation_seed2 and _seed3, as '
               'ensemble_timnet_v6_speaker_validation_seeds of two other draws (no training of its own)', 'ensemble',
     {'members': ['timnet_v6_speaker_validation_seed2', 'timnet_v6_speaker_validation_seed3']})
+
+
+def fused_as_unseen_pair(network: str) -> Row:
+    """Network or ensemble row `network`'s fold models fused with the unseen-carve pairs' SVM."""
+    ensemble = ROWS[network].kind == 'ensemble'
+    models = 'fold models averaged' if ensemble else 'fold models'
+    half = "networks' mean" if ensemble else 'network'
+    return Row(FUSIONS, f'{network}\'s {models}, fused window by window with the SVM of '
+                        f'fused_timnet_v6_speaker_validation_egemaps_one_pass_through_end, the {half} and the SVM half '
+                        'each', 'fusion',
+               {**ROWS['fused_timnet_v6_speaker_validation_egemaps_one_pass_through_end'].settings,
+                'weights_of': network})
+
+
 # Fused as the unseen-carve pairs are: seeds 2 and 3 (the pair's third and fourth draws, measurements) and
 # their ensemble (a second draw of fused_ensemble_timnet_v6_speaker_validation_seeds_...).
-ROWS.update({f'fused_{network}_egemaps_one_pass_through_end': Row(
-    FUSIONS, f'{network}\'s fold models{averaged}, fused window by window with the SVM of '
-             f'fused_timnet_v6_speaker_validation_egemaps_one_pass_through_end, the network{s} and the SVM half each',
-    'fusion', {**ROWS['fused_timnet_v6_speaker_validation_egemaps_one_pass_through_end'].settings,
-               'weights_of': network})
-    for network, averaged, s in (('ensemble_timnet_v6_speaker_validation_seeds', ' averaged', 's\' mean'),
-                                 ('timnet_v6_speaker_validation_seed2', '', ''),
-                                 ('timnet_v6_speaker_validation_seed3', '', ''),
-                                 ('ensemble_timnet_v6_speaker_validation_seeds23', ' averaged', 's\' mean'))})
+ROWS.update({f'fused_{network}_egemaps_one_pass_through_end': fused_as_unseen_pair(network)
+             for network in ('ensemble_timnet_v6_speaker_validation_seeds', 'timnet_v6_speaker_validation_seed2',
+                             'timnet_v6_speaker_validation_seed3', 'ensemble_timnet_v6_speaker_validation_seeds23')})
 
 # The unseen-carve pairs with each window also heard at 0.9 and 1.1 times its speed (the network half):
 # the copies raised both draws' unseen-speaker validation alone, but that was the carve's own check.
