@@ -760,6 +760,20 @@ ROWS['cktim5_pitch_distilled_lmu_masked_partial_rerun_refit_prior2'] = refit_str
     'CkTIM', 'cktim5_pitch_distilled_lmu_masked_partial_rerun_refit', 2.0, 'cktim-ser-v8',
     'cktim5_pitch_distilled_lmu_masked_partial_prior2')
 
+# The shipped TIM-Net's recipe refitted a second time, seeded 1 (the same per-fold epoch counts and LR drops,
+# which timnet_partial_rerun's validation chose), and the two refits averaged as the node serves timnet: the
+# two-seed pair the rule of 40382bb ships.
+ROWS['timnet_partial_rerun_refit_seed1'] = Row(
+    NETWORKS, 'As timnet_partial_rerun_refit (each fold the epoch count and learning-rate drops timnet_partial_rerun\'s '
+              'validation chose), seeded 1 instead of 0: the shipped TIM-Net\'s second refitted seed', 'network',
+    with_overrides(ROWS['timnet_partial_rerun_refit'].settings, 'training.seed=1'))
+ROWS['ensemble_timnet_partial_rerun_refit_seeds'] = Row(
+    NETWORKS, 'Mean probabilities of timnet_partial_rerun_refit and timnet_partial_rerun_refit_seed1 (no training of '
+              'its own)', 'ensemble', {'members': ['timnet_partial_rerun_refit', 'timnet_partial_rerun_refit_seed1']})
+ROWS['ensemble_timnet_partial_rerun_refit_seeds_prior1'] = refit_stream_row(
+    'TIM-Net', 'ensemble_timnet_partial_rerun_refit_seeds', 1.0, 'timnet-ser-v6',
+    'timnet_pitch_distilled_lmu_partial_prior1')
+
 # The unseen-carve pairs with the SVM's windows weighted so each corpus counts as much in all, as the
 # networks draw them (TESS and nEMO give 78 % of the clips otherwise).
 ROWS.update(one_pass_variants('egemaps_one_pass_through_end_weigh_corpora', 'each corpus\'s windows weighing as '
