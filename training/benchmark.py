@@ -719,8 +719,12 @@ def refit_row(source: str) -> Row:
 
 
 def refits(name: str) -> bool:
-    """Whether row `name`'s network trained on its validation speakers too (a fused row's SVM then does)."""
-    return REFIT in ROWS[weights_row(name)].settings.get('overrides', [])
+    """Whether row `name`'s network trained on its validation speakers too (a fused row's SVM then does; an
+    ensemble's, where a member did)."""
+    source = ROWS[weights_row(name)]
+    if source.kind == 'ensemble':
+        return any(refits(member) for member in source.settings['members'])
+    return REFIT in source.settings.get('overrides', [])
 
 
 def refit_stream_row(network: str, refit: str, seconds: float, shipped: str, chosen_by: str) -> Row:
@@ -2046,7 +2050,8 @@ def headline() -> str:
     families: dict[str, list[str]] = {}
     for name, row in ROWS.items():
         if row.kind in SCORED and stored(name):
-            family = 'ensemble' if row.kind == 'ensemble' else Path(ROWS[weights_row(name)].settings['config']).stem
+            source = ROWS[weights_row(name)]
+            family = 'ensemble' if source.kind == 'ensemble' else Path(source.settings['config']).stem
             families.setdefault(family, []).append(name)
     shipped_rows = {weights_row(row) for _, row in shown if row}
     for family, names in families.items():
