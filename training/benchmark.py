@@ -768,8 +768,9 @@ ROWS['cktim5_pitch_distilled_lmu_masked_partial_rerun_refit_prior2'] = refit_str
 # which timnet_partial_rerun's validation chose), and the two refits averaged as the node serves timnet: the
 # two-seed pair the rule of 40382bb ships.
 ROWS['timnet_partial_rerun_refit_seed1'] = Row(
-    NETWORKS, 'As timnet_partial_rerun_refit (each fold the epoch count and learning-rate drops timnet_partial_rerun\'s '
-              'validation chose), seeded 1 instead of 0: the shipped TIM-Net\'s second refitted seed', 'network',
+    NETWORKS, 'As timnet_partial_rerun_refit (each fold the epoch count and learning-rate drops '
+              'timnet_partial_rerun\'s validation chose), seeded 1 instead of 0: the shipped TIM-Net\'s second '
+              'refitted seed', 'network',
     with_overrides(ROWS['timnet_partial_rerun_refit'].settings, 'training.seed=1'))
 ROWS['ensemble_timnet_partial_rerun_refit_seeds'] = Row(
     NETWORKS, 'Mean probabilities of timnet_partial_rerun_refit and timnet_partial_rerun_refit_seed1 (no training of '
