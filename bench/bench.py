@@ -94,6 +94,11 @@ def model_name(model: str, predictor) -> str:
     return f'{model} ({predictor.model_id}){suffix}'
 
 
+def network_logits(networks: list, mfcc: np.ndarray) -> list:
+    """The networks' logits for model inputs (each member of an ensemble in turn)."""
+    return [network._logits(mfcc) for network in networks]
+
+
 def bench_models(repeats: int) -> list[dict]:
     import ser_models
     rows = []
@@ -109,12 +114,14 @@ def bench_models(repeats: int) -> list[dict]:
                 options = {'spectral_mix': mix} if mix else {}
                 predictor = ser_models.load(path, backend=backend, threads=threads, **options)
                 mfcc = predictor.model_inputs(window)
+                networks = getattr(predictor, 'members', [predictor])   # an ensemble runs each member
                 n_params = None
                 if backend == 'torch':
-                    n_params = sum(p.numel() for p in predictor.model.parameters())
+                    n_params = sum(p.numel() for network in networks for p in network.model.parameters())
                 name = model_name(model, predictor)
+                timed = time_calls(lambda n=networks, m=mfcc: network_logits(n, m), repeats)
                 rows.append({'what': name, 'backend': backend, 'threads': threads, 'spectral_mix': mix,
-                             'parameters': n_params, **time_calls(lambda p=predictor, m=mfcc: p._logits(m), repeats)})
+                             'parameters': n_params, **timed})
                 if predictor.functionals is not None and backend == 'onnxruntime' and threads == 1:
                     rows.append({'what': f'{name}, classical half: eGeMAPS functionals and the SVM', 'backend':
                                  'opensmile + onnxruntime', 'threads': 1,
@@ -123,7 +130,7 @@ def bench_models(repeats: int) -> list[dict]:
                 if backend == 'onnxruntime' and threads == 1:
                     # What one call costs per window when the node batches several streams.
                     batch = np.repeat(mfcc, BATCH, axis=0)
-                    per_call = time_calls(lambda p=predictor, m=batch: p._logits(m), max(10, repeats // 4))
+                    per_call = time_calls(lambda n=networks, m=batch: network_logits(n, m), max(10, repeats // 4))
                     rows.append({'what': f'{name}, per window in a batch of {BATCH}', 'backend': backend,
                                  'threads': threads, 'batch': BATCH, 'spectral_mix': mix,
                                  **{k: v / BATCH if k.endswith('_ms') else v for k, v in per_call.items()}})

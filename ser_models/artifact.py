@@ -3,7 +3,9 @@
 model.json is the one source of truth for what the weights mean: architecture, labels in
 output order, feature settings, sample rate, window length and provenance. It is validated
 against MODEL_JSON_SCHEMA before anything else is read. Weights are safetensors (never pickle)
-and are checked against the sha256 recorded in model.json.
+and are checked against the sha256 recorded in model.json. An ensemble's directory holds a
+model.json of the front end and how streams start, and one such directory per member, whose
+model.json sha256 it records.
 """
 from __future__ import annotations
 
@@ -31,8 +33,11 @@ _file_entry = {
 
 MODEL_JSON_SCHEMA = {
     'type': 'object',
-    'required': ['format_version', 'model_id', 'architecture', 'labels', 'features', 'sample_rate',
-                 'window_seconds', 'weights'],
+    'required': ['format_version', 'model_id', 'labels', 'features', 'sample_rate', 'window_seconds'],
+    # A network has its architecture and weights; an ensemble has members, each a network artifact in a
+    # subfolder, and serves the mean of their probabilities on the front end this file describes.
+    'if': {'required': ['members']},
+    'else': {'required': ['architecture', 'weights']},
     'properties': {
         'format_version': {'const': FORMAT_VERSION},
         'model_id': {'type': 'string', 'minLength': 1},
@@ -47,6 +52,10 @@ MODEL_JSON_SCHEMA = {
         'sample_rate': {'type': 'integer', 'minimum': 1},
         'window_seconds': {'type': 'number', 'exclusiveMinimum': 0},
         'weights': _file_entry,
+        'members': {'type': 'array', 'minItems': 2, 'items': {
+            'type': 'object', 'required': ['directory', 'sha256'],
+            'properties': {'directory': {'type': 'string', 'pattern': r'^[A-Za-z0-9_-][A-Za-z0-9_.-]*$'},
+                           'sha256': {'type': 'string', 'pattern': '^[0-9a-f]{64}$'}}}},
         'onnx': _file_entry,
         'provenance': {'type': 'object'},
         # CkTIM: the fastest spectral mix whose probabilities stayed within SPECTRAL_MIX_ATOL of the
@@ -90,6 +99,10 @@ MODEL_JSON_SCHEMA = {
 }
 
 
+# What only a network's model.json holds, never an ensemble's: each member serves these itself.
+NETWORK_KEYS = frozenset({'architecture', 'weights', 'onnx', 'spectral_mix', 'label_prior'})
+
+
 class ArtifactError(ValueError):
     """A model artifact is missing, corrupt or inconsistent; the message names the file."""
 
@@ -119,7 +132,11 @@ def read_model_json(directory) -> dict:
     except jsonschema.ValidationError as error:
         where = '/'.join(str(p) for p in error.absolute_path) or '(top level)'
         raise ArtifactError(f'{path}: invalid at {where}: {error.message}') from None
-    if len(meta['labels']) != meta['architecture']['n_classes']:
+    if 'members' in meta:
+        misplaced = sorted(set(meta) & NETWORK_KEYS)
+        if misplaced:
+            raise ArtifactError(f"{path}: an ensemble's {', '.join(misplaced)} belong in its members' model.json")
+    elif len(meta['labels']) != meta['architecture']['n_classes']:
         raise ArtifactError(f"{path}: {len(meta['labels'])} labels but n_classes is "
                             f"{meta['architecture']['n_classes']}")
     try:
@@ -132,12 +149,13 @@ def read_model_json(directory) -> dict:
     statistics = meta.get('speaker_normalization')
     if statistics and not len(statistics['mean']) == len(statistics['std']) == features.channels:
         raise ArtifactError(f'{path}: speaker_normalization needs {features.channels} means and standard deviations')
-    if meta['architecture']['n_mfcc'] != features.channels:
-        raise ArtifactError(f"{path}: architecture.n_mfcc {meta['architecture']['n_mfcc']} (the input channels) "
+    architecture = meta.get('architecture')
+    if architecture and architecture['n_mfcc'] != features.channels:
+        raise ArtifactError(f"{path}: architecture.n_mfcc {architecture['n_mfcc']} (the input channels) "
                             f"does not match the {features.channels} feature channels")
     expected_frames = features.num_frames(window_samples(meta))
-    if meta['architecture']['frames'] != expected_frames:
-        raise ArtifactError(f"{path}: architecture.frames {meta['architecture']['frames']} does not match "
+    if architecture and architecture['frames'] != expected_frames:
+        raise ArtifactError(f"{path}: architecture.frames {architecture['frames']} does not match "
                             f"the {expected_frames} frames of a {meta['window_seconds']} s window")
     prior = meta.get('label_prior')
     if prior and len(prior['shares']) != len(meta['labels']):
@@ -203,6 +221,24 @@ def checked_file(meta: dict, key: str, entry: dict | None = None) -> Path:
         raise ArtifactError(f'{path}: sha256 {actual[:12]}… does not match model.json '
                             f'({entry["sha256"][:12]}…): the file is corrupt or from another model')
     return path
+
+
+def member_directories(meta: dict) -> list[Path]:
+    """An ensemble's member folders, each one's model.json verified to be the one the ensemble names."""
+    return [checked_file(meta, f'members[{index}]', {'file': f"{entry['directory']}/{MODEL_JSON}",
+                                                     'sha256': entry['sha256']}).parent
+            for index, entry in enumerate(meta['members'])]
+
+
+def ensemble_model_json(directory: Path, members: list[str], model_id: str) -> dict:
+    """The model.json of an ensemble of the network artifacts in directory's subfolders `members`: the first
+    one's front end, how its streams start and the data it learned from, and every member's sha256."""
+    first = read_model_json(Path(directory) / members[0])
+    meta = {key: value for key, value in first.items() if key not in NETWORK_KEYS and not key.startswith('_')}
+    data = first.get('provenance', {}).get('data')
+    return {**meta, 'model_id': model_id, 'provenance': {'data': data} if data else {},
+            'members': [{'directory': member, 'sha256': sha256_of(Path(directory) / member / MODEL_JSON)}
+                        for member in members]}
 
 
 def write_model_json(directory: Path, meta: dict) -> None:

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from .artifact import ArtifactError, checked_file, read_model_json, window_samples
+from .artifact import ArtifactError, checked_file, member_directories, read_model_json, window_samples
 from .features import FeatureConfig, MfccExtractor, SpeakerNormalizer
 from .folding import folded_model
 from .functionals import load_functionals
@@ -29,7 +29,10 @@ def declared_spectral_mix(meta: dict) -> str:
 
 def parity_promised(meta: dict, spectral_mix: str) -> bool:
     """Whether a model promises SPECTRAL_MIX_ATOL at this spectral mix: true for the mix it declares,
-    the more exact ones after it in SPECTRAL_MIX and models without CKConvs; not for a faster mix."""
+    the more exact ones after it in SPECTRAL_MIX and models without CKConvs; not for a faster mix. An
+    ensemble promises it where each of its members does."""
+    if 'members' in meta:
+        return all(parity_promised(read_model_json(member), spectral_mix) for member in member_directories(meta))
     if not has_ckconvs(meta['architecture']):
         return True
     return SPECTRAL_MIX.index(spectral_mix) >= SPECTRAL_MIX.index(declared_spectral_mix(meta))
@@ -290,13 +293,21 @@ def resolve_device(device: str, backend: str = 'torch') -> tuple[str, str | None
 
 def load(directory, backend: str = 'onnxruntime', device: str = 'cpu', threads: int = 1,
          spectral_mix: str = 'auto') -> Predictor:
-    """Load an artifact directory as a predictor on `device` (any of DEVICES; see resolve_device).
+    """Load an artifact directory as a predictor on `device` (any of DEVICES; see resolve_device); an
+    ensemble's as an AveragedPredictor of its members, each loaded so.
     spectral_mix (onnxruntime only): see SPECTRAL_MIX_CHOICES. Raises ArtifactError naming the bad file."""
     if backend not in BACKENDS:
         raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
     device, _ = resolve_device(device, backend)
     meta = read_model_json(directory)
-    if backend == 'onnxruntime':
+    if 'members' in meta:
+        from .ensemble import AveragedPredictor
+        members = [load(member, backend, device, threads, spectral_mix) for member in member_directories(meta)]
+        try:
+            predictor = AveragedPredictor(members, meta)
+        except ValueError as error:
+            raise ArtifactError(f"{meta['_directory']}: {error}") from None
+    elif backend == 'onnxruntime':
         predictor = OnnxPredictor(meta, threads=threads, device=device, spectral_mix=spectral_mix)
     else:
         predictor = TorchPredictor(meta, threads=threads, device=device)

@@ -273,19 +273,63 @@ def test_an_ensemble_averages_its_members_and_refuses_members_that_disagree(arti
     members[1].labels = members[1].labels[::-1]
     with pytest.raises(ValueError, match='labels'):
         AveragedPredictor(members)
-    # The shipped TIM-Net reads MFCCs with F0 and voicing, the test artifacts MFCCs only.
+    # The shipped LMU reads MFCCs with F0 and voicing, the test artifacts MFCCs only.
     with pytest.raises(ValueError, match='features'):
-        AveragedPredictor([ser_models.load(REPO / 'weights' / 'timnet'), members[0]])
+        AveragedPredictor([ser_models.load(REPO / 'weights' / 'lmu'), members[0]])
+    with pytest.raises(ValueError, match='ensembles themselves'):
+        AveragedPredictor([AveragedPredictor(members[:1]), members[0]])
 
 
 def test_an_ensemble_refuses_members_whose_streams_weigh_the_prior_differently():
     from ser_models.artifact import with_stream_prior
     from ser_models.ensemble import AveragedPredictor
-    members = [ser_models.load(REPO / 'weights' / 'timnet') for _ in range(2)]
+    members = [ser_models.load(REPO / 'weights' / 'lmu') for _ in range(2)]
     assert AveragedPredictor(members).model_id
     members[1].meta = with_stream_prior(members[1].meta, 3.0)
     with pytest.raises(ValueError, match='stream prior'):
         AveragedPredictor(members)
+
+
+@pytest.fixture
+def ensemble(artifacts, tmp_path):
+    """An ensemble artifact: the test TIM-Net and LMU in subfolders, under a model.json naming them."""
+    from ser_models.artifact import ensemble_model_json, write_model_json
+    target = tmp_path / 'ensemble'
+    for name in ('timnet', 'lmu'):
+        shutil.copytree(artifacts[name], target / name)
+    write_model_json(target, ensemble_model_json(target, ['timnet', 'lmu'], 'pair-test'))
+    return target
+
+
+@pytest.mark.parametrize('backend', ser_models.BACKENDS)
+def test_an_ensemble_artifact_loads_as_the_mean_of_its_members(ensemble, backend):
+    predictor = load(ensemble, backend=backend)
+    members = [load(ensemble / name, backend=backend) for name in ('timnet', 'lmu')]
+    assert predictor.model_id == 'pair-test' and predictor.labels == LABELS and predictor.backend == backend
+    windows = np.random.default_rng(1).normal(0, 0.1, (2, predictor.window_samples)).astype(np.float32)
+    np.testing.assert_allclose(predictor.predict_windows(windows),
+                               np.mean([m.predict_windows(windows) for m in members], axis=0), atol=1e-6)
+    assert 'architecture' not in ser_models.read_model_json(ensemble)
+
+
+@pytest.mark.parametrize('damage,message', [
+    (lambda d: (d / 'lmu' / 'model.json').write_text((d / 'timnet' / 'model.json').read_text()),
+     r'lmu/model.json: sha256 .* does not match'),
+    (lambda d: shutil.rmtree(d / 'lmu'), 'lmu/model.json: missing'),
+    (lambda d: edit_json(d, lambda m: m['members'][1].update(directory='../lmu')), 'members/1/directory'),
+    (lambda d: edit_json(d, lambda m: m['members'].pop()), 'members'),
+    (lambda d: edit_json(d, lambda m: m.update(architecture={'name': 'timnet', 'n_classes': 7, 'n_mfcc': 39,
+                                                              'frames': 121})),
+     "an ensemble's architecture belong in its members"),
+    (lambda d: edit_json(d, lambda m: m.update(labels=m['labels'][::-1])), 'differs from pair-test in its labels'),
+    (lambda d: edit_json(d, lambda m: m.update(speaker_normalization={
+        'mean': [0.0] * 39, 'std': [1.0] * 39, 'frames': 40.0, 'memory_frames': 100.0})),
+     'different speaker statistics'),
+])
+def test_a_broken_ensemble_names_what_is_wrong(ensemble, damage, message):
+    damage(ensemble)
+    with pytest.raises(ArtifactError, match=message):
+        load(ensemble)
 
 
 def test_a_label_prior_divides_the_networks_probabilities_by_each_labels_training_share(broken, data_dir):

@@ -743,6 +743,41 @@ def test_ship_copies_a_run_with_its_speakers_and_the_recipes_benchmark_figures(d
     assert restreamed['provenance']['benchmark']['row'] == stream_row
 
 
+def test_an_ensemble_row_ships_its_members_each_in_a_folder_and_the_node_serves_their_mean(data_dir, small_corpus,
+                                                                                          tmp_path):
+    import ser_models
+    from training import benchmark
+    from training.ship import ship
+    from training.train import run
+    row = 'ensemble_timnet_partial_rerun_refit_seeds_prior1'
+    members = benchmark.ROWS[benchmark.weights_row(row)].settings['members']
+    artifacts = []
+    for seed in (0, 1):
+        overrides = [*tiny_overrides(data_dir, small_corpus, 1), 'features.normalize=speaker', f'training.seed={seed}']
+        run(train_config.resolve(overrides=overrides), tmp_path / f'seed{seed}')
+        artifacts.append(tmp_path / f'seed{seed}' / 'fold0' / 'artifact')
+    with pytest.raises(SystemExit, match='give as many artifacts'):
+        ship(artifacts[0], 'timnet', 'v9', row, out_root=tmp_path / 'weights')
+    target = ship(artifacts, 'timnet', 'v9', row, out_root=tmp_path / 'weights')
+    meta = json.loads((target / 'model.json').read_text())
+    assert [entry['directory'] for entry in meta['members']] == members and 'architecture' not in meta
+    assert meta['provenance']['benchmark']['row'] == row
+    seconds = benchmark.ROWS[row].settings['stream_prior_seconds']
+    frames_per_second = meta['features']['sample_rate'] / meta['features']['hop_length']
+    assert meta['speaker_normalization']['frames'] == seconds * frames_per_second
+    metrics = json.loads((target / 'metrics.json').read_text())
+    assert [m['directory'] for m in metrics['members']] == members and metrics['train_speakers']
+    assert all(len(m['history']) == 1 for m in metrics['members'])
+    served = ser_models.load(target)
+    alone = [ser_models.load(target / member) for member in members]
+    assert served.model_id == 'timnet-ser-v9' and [m.model_id for m in served.members] == [
+        f'timnet-ser-v9:{member}' for member in members]
+    windows = np.random.default_rng(0).normal(0, 0.1, (2, served.window_samples)).astype(np.float32)
+    np.testing.assert_allclose(served.predict_windows(windows),
+                               np.mean([m.predict_windows(windows) for m in alone], axis=0), atol=1e-6)
+    assert not np.allclose(alone[0].predict_windows(windows), alone[1].predict_windows(windows), atol=1e-4)
+
+
 def test_a_shipped_cktim_declares_the_fastest_spectral_mix_within_the_bound(data_dir, small_corpus, tmp_path,
                                                                             library):
     import ser_models

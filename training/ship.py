@@ -3,6 +3,9 @@
     python -m training.ship --artifact runs/final_timnet/all/artifact --name timnet \
         --benchmark-row timnet_speakernorm [--version v2] [--data ../shared/data]
 
+An ensemble row's recipe ships one artifact per member row, in the row's order, each in a folder named
+after its row, under a model.json that names them (ser_models.load serves their mean).
+
 The copy gets the model id <name>-ser-<version>; model.json keeps the run's provenance (which
 speakers trained, which validated) and gains the benchmark figures of its recipe: the per-corpus
 UAR on unseen speakers from docs/benchmark/<row>.json, the only accuracy it states (a stream row's
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_models.artifact import WEIGHTS_FILE, read_model_json, window_samples, write_model_json
+from ser_models.artifact import WEIGHTS_FILE, ensemble_model_json, read_model_json, window_samples, write_model_json
 from ser_models.export import export_from_weights
 from ser_models.pipeline import EmotionPipeline
 from ser_models.predictor import Predictor, fastest_faithful_spectral_mix, fit_to_length, has_ckconvs, spectral_mix_gaps
@@ -116,12 +119,30 @@ def training_history(artifact: Path) -> list[dict]:
     return []
 
 
-def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights',
+def member_rows(benchmark_row: str) -> list[str]:
+    """The network rows whose models an ensemble row averages, in order; [] for a row of one network."""
+    from .benchmark import ROWS, weights_row
+    source = ROWS[weights_row(benchmark_row)]
+    return list(source.settings['members']) if source.kind == 'ensemble' else []
+
+
+def ship(artifacts: Path | list[Path], name: str, version: str, benchmark_row: str, out_root: Path = REPO / 'weights',
          data: Path = SHARED_DATA) -> Path:
+    """Ship the artifact of a row's recipe (an ensemble row's: one artifact per member row, in its order)."""
+    import ser_models
+    from ser_models.ensemble import AveragedPredictor
+
     from .benchmark import ROWS, as_served
-    meta = read_model_json(artifact)
+    artifacts = [Path(artifacts)] if isinstance(artifacts, (str, Path)) else [Path(a) for a in artifacts]
+    members = member_rows(benchmark_row)
+    if len(artifacts) != max(1, len(members)):
+        raise SystemExit(f'{benchmark_row} ships {" and ".join(members) or "one network"}: give as many artifacts, '
+                         f'in that order (got {len(artifacts)})')
+    metas = [read_model_json(artifact) for artifact in artifacts]
     try:   # before anything is written: a row served as the node cannot serve it does not ship
-        EmotionPipeline.check_model(Predictor(as_served(meta, ROWS[benchmark_row].settings)))
+        if members:
+            AveragedPredictor([ser_models.load(artifact) for artifact in artifacts])
+        EmotionPipeline.check_model(Predictor(as_served(metas[0], ROWS[benchmark_row].settings)))
     except ValueError as error:
         raise SystemExit(f'{benchmark_row} cannot ship: {error}') from None
     figures = benchmark_figures(benchmark_row)
@@ -130,8 +151,8 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     try:
-        write_shipped_model(artifact, meta, name, version, benchmark_row, figures, target, data)
-        read_model_json(target)  # the copy must load
+        write_shipped_model(artifacts, metas, f'{name}-ser-{version}', benchmark_row, figures, target, data)
+        ser_models.load(target)  # the copy must load
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
@@ -144,21 +165,17 @@ def ship(artifact: Path, name: str, version: str, benchmark_row: str, out_root: 
     return shipped
 
 
-def write_shipped_model(artifact: Path, meta: dict, name: str, version: str, benchmark_row: str, figures: dict,
-                        target: Path, data: Path) -> None:
-    """Writes the shipped model of `artifact` (model.json meta) into the empty folder target."""
-    from .benchmark import ROWS, as_served, benchmark_clips, with_training_label_prior
+def write_network(artifact: Path, meta: dict, model_id: str, settings: dict, target: Path, data: Path) -> dict:
+    """Writes the network of `artifact` (model.json meta) into the empty folder target, served as a row with
+    these settings serves it; returns its model.json."""
+    from .benchmark import as_served
     shutil.copyfile(artifact / meta['weights']['file'], target / WEIGHTS_FILE)
     # The ONNX graph is exported again from the weights with the current exporter.
     meta = export_from_weights(meta, target)
-    meta['model_id'] = f'{name}-ser-{version}'
-    meta = as_served(meta, ROWS[benchmark_row].settings)   # a stream row: served as the row tested it
-    if ROWS[benchmark_row].settings.get('prior_correction'):    # the shares of every clip, a final run's
-        meta = with_training_label_prior(benchmark_row, meta, benchmark_clips(data))
-    meta['provenance'] = {**meta.get('provenance', {}), 'benchmark': figures}
-    if 'functionals' in ROWS[benchmark_row].settings:    # a fused row: its classical half, fitted on all of data
-        meta['functionals'], meta['provenance']['functionals'] = fitted_functionals(
-            meta, ROWS[benchmark_row].settings, target, data)
+    provenance = {key: value for key, value in meta.get('provenance', {}).items()
+                  if key not in ('benchmark', 'functionals')}   # a shipped model's, shipped again
+    meta = {**as_served(meta, settings), 'model_id': model_id, 'provenance': provenance}
+    meta.pop('functionals', None)
     write_model_json(target, meta)
     if has_ckconvs(meta['architecture']):
         windows = speaker_windows(data, meta)
@@ -166,21 +183,57 @@ def write_shipped_model(artifact: Path, meta: dict, name: str, version: str, ben
         meta['spectral_mix'] = fastest_faithful_spectral_mix(gaps)
         meta['provenance']['spectral_mix_gaps'] = {'windows': len(windows), 'max_abs_probability': gaps}
         write_model_json(target, meta)
-        print(f"{name}: spectral mix {meta['spectral_mix']} (max |dp| against torch over {len(windows)} "
+        print(f"{model_id}: spectral mix {meta['spectral_mix']} (max |dp| against torch over {len(windows)} "
               f"speakers' windows: {', '.join(f'{mix} {gap:.1e}' for mix, gap in gaps.items())})")
-    speakers = meta['provenance'].get('data', {})
-    metrics = {'model_id': meta['model_id'], 'benchmark': figures,
+    return meta
+
+
+def write_shipped_model(artifacts: list[Path], metas: list[dict], model_id: str, benchmark_row: str, figures: dict,
+                        target: Path, data: Path) -> None:
+    """Writes the shipped model of `artifacts` (their model.json metas; several: an ensemble's members, one
+    folder each, named after their rows) into the empty folder target."""
+    from .benchmark import ROWS, benchmark_clips, with_training_label_prior
+    settings = ROWS[benchmark_row].settings
+    members = member_rows(benchmark_row)
+    if not members:
+        meta = write_network(artifacts[0], metas[0], model_id, settings, target, data)
+        networks = [meta]
+    else:
+        networks = []
+        for artifact, meta, member in zip(artifacts, metas, members, strict=True):
+            (target / member).mkdir()
+            networks.append(write_network(artifact, meta, f'{model_id}:{member}', settings, target / member, data))
+        trained_on = {json.dumps(network['provenance'].get('data'), sort_keys=True) for network in networks}
+        if len(trained_on) > 1:
+            raise SystemExit(f'{benchmark_row}: its members trained on different speakers or clips')
+        meta = ensemble_model_json(target, members, model_id)
+    if settings.get('prior_correction'):    # the shares of every clip, a final run's
+        if members:
+            raise SystemExit(f'{benchmark_row}: a label prior for an ensemble is not supported')
+        meta = with_training_label_prior(benchmark_row, meta, benchmark_clips(data))
+    meta['provenance']['benchmark'] = figures
+    if 'functionals' in settings:    # a fused row: its classical half, fitted on all of data
+        meta['functionals'], meta['provenance']['functionals'] = fitted_functionals(meta, settings, target, data)
+    write_model_json(target, meta)
+    speakers = meta['provenance'].get('data') or {}
+    metrics = {'model_id': model_id, 'benchmark': figures,
                'train_speakers': speakers.get('train_speakers'),
-               'validation_speakers': speakers.get('validation_speakers'),
-               'selected_epoch': meta['provenance'].get('selected_epoch'),
-               'history': training_history(artifact)}
+               'validation_speakers': speakers.get('validation_speakers')}
+    histories = [{'selected_epoch': network['provenance'].get('selected_epoch'), 'history': training_history(artifact)}
+                 for network, artifact in zip(networks, artifacts, strict=True)]
+    if members:
+        metrics['members'] = [{'directory': member, 'model_id': network['model_id'], **history}
+                              for member, network, history in zip(members, networks, histories, strict=True)]
+    else:
+        metrics.update(histories[0])
     (target / 'metrics.json').write_text(json.dumps(metrics, indent=1) + '\n')
     (target / 'LICENSE-NOTE.md').write_text(LICENCE_NOTE + (FUNCTIONALS_NOTE if 'functionals' in meta else ''))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--artifact', required=True, type=Path)
+    parser.add_argument('--artifact', required=True, type=Path, nargs='+',
+                        help="the run's artifact; an ensemble row's: one per member row, in the row's order")
     parser.add_argument('--name', required=True, choices=MODELS)
     parser.add_argument('--benchmark-row', required=True, help='the training.benchmark row of this recipe')
     parser.add_argument('--version', default='v2')
