@@ -140,8 +140,11 @@ def ship(artifacts: Path | list[Path], name: str, version: str, benchmark_row: s
                          f'in that order (got {len(artifacts)})')
     metas = [read_model_json(artifact) for artifact in artifacts]
     try:   # before anything is written: a row served as the node cannot serve it does not ship
-        if members:
-            AveragedPredictor([ser_models.load(artifact) for artifact in artifacts])
+        if members:   # as they will be served: each with the row's stream prior
+            networks = [ser_models.load(artifact) for artifact in artifacts]
+            for network in networks:
+                network.meta = as_served(network.meta, ROWS[benchmark_row].settings)
+            AveragedPredictor(networks)
         EmotionPipeline.check_model(Predictor(as_served(metas[0], ROWS[benchmark_row].settings)))
     except ValueError as error:
         raise SystemExit(f'{benchmark_row} cannot ship: {error}') from None
