@@ -1,4 +1,5 @@
 """ament_python package ser_ros: the node, the ROS-free model core and the training tools."""
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -7,10 +8,11 @@ PACKAGE = 'ser_ros'
 
 
 def shipped_weights():
-    """data_files entries for every shipped model artifact directory under weights/."""
+    """data_files entries for every shipped model artifact directory under weights/ (an ensemble's members
+    are folders inside its own)."""
     entries = []
-    for model_dir in sorted(glob('weights/*/')):
-        files = [f for f in glob(model_dir + '*') if not f.endswith('/')]
+    for model_dir in sorted(glob('weights/*/**/', recursive=True)):
+        files = [f for f in glob(model_dir + '*') if os.path.isfile(f)]
         if files:
             entries.append((f'share/{PACKAGE}/{model_dir.rstrip("/")}', files))
     return entries

@@ -311,10 +311,11 @@ def test_bad_weights_stop_the_node_at_start_with_a_clear_error(node_factory, tmp
     assert 'cannot start' in log and 'nowhere' in log and 'Traceback' not in log
 
 
-def test_console_script_with_params_file_picks_a_shipped_model(ros_node, speech):
+@pytest.mark.parametrize('model', ['lmu', 'timnet'])   # a network; an ensemble, its members installed inside it
+def test_console_script_with_params_file_picks_a_shipped_model(ros_node, speech, model):
     """`ser_node --ros-args --params-file config/ser.yaml -p model:=lmu`, as the README shows."""
     from audio_common_msgs.msg import AudioData
-    node = NodeProcess(f'params_file_{os.getpid()}', {'model': 'lmu', 'qos_reliability': 'reliable'},
+    node = NodeProcess(f'params_file_{model}_{os.getpid()}', {'model': model, 'qos_reliability': 'reliable'},
                        params_file=str(REPO / 'config' / 'ser.yaml'))
     try:
         received = collect(ros_node, node.namespace)
@@ -323,9 +324,9 @@ def test_console_script_with_params_file_picks_a_shipped_model(ros_node, speech)
         chunks = pcm_chunks(speech[:64000], 'S16LE', chunk_frames=1024)
         publish_paced(ros_node, publisher, chunks, lambda c: AudioData(data=c), 1024 / 16000)
         assert spin_until(ros_node, lambda: len(received) >= 3, timeout=30), node.log()
-        shipped = json.loads((REPO / 'weights' / 'lmu' / 'model.json').read_text())['model_id']
+        shipped = json.loads((REPO / 'weights' / model / 'model.json').read_text())['model_id']
         assert {m.model for m in received} == {shipped}
-        assert 'share/ser_ros/weights/lmu' in node.log()
+        assert f'share/ser_ros/weights/{model}' in node.log()
     finally:
         node.stop()
 
