@@ -674,6 +674,16 @@ ROWS['ensemble_timnet_v6_speaker_validation_seeds23'] = Row(
     NETWORKS, 'Mean probabilities of timnet_v6_speaker_validation_seed2 and _seed3, as '
               'ensemble_timnet_v6_speaker_validation_seeds of two other draws (no training of its own)', 'ensemble',
     {'members': ['timnet_v6_speaker_validation_seed2', 'timnet_v6_speaker_validation_seed3']})
+# The passing pair distilled into one network: the default's recipe on the unseen carve learning from
+# that pair's fold models (seeds 2 and 3) instead of the LMU teacher, two draws. Can one network carry
+# what two seeds averaged add, at one network's cost?
+PAIR_TEACHERS = ['timnet_v6_speaker_validation_seed2', 'timnet_v6_speaker_validation_seed3']
+ROWS.update({f'timnet_v6_distilled_pair{suffix}': Row(
+    NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation, taking half its loss from the '
+              f'temperature-2 mean probabilities of the two TIM-Nets ensemble_timnet_v6_speaker_validation_seeds23 '
+              f'averages (seeds 2 and 3, the same speakers) instead of the LMU\'s{note}', 'network',
+    {**with_overrides(TIMNET_V6_SPEAKER_VALIDATION, *overrides), 'teachers': PAIR_TEACHERS})
+    for suffix, note, overrides in TWO_DRAWS})
 
 
 def fused_as_unseen_pair(network: str) -> Row:
