@@ -758,6 +758,14 @@ def test_an_ensemble_row_ships_its_members_each_in_a_folder_and_the_node_serves_
         artifacts.append(tmp_path / f'seed{seed}' / 'fold0' / 'artifact')
     with pytest.raises(SystemExit, match='give as many artifacts'):
         ship(artifacts[0], 'timnet', 'v9', row, out_root=tmp_path / 'weights')
+    elsewhere = tmp_path / 'elsewhere'     # a member that learned from other clips
+    shutil.copytree(artifacts[1], elsewhere)
+    meta = json.loads((elsewhere / 'model.json').read_text())
+    meta['provenance']['data']['train_clips'] += 1
+    (elsewhere / 'model.json').write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match='different speakers or clips'):
+        ship([artifacts[0], elsewhere], 'timnet', 'v9', row, out_root=tmp_path / 'weights')
+    assert not (tmp_path / 'weights' / 'timnet').exists()
     target = ship(artifacts, 'timnet', 'v9', row, out_root=tmp_path / 'weights')
     meta = json.loads((target / 'model.json').read_text())
     assert [entry['directory'] for entry in meta['members']] == members and 'architecture' not in meta

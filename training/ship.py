@@ -139,13 +139,18 @@ def ship(artifacts: Path | list[Path], name: str, version: str, benchmark_row: s
         raise SystemExit(f'{benchmark_row} ships {" and ".join(members) or "one network"}: give as many artifacts, '
                          f'in that order (got {len(artifacts)})')
     metas = [read_model_json(artifact) for artifact in artifacts]
+    settings = ROWS[benchmark_row].settings
     try:   # before anything is written: a row served as the node cannot serve it does not ship
-        if members:   # as they will be served: each with the row's stream prior
+        if members:
+            if len({json.dumps(meta.get('provenance', {}).get('data'), sort_keys=True) for meta in metas}) > 1:
+                raise ValueError('its members trained on different speakers or clips')
+            if settings.get('prior_correction'):
+                raise ValueError('a label prior for an ensemble is not supported')
             networks = [ser_models.load(artifact) for artifact in artifacts]
-            for network in networks:
-                network.meta = as_served(network.meta, ROWS[benchmark_row].settings)
+            for network in networks:   # as they will be served: each with the row's stream prior
+                network.meta = as_served(network.meta, settings)
             AveragedPredictor(networks)
-        EmotionPipeline.check_model(Predictor(as_served(metas[0], ROWS[benchmark_row].settings)))
+        EmotionPipeline.check_model(Predictor(as_served(metas[0], settings)))
     except ValueError as error:
         raise SystemExit(f'{benchmark_row} cannot ship: {error}') from None
     figures = benchmark_figures(benchmark_row)
@@ -206,13 +211,8 @@ def write_shipped_model(artifacts: list[Path], metas: list[dict], model_id: str,
         for artifact, meta, member in zip(artifacts, metas, members, strict=True):
             (target / member).mkdir()
             networks.append(write_network(artifact, meta, f'{model_id}:{member}', settings, target / member, data))
-        trained_on = {json.dumps(network['provenance'].get('data'), sort_keys=True) for network in networks}
-        if len(trained_on) > 1:
-            raise SystemExit(f'{benchmark_row}: its members trained on different speakers or clips')
         meta = ensemble_model_json(target, members, model_id)
-    if settings.get('prior_correction'):    # the shares of every clip, a final run's
-        if members:
-            raise SystemExit(f'{benchmark_row}: a label prior for an ensemble is not supported')
+    if settings.get('prior_correction'):    # the shares of every clip, a final run's (a network's: ship checks)
         meta = with_training_label_prior(benchmark_row, meta, benchmark_clips(data))
     meta['provenance']['benchmark'] = figures
     if 'functionals' in settings:    # a fused row: its classical half, fitted on all of data
