@@ -677,7 +677,7 @@ ROWS['ensemble_timnet_v6_speaker_validation_seeds23'] = Row(
 # The passing pair distilled into one network: the default's recipe on the unseen carve learning from
 # that pair's fold models (seeds 2 and 3) instead of the LMU teacher, two draws. Can one network carry
 # what two seeds averaged add, at one network's cost?
-PAIR_TEACHERS = ['timnet_v6_speaker_validation_seed2', 'timnet_v6_speaker_validation_seed3']
+PAIR_TEACHERS = list(ROWS['ensemble_timnet_v6_speaker_validation_seeds23'].settings['members'])
 ROWS.update({f'timnet_v6_distilled_pair{suffix}': Row(
     NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation, taking half its loss from the '
               f'temperature-2 mean probabilities of the two TIM-Nets ensemble_timnet_v6_speaker_validation_seeds23 '
