@@ -6,13 +6,14 @@ so both produce the same windows, stamps and labels from the same messages.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .features import STREAM_FFT, StreamingMfcc
 from .predictor import Predictor, fit_to_length
 from .stream import AudioStream, EnergyGate, Smoother, StreamFormat
+from .utterance import PendingUtterance, Utterance, UtteranceTracker, check_utterance_settings
 
 NS = 1_000_000_000
 GAP_RESYNC_NS = 200_000_000   # unstamped input: resync the sample clock after a gap of 0.2 s
@@ -25,9 +26,10 @@ class PipelineSettings:
     channel: int = -1
     vad_threshold_db: float = -45.0
     vad_min_voiced_fraction: float = 0.1
-    publish_unvoiced: bool = True
     smoothing: float = 0.0
     speaker_reset_silence: float = 30.0  # seconds without a voiced window that start speaker statistics anew
+    utterance_end_silence: float = 1.0   # seconds without speech that end an utterance (UtteranceTracker)
+    utterance_max_duration: float = 10.0  # seconds after which an utterance ends though speech goes on
 
 
 @dataclass
@@ -41,6 +43,8 @@ class PendingWindow:
     end_index: int = 0                  # absolute model-rate sample one past its last
     new_speaker: bool = False           # first voiced window after a long silence: speaker statistics restart
     functionals: np.ndarray | None = None   # a fused model's openSMILE functionals, from one pass over the stream
+    speech_at_end: bool = False         # its newest hop holds speech: an utterance goes on
+    utterances: list[PendingUtterance] = field(default_factory=list)   # the utterances it closes
 
 
 @dataclass
@@ -56,6 +60,7 @@ class WindowResult:
     inference_time: float = 0.0
     model_id: str = ''
     error: str = ''                     # set when this window could not be classified
+    utterances: list[Utterance] = field(default_factory=list)   # the utterances this window closed
 
 
 class EmotionPipeline:
@@ -68,6 +73,7 @@ class EmotionPipeline:
         self.check_window(self.settings.window, self.settings.hop)
         self.stream = self._make_stream(fmt)
         self.smoother = Smoother(self.settings.smoothing)
+        self.utterances = UtteranceTracker(self.settings.utterance_end_silence, self.settings.utterance_max_duration)
         self.features = StreamingMfcc(predictor.features)
         self._start_speaker_statistics()
         self._one_pass = None           # StreamFunctionals over this stream, for models fitted on one-pass functionals
@@ -76,9 +82,9 @@ class EmotionPipeline:
         self._held_done: list[PendingWindow] = []   # held windows released by a settings change
         self.functionals_fallbacks = 0  # voiced windows whose one-pass functionals did not come: computed alone
         self.one_pass_problem = ''      # why the one-pass functionals last stopped, if they failed
+        self.utterances_dropped = 0     # utterances not scored: their audio held NaN or Inf
         self._last_voiced_index = 0
         self._silence_restart = False
-        self.windows_skipped_unvoiced = 0
         self._anchor: tuple[float, int] | None = None    # (stream seconds, time in ns) of one instant
 
     # ------------------------------------------------------------------ settings
@@ -123,6 +129,7 @@ class EmotionPipeline:
         if predictor is not None:
             self.check_model(predictor)
         self.check_window(proposed.window, proposed.hop, predictor)
+        check_utterance_settings(proposed.utterance_end_silence, proposed.utterance_max_duration)
         old_rate = self.predictor.sample_rate
         grid = (proposed.window or (predictor or self.predictor).window_seconds, proposed.hop)
         if predictor is not None or grid != (self.window_seconds, self.settings.hop):
@@ -137,11 +144,13 @@ class EmotionPipeline:
         if predictor is not None and predictor.sample_rate != old_rate:
             self.stream = self._make_stream(self.stream.format)
             self._anchor = None
+            self.utterances = UtteranceTracker(proposed.utterance_end_silence, proposed.utterance_max_duration)
         else:
             self.stream.buffer.reconfigure(*self._window_samples())
         self.stream.gate.threshold_db = proposed.vad_threshold_db
         self.stream.gate.min_voiced_fraction = proposed.vad_min_voiced_fraction
         self.smoother.factor = proposed.smoothing
+        self.utterances.configure(proposed.utterance_end_silence, proposed.utterance_max_duration)
 
     def _start_speaker_statistics(self) -> None:
         """The stream's speaker statistics from the model's prior: of the network's features and, for a
@@ -238,6 +247,37 @@ class EmotionPipeline:
     def close(self) -> None:
         self._end_one_pass()
 
+    def end_utterance(self) -> list[Utterance]:
+        """The open utterance, closed and scored: call once the stream's input has ended or gone quiet,
+        after its windows are classified."""
+        return self.score_utterances(self.utterances.finish())
+
+    def score_utterances(self, pending: list[PendingUtterance]) -> list[Utterance]:
+        """score_utterance of each; one whose audio is not finite is dropped and counted."""
+        finite = [utterance for utterance in pending if np.all(np.isfinite(utterance.samples))]
+        self.utterances_dropped += len(pending) - len(finite)
+        return [self.score_utterance(utterance) for utterance in finite]
+
+    def score_utterance(self, utterance: PendingUtterance) -> Utterance:
+        """An utterance's audio scored as the benchmark scores a clip: windows from its start every hop
+        (ser_models.windowing.clip_windows), standardised with the stream's statistics as they stand (as the
+        window that closed it left them), the mean of their probabilities (a fused model's averaged with its
+        classifier's, window by window)."""
+        from .windowing import clip_windows
+        started = time.perf_counter()
+        predictor = self.predictor
+        windows = clip_windows(utterance.samples, predictor.window_samples, self.stream.buffer.hop)
+        mfcc = predictor.features(windows)
+        probabilities = predictor.predict_features(mfcc if self.normalizer is None else self.normalizer(mfcc))
+        if predictor.functionals is not None:
+            from .functionals import as_frames
+            vectors = as_frames(predictor.functionals.extractor.windows(windows))
+            classical = predictor.functionals.classify(self.functionals_normalizer(vectors)[..., 0])
+            probabilities = predictor.functionals.fuse(probabilities, classical)
+        return Utterance(utterance.start_ns, utterance.end_ns, list(predictor.labels),
+                         utterance.samples.size / predictor.sample_rate, probabilities.mean(axis=0).astype(np.float32),
+                         len(windows), time.perf_counter() - started, predictor.model_id)
+
     # ------------------------------------------------------------------ audio in
     def push(self, data, stamp_ns: int | None = None, arrival_ns: int | None = None) -> list[PendingWindow]:
         """One message of audio bytes. stamp_ns marks its first sample (AudioDataStamped); without it
@@ -254,13 +294,13 @@ class EmotionPipeline:
         pending = []
         for window in windows:
             new_speaker = self._track_speaker(window.voiced, window.end_index)
-            if not window.voiced and not self.settings.publish_unvoiced:
-                self.windows_skipped_unvoiced += 1
-                continue
             end_ns = anchor_ns + round(((window.end_index - 1) / rate - anchor_seconds) * NS)
             start_ns = anchor_ns + round(((window.end_index - window_samples) / rate - anchor_seconds) * NS)
+            closed = self.utterances.add(window.samples, window.end_index, end_ns, self.stream.buffer.hop, rate,
+                                         window.speech_at_end)
             pending.append(PendingWindow(window.samples, window.voiced, window.level_db, start_ns, end_ns,
-                                         window_samples / rate, window.end_index, new_speaker))
+                                         window_samples / rate, window.end_index, new_speaker,
+                                         speech_at_end=window.speech_at_end, utterances=closed))
         released = self._take_held_done()
         if self._one_pass is None and not self._held:
             return released + pending
@@ -351,17 +391,19 @@ def classify_streams(jobs: list[tuple[EmotionPipeline, list[PendingWindow]]]) ->
     started = time.perf_counter()
     predictor = jobs[0][0].predictor if jobs else None
     fused = predictor is not None and predictor.functionals is not None
-    inputs, functionals, errors = [], [], {}
+    inputs, functionals, errors, utterances = [], [], {}, {}
+    utterance_seconds = 0.0
     for pipeline, pending in jobs:
         for item in pending:
-            if not item.voiced:
-                continue
-            if not np.all(np.isfinite(item.samples)):
+            if item.voiced and not np.all(np.isfinite(item.samples)):
                 errors[id(item)] = 'waveform contains NaN or Inf'
-                continue
-            inputs.append(pipeline.mfcc(item))
-            if fused:
-                functionals.append(pipeline.functionals(item))
+            elif item.voiced:
+                inputs.append(pipeline.mfcc(item))
+                if fused:
+                    functionals.append(pipeline.functionals(item))
+            if item.utterances:     # scored with the statistics as its last window leaves them
+                utterances[id(item)] = pipeline.score_utterances(item.utterances)
+                utterance_seconds += sum(u.inference_time for u in utterances[id(item)])
     rows = iter(())
     per_window = 0.0
     if inputs:
@@ -370,7 +412,7 @@ def classify_streams(jobs: list[tuple[EmotionPipeline, list[PendingWindow]]]) ->
             classical = predictor.functionals.classify(np.stack(functionals))
             probabilities = predictor.functionals.fuse(probabilities, classical)
         rows = iter(probabilities)
-        per_window = (time.perf_counter() - started) / len(inputs)
+        per_window = (time.perf_counter() - started - utterance_seconds) / len(inputs)
     results = []
     for pipeline, pending in jobs:
         stream_results = []
@@ -381,5 +423,6 @@ def classify_streams(jobs: list[tuple[EmotionPipeline, list[PendingWindow]]]) ->
                 stream_results.append(pipeline.result(item, error=errors[id(item)]))
             else:
                 stream_results.append(pipeline.result(item, next(rows), per_window))
+            stream_results[-1].utterances = utterances.get(id(item), [])
         results.append(stream_results)
     return results

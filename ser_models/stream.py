@@ -146,6 +146,7 @@ class Window:
     end_index: int           # absolute index (model rate) one past the window's last sample
     voiced: bool
     level_db: float
+    speech_at_end: bool = False     # its newest hop holds speech (the gate's test on that hop alone)
 
 
 class RingBuffer:
@@ -220,12 +221,16 @@ class EnergyGate:
         self.frame = max(1, int(0.025 * sample_rate))
         self.threshold_db, self.min_voiced_fraction = threshold_db, min_voiced_fraction
 
-    def __call__(self, window: np.ndarray) -> tuple[bool, float]:
+    def __call__(self, window: np.ndarray, tail: int = 0) -> tuple[bool, float, bool]:
+        """(voiced, the loudest frame's level, whether the last `tail` samples alone pass the gate)."""
         levels = frame_levels_db(window, self.frame)
         if levels.size == 0:
-            return False, -120.0
-        voiced_fraction = float(np.mean(levels > self.threshold_db))
-        return voiced_fraction >= self.min_voiced_fraction, float(np.max(levels))
+            return False, -120.0, False
+        tail_levels = levels[-max(1, tail // self.frame):] if tail else levels[:0]
+        return self._passes(levels), float(np.max(levels)), self._passes(tail_levels)
+
+    def _passes(self, levels: np.ndarray) -> bool:
+        return bool(levels.size) and float(np.mean(levels > self.threshold_db)) >= self.min_voiced_fraction
 
 
 class Smoother:
@@ -313,8 +318,7 @@ class AudioStream:
             self.listener(resampled)
         windows = []
         for samples, end in self.buffer.write(resampled):
-            voiced, level = self.gate(samples)
-            windows.append(Window(samples, end, voiced, level))
+            windows.append(Window(samples, end, *self.gate(samples, self.buffer.hop)))
         return windows
 
     def _detect(self, data) -> bytes:

@@ -63,6 +63,8 @@ def offline(bag, predictor, settings: PipelineSettings | None = None, audio_topi
         pipeline.close()
     if pipeline is not None and pending:
         results += pipeline.classify(pending)
+    if pipeline is not None and results:
+        results[-1].utterances += pipeline.end_utterance()     # one still open when the bag ends
     return results, {'rejected': rejected, 'mp3_frames_dropped': pipeline.stream.mp3_frames_dropped if pipeline else 0}
 
 
@@ -70,6 +72,12 @@ def to_timed(results, origin_ns: int) -> list[TimedEmotion]:
     return [TimedEmotion((r.start_ns - origin_ns) / 1e9, (r.end_ns - origin_ns) / 1e9, r.voiced, r.label,
                          list(r.labels), [] if r.probabilities is None else [float(p) for p in r.probabilities])
             for r in results]
+
+
+def utterances_to_timed(results, origin_ns: int) -> list[TimedEmotion]:
+    """The utterances the results closed, as emotion/utterance publishes them."""
+    return [TimedEmotion((u.start_ns - origin_ns) / 1e9, (u.end_ns - origin_ns) / 1e9, True, u.label,
+                         list(u.labels), [float(p) for p in u.probabilities]) for r in results for u in r.utterances]
 
 
 def emotion_to_timed(msg, origin_ns: int) -> TimedEmotion:
@@ -80,8 +88,10 @@ def emotion_to_timed(msg, origin_ns: int) -> TimedEmotion:
 
 
 def live(bag, node_params: dict, rate: float = 1.0, namespace: str = '', on_emotion=None,
-         audio_topic='/audio/audio_stamped', settle: float = 1.0, idle_timeout: float = 8.0) -> list:
-    """Start ser_node, replay the bag into it, and return the Emotion messages it published."""
+         audio_topic='/audio/audio_stamped', settle: float = 1.0, idle_timeout: float = 8.0,
+         utterances: list | None = None) -> list:
+    """Start ser_node, replay the bag into it, and return the Emotion messages it published on emotion
+    (those on emotion/utterance go to `utterances`, if given)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from ser_msgs.msg import Emotion
@@ -110,6 +120,9 @@ def live(bag, node_params: dict, rate: float = 1.0, namespace: str = '', on_emot
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     listener.create_subscription(Emotion, f'{prefix}/emotion', on_message,
                                  QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+    if utterances is not None:
+        listener.create_subscription(Emotion, f'{prefix}/emotion/utterance', utterances.append,
+                                     QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
     try:
         remap = {'/audio/audio_stamped': f'{prefix}/audio/audio_stamped', '/audio/audio': f'{prefix}/audio/audio',
                  '/audio/audio_info': f'{prefix}/audio/audio_info'}
@@ -164,22 +177,25 @@ def main(argv=None) -> int:
     model_dir = resolve_model_dir(args.model, args.weights)
     origin = sidecar['start_ns']
     if args.live:
+        heard = []
         messages = live(bag, {'weights': str(model_dir), 'backend': args.backend, 'input_type': 'stamped',
-                              'qos_reliability': 'reliable'}, rate=args.rate)
+                              'qos_reliability': 'reliable'}, rate=args.rate, utterances=heard)
         windows = [emotion_to_timed(m, origin) for m in messages]
+        utterances = [emotion_to_timed(m, origin) for m in heard]
         model_id = messages[0].model if messages else str(model_dir)
     else:
         predictor = ser_models.load(model_dir, backend=args.backend)
         results, _ = offline(bag, predictor)
-        windows = to_timed(results, origin)
+        windows, utterances = to_timed(results, origin), utterances_to_timed(results, origin)
         model_id = predictor.model_id
-    metrics = agreement(windows, sidecar)
+    metrics = agreement(windows, sidecar, utterances)
     png = plot_timeline(windows, sidecar, args.png or f'{bag}-timeline.png',
                         f'{model_id} on {bag.name} ({"live" if args.live else "offline"}): clip accuracy '
                         f'{metrics["clip_accuracy"]:.0%}, window accuracy {metrics["window_accuracy"]:.0%}')
     print(f'{metrics["windows_published"]} windows ({metrics["windows_voiced"]} voiced); '
           f'clip accuracy {metrics["clip_accuracy"]:.3f} over {metrics["clips_scored"]} clips, '
-          f'window accuracy {metrics["window_accuracy"]:.3f} over {metrics["windows_scored"]} windows')
+          f'window accuracy {metrics["window_accuracy"]:.3f} over {metrics["windows_scored"]} windows, '
+          f'utterance accuracy {metrics["utterance_accuracy"]:.3f} over {metrics["utterances_scored"]} utterances')
     print(f'timeline: {png}')
     if args.json:
         Path(args.json).write_text(json.dumps({'model': model_id, 'mode': 'live' if args.live else 'offline',

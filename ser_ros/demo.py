@@ -50,14 +50,20 @@ def main(argv=None) -> int:
         label = msg.label if msg.voiced else '-'
         print(f'{window.end:7.2f}  {label:<10} {msg.confidence:5.2f}  {str(msg.voiced):<6} '
               f'{msg.inference_time * 1e3:8.2f}', flush=True)
-    messages = live(bag, {'weights': str(model_dir), 'input_type': 'stamped'}, rate=args.rate, on_emotion=show)
+    heard = []
+    messages = live(bag, {'weights': str(model_dir), 'input_type': 'stamped'}, rate=args.rate, on_emotion=show,
+                    utterances=heard)
     windows = [emotion_to_timed(m, origin) for m in messages]
-    metrics = agreement(windows, sidecar)
+    utterances = [emotion_to_timed(m, origin) for m in heard]
+    print('/emotion/utterance:')
+    for utterance, msg in zip(utterances, heard, strict=True):
+        print(f'{utterance.start:7.2f} to {utterance.end:6.2f}  {msg.label:<10} {msg.confidence:5.2f}', flush=True)
+    metrics = agreement(windows, sidecar, utterances)
     model_id = messages[0].model if messages else model_dir.name
     png = plot_timeline(windows, sidecar, args.png,
                         f'{model_id} live on {bag.name}: clip accuracy {metrics["clip_accuracy"]:.0%}')
     print(json.dumps({k: metrics[k] for k in ('windows_published', 'windows_voiced', 'clip_accuracy',
-                                              'window_accuracy')}))
+                                              'window_accuracy', 'utterances_published', 'utterance_accuracy')}))
     print(f'timeline: {Path(png).resolve()}')
     return 0 if messages else 1
 

@@ -1,4 +1,5 @@
-"""ser_node: audio_common audio in, ser_msgs/Emotion out on /emotion.
+"""ser_node: audio_common audio in, ser_msgs/Emotion out on /emotion (each window) and
+/emotion/utterance (each utterance between pauses, scored as a clip: ser_models.utterance).
 
 A thin ROS 2 layer over ser_models: subscription callbacks decode and buffer audio
 (ser_models.stream) and queue finished windows; a worker thread classifies the windows of every
@@ -32,6 +33,7 @@ import ser_models
 from ser_models.affect import AFFECT, expression, valence_arousal
 from ser_models.pipeline import EmotionPipeline, PendingWindow, PipelineSettings, WindowResult, classify_streams
 from ser_models.stream import AudioFormatError, StreamFormat
+from ser_models.utterance import Utterance
 
 from . import audio_flavour
 from .model_paths import DEFAULT_MODEL, MODEL_CHOICES, MODELS, resolve_model_dir
@@ -40,7 +42,8 @@ from .topics import sibling_topic, voice_id
 # The audio_capture defaults: /audio/audio and /audio/audio_info (names relative to the namespace).
 DEFAULT_REMAPS = ['--ros-args', '-r', 'audio:=audio/audio', '-r', 'audio_info:=audio/audio_info']
 LATENCY_SAMPLES = 500
-QUIET_FLUSH_SECONDS = 0.5    # a stream without audio this long hands out the windows it holds
+QUIET_FLUSH_SECONDS = 0.5    # a stream without audio this long hands out the windows it holds, then its utterance
+UTTERANCE_TOPIC = 'utterance'    # under each stream's emotion topic
 # any of these turns diagnostics WARN
 PROBLEM_COUNTERS = ('rejected', 'mp3_frames_dropped', 'windows_dropped', 'windows_failed')
 
@@ -65,8 +68,9 @@ class AudioInput:
         self.format = fmt
         self.queue: deque[PendingWindow] = deque()
         self.counters = dict(messages=0, bytes=0, rejected=0, windows_classified=0, windows_unvoiced=0,
-                             windows_dropped=0, windows_failed=0, windows_published=0, format_changes=0,
-                             mp3_frames_dropped=0)
+                             windows_dropped=0, windows_failed=0, windows_published=0, utterances_published=0,
+                             format_changes=0, mp3_frames_dropped=0)
+        self.windows_skipped_unvoiced = 0
         self.last_rejection = ''
         self.last_audio = time.monotonic()
         self.rate_window = (time.monotonic(), 0, 0)
@@ -95,6 +99,9 @@ class AudioInput:
                                      event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False))
         self.publisher = node.create_publisher(Emotion, sibling_topic(topic, 'emotion'), 10,
                                                event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
+        self.utterance_publisher = node.create_publisher(
+            Emotion, f'{self.publisher.topic_name}/{UTTERANCE_TOPIC}', 10,
+            event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
         self.topic = self.subscription.topic_name
         self.hri_publisher = None
         if node.p['publish_hri']:
@@ -196,12 +203,17 @@ class AudioInput:
             self.node.get_logger().info(f'{self.topic}: {source} {self.pipeline.stream.describe}')
 
     def publish(self, results: list[WindowResult], frame_id: str) -> None:
-        """Publish one batch's results (called by the worker) and count them (caller holds no lock)."""
-        published = [r for r in results if not r.error]
-        for result in published:
-            self.publisher.publish(emotion_message(result, frame_id))
-            if self.hri_publisher is not None and result.probabilities is not None:
-                self.hri_publisher.publish(expression_message(result, frame_id))
+        """Publish one batch's results and the utterances they close (called by the worker) and count them
+        (caller holds no lock)."""
+        publish_unvoiced = self.node.p['publish_unvoiced']
+        published = []
+        for result in results:
+            if not result.error and (result.voiced or publish_unvoiced):
+                published.append(result)
+                self.publisher.publish(emotion_message(result, frame_id))
+                if self.hri_publisher is not None and result.probabilities is not None:
+                    self.hri_publisher.publish(expression_message(result, frame_id))
+            self.publish_utterances(result.utterances, frame_id)
         failed = [r for r in results if r.error]
         if failed:
             self.node.get_logger().error(f'{self.topic}: {len(failed)} window(s) not classified: {failed[0].error}',
@@ -212,7 +224,15 @@ class AudioInput:
             self.counters['windows_unvoiced'] += len(published) - len(classified)
             self.counters['windows_published'] += len(published)
             self.counters['windows_failed'] += len(failed)
+            self.windows_skipped_unvoiced += len(results) - len(published) - len(failed)
             self.node.latencies.extend(r.inference_time for r in classified)
+
+    def publish_utterances(self, utterances: list[Utterance], frame_id: str) -> None:
+        for utterance in utterances:
+            self.utterance_publisher.publish(utterance_message(utterance, frame_id))
+        if utterances:
+            with self.node.lock:
+                self.counters['utterances_published'] += len(utterances)
 
     def status(self, now: float, shared: dict) -> DiagnosticStatus:
         """This stream's diagnostics (caller holds the node lock)."""
@@ -223,13 +243,15 @@ class AudioInput:
         values = {
             'input topic': self.topic,
             'output topic': self.publisher.topic_name,
+            'utterance topic': self.utterance_publisher.topic_name,
             'input format': self.pipeline.stream.describe,
             'input messages/s': f'{rate[0]:.1f}',
             'input bytes/s': f'{rate[1]:.0f}',
             **{key.replace('_', ' '): str(value) for key, value in self.counters.items()},
-            'windows skipped (unvoiced)': str(self.pipeline.windows_skipped_unvoiced),
+            'windows skipped (unvoiced)': str(self.windows_skipped_unvoiced),
             'windows with functionals computed alone (one pass late)': str(self.pipeline.functionals_fallbacks),
             'one-pass functionals problem': self.pipeline.one_pass_problem,
+            'utterances dropped (audio not finite)': str(self.pipeline.utterances_dropped),
             'samples dropped (decode)': str(self.pipeline.stream.samples_dropped),
             'last rejection': self.last_rejection,
             **shared,
@@ -277,6 +299,10 @@ class SerNode(Node):
         'smoothing': (0.0, 'EMA factor on probabilities over time: 0 off, 0.9 heavy', False),
         'speaker_reset_silence': (30.0, 'models on speaker-normalised features: seconds without voice after '
                                         'which the stream starts its speaker statistics anew; 0 never', False),
+        'utterance_end_silence': (1.0, 'seconds without speech that end an utterance: emotion/utterance then '
+                                       'publishes its audio scored as a clip', False),
+        'utterance_max_duration': (10.0, 'seconds after which an utterance is published though speech goes on',
+                                   False),
         'publish_hri': (False, 'also publish ROS4HRI hri_msgs/Expression per voice on '
                                '/humans/voices/<id>/expression (voiced windows)', True),
         'hri_voice_ids': (['auto'], 'ROS4HRI voice id of each audio topic, in order; auto: its namespace '
@@ -288,7 +314,8 @@ class SerNode(Node):
         super().__init__('ser_node', **kwargs)
         ranges = {'hop': (0.05, 10.0), 'window': (0.0, 30.0), 'vad_threshold_db': (-120.0, 0.0),
                   'vad_min_voiced_fraction': (0.0, 1.0), 'smoothing': (0.0, 0.99),
-                  'speaker_reset_silence': (0.0, 3600.0)}
+                  'speaker_reset_silence': (0.0, 3600.0), 'utterance_end_silence': (0.1, 60.0),
+                  'utterance_max_duration': (0.5, 3600.0)}
         for name, (default, text, read_only) in self.PARAMETERS.items():
             self.declare_parameter(name, default, describe(text, read_only, ranges.get(name)))
         self.p = {name: self.get_parameter(name).value for name in self.PARAMETERS}
@@ -433,9 +460,10 @@ class SerNode(Node):
     # ----------------------------------------------------------------- inference
     def _inference_loop(self) -> None:
         while True:
+            self._end_quiet_utterances()
             with self.lock:
                 self._flush_quiet_streams()     # also while other streams keep the worker busy
-                while self._running and not any(stream.queue for stream in self.inputs):
+                if self._running and not any(stream.queue for stream in self.inputs):
                     self.queue_ready.wait(timeout=QUIET_FLUSH_SECONDS / 2)
                     self._flush_quiet_streams()
                 if not self._running:
@@ -445,6 +473,8 @@ class SerNode(Node):
                     if stream.queue:
                         jobs.append((stream, list(stream.queue), stream.frame_id))
                         stream.queue.clear()
+            if not jobs:
+                continue
             try:
                 with self.inference_lock:
                     results = classify_streams([(stream.pipeline, batch) for stream, batch, _ in jobs])
@@ -459,13 +489,27 @@ class SerNode(Node):
             for (stream, _, frame_id), stream_results in zip(jobs, results, strict=True):
                 stream.publish(stream_results, frame_id)
 
+    def _quiet(self, stream: AudioInput) -> bool:
+        return time.monotonic() - stream.last_audio > QUIET_FLUSH_SECONDS
+
     def _flush_quiet_streams(self) -> None:
         """Windows held for audio after them (one-pass functionals) on a stream that went quiet: hand them out
         as at the end of its input (caller holds the lock)."""
-        now = time.monotonic()
         for stream in self.inputs:
-            if stream.pipeline.holding and now - stream.last_audio > QUIET_FLUSH_SECONDS:
+            if stream.pipeline.holding and self._quiet(stream):
                 stream.enqueue(stream.pipeline.flush())
+
+    def _end_quiet_utterances(self) -> None:
+        """A stream that went quiet mid-utterance (its audio stopped): close that utterance once its windows
+        are classified, score and publish it. A microphone's silence ends utterances through the windows."""
+        with self.inference_lock:       # the order parameter changes take the locks in
+            with self.lock:
+                closing = [(stream, stream.pipeline.utterances.finish()) for stream in self.inputs
+                           if stream.pipeline.utterances.is_open and not stream.queue
+                           and not stream.pipeline.holding and self._quiet(stream)]
+            ended = [(stream, stream.pipeline.score_utterances(pending)) for stream, pending in closing]
+        for stream, utterances in ended:
+            stream.publish_utterances(utterances, stream.frame_id)
 
     # ----------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -513,6 +557,23 @@ def emotion_message(result: WindowResult, frame_id: str) -> Emotion:
         msg.label = result.label
         msg.confidence = result.confidence
         msg.inference_time = float(result.inference_time)
+    return msg
+
+
+def utterance_message(utterance: Utterance, frame_id: str) -> Emotion:
+    """An utterance as an Emotion: its speech's span (window_start to the stamp) and mean probabilities."""
+    msg = Emotion()
+    msg.header.stamp = to_time(utterance.end_ns)
+    msg.header.frame_id = frame_id
+    msg.window_start = to_time(utterance.start_ns)
+    msg.window_duration = float(utterance.duration)
+    msg.labels = utterance.labels
+    msg.model = utterance.model_id
+    msg.voiced = True
+    msg.probabilities = utterance.probabilities.astype(np.float32).tolist()
+    msg.label = utterance.label
+    msg.confidence = utterance.confidence
+    msg.inference_time = float(utterance.inference_time)
     return msg
 
 

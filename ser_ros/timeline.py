@@ -32,8 +32,9 @@ def window_truth(window: TimedEmotion, clips: list[dict]) -> int | None:
     return best if best >= 0 and overlaps[best] >= MIN_OVERLAP_SECONDS else None
 
 
-def agreement(windows: list[TimedEmotion], sidecar: dict) -> dict:
-    """Window-level and clip-level agreement of the predicted labels with the sidecar's emotions."""
+def agreement(windows: list[TimedEmotion], sidecar: dict, utterances: list[TimedEmotion] | None = None) -> dict:
+    """Window-level and clip-level agreement of the predicted labels with the sidecar's emotions; with
+    utterances (emotion/utterance), theirs too, each against the clip its speech overlaps most."""
     clips = sidecar['clips']
     per_clip: dict[int, list[TimedEmotion]] = {}
     hits = total = 0
@@ -56,12 +57,21 @@ def agreement(windows: list[TimedEmotion], sidecar: dict) -> dict:
         clip_rows.append({'source': clip['source'], 'emotion': clip['emotion'], 'predicted': predicted,
                           'windows': len(group), 'correct': predicted == clip['emotion']})
     scored = [row for row in clip_rows if row['windows']]
+    utterance_hits = []
+    for utterance in utterances or []:
+        overlaps = [min(utterance.end, c['end']) - max(utterance.start, c['start']) for c in clips]
+        index = int(np.argmax(overlaps)) if overlaps else -1
+        if index >= 0 and overlaps[index] > 0 and clips[index]['emotion'] in utterance.labels:
+            utterance_hits.append(utterance.label == clips[index]['emotion'])
     return {
         'windows_published': len(windows), 'windows_voiced': sum(w.voiced for w in windows),
         'windows_scored': total, 'window_accuracy': hits / total if total else 0.0,
         'clips_scored': len(scored),
         'clip_accuracy': sum(r['correct'] for r in scored) / len(scored) if scored else 0.0,
         'clips': clip_rows,
+        **({'utterances_published': len(utterances), 'utterances_scored': len(utterance_hits),
+            'utterance_accuracy': float(np.mean(utterance_hits)) if utterance_hits else 0.0}
+           if utterances is not None else {}),
     }
 
 

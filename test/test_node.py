@@ -51,11 +51,15 @@ def node_factory(request):
         node.stop()
 
 
-def collect(ros_node, namespace, msg_type_name='Emotion'):
+def collect(ros_node, namespace, topic='emotion'):
     from ser_msgs.msg import Emotion
     received = []
-    ros_node.create_subscription(Emotion, f'/{namespace}/emotion', received.append, 100)
+    ros_node.create_subscription(Emotion, f'/{namespace}/{topic}', received.append, 100)
     return received
+
+
+def nanoseconds(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def audio_publisher(ros_node, namespace, stamped=False):
@@ -102,6 +106,37 @@ def test_s16le_mono_16k_gives_one_emotion_per_hop(ros_node, node_factory, speech
     assert sum(msg.voiced for msg in received) >= expected - 2         # it is speech, nearly wall to wall
     stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in received]
     assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False)), np.diff(stamps)
+
+
+def test_each_utterance_is_published_once_its_pause_comes_or_its_audio_stops(ros_node, node_factory, speech):
+    from audio_common_msgs.msg import AudioData
+    node = node_factory()
+    windows = collect(ros_node, node.namespace)
+    utterances = collect(ros_node, node.namespace, 'emotion/utterance')
+    publisher = audio_publisher(ros_node, node.namespace)
+    wait_for_subscriber(ros_node, publisher)
+    # Speech, a 2 s pause, and a loud tone the audio stops in: that utterance ends when the stream goes quiet.
+    tone = (0.3 * np.sin(np.arange(56000) / 3)).astype(np.float32)
+    audio = np.concatenate([speech, np.zeros(32000, np.float32), tone])
+    publish_paced(ros_node, publisher, pcm_chunks(audio, 'S16LE', chunk_frames=1024), lambda c: AudioData(data=c),
+                  1024 / 16000)
+    expected = expected_windows(len(audio), 48000, int(HOP * 16000))
+    assert spin_until(ros_node, lambda: len(windows) >= expected and len(utterances) >= 2, timeout=30), \
+        (len(windows), len(utterances), node.log())
+    spin_until(ros_node, lambda: False, timeout=1.5)        # the quiet stream's utterance comes, then nothing more
+    first_window, last_window = nanoseconds(windows[0].window_start), nanoseconds(windows[-1].header.stamp)
+    spans = [(nanoseconds(u.window_start), nanoseconds(u.header.stamp)) for u in utterances]
+    assert spans[0][0] == first_window and all(b[0] > a[1] for a, b in zip(spans, spans[1:], strict=False))
+    pause_start = first_window + round(len(speech) / 16000 * 1e9)
+    assert spans[-2][1] < pause_start <= spans[-1][0] and spans[-1][1] == last_window   # the tone, to the end
+    for utterance, (start, end) in zip(utterances, spans, strict=True):
+        probabilities = np.array(utterance.probabilities)
+        assert utterance.voiced and utterance.model == windows[0].model
+        assert list(utterance.labels) == list(windows[0].labels) and abs(probabilities.sum() - 1) < 1e-4
+        assert utterance.label == utterance.labels[int(np.argmax(probabilities))]
+        assert utterance.confidence == pytest.approx(probabilities.max(), abs=1e-6)
+        assert utterance.window_duration == pytest.approx((end - start) / 1e9 + 1 / 16000, abs=1e-6)
+        assert 0 < utterance.inference_time < 5
 
 
 def test_f32le_48k_stereo_with_audio_info_and_stamps(ros_node, node_factory, speech):
@@ -288,6 +323,8 @@ def test_live_parameter_changes_are_validated(ros_node, node_factory, speech, tm
     assert not result.successful and 'model window' in result.reason
     (result,) = set_parameters(ros_node, node.namespace, hop=4.0)
     assert not result.successful and 'longer than the window' in result.reason
+    (result,) = set_parameters(ros_node, node.namespace, utterance_max_duration=0.5)
+    assert not result.successful and 'must be longer than utterance_end_silence' in result.reason
     broken = tmp_path / 'broken'
     broken.mkdir()
     (broken / 'model.json').write_text(json.dumps({'format_version': 1}))

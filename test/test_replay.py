@@ -119,8 +119,9 @@ def test_live_graph_matches_offline_window_for_window(sidecar, offline_windows, 
     if model == 'speaker_normalised':
         weights = speaker_normalised_artifact(tmp_path / 'model')
         results, _ = offline(BAG, ser_models.load(weights))
+    heard = []
     messages = live(BAG, {'weights': str(weights), 'input_type': 'stamped', 'qos_reliability': 'reliable'},
-                    rate=4.0, namespace=f'replay_{os.getpid()}_{model}')
+                    rate=4.0, namespace=f'replay_{os.getpid()}_{model}', utterances=heard)
     voiced_offline = [r for r in results if r.voiced]
     voiced_live = [m for m in messages if m.voiced]
     # Every window with speech yields exactly one Emotion: none lost, none duplicated.
@@ -130,6 +131,13 @@ def test_live_graph_matches_offline_window_for_window(sidecar, offline_windows, 
     assert [m.label for m in voiced_live] == [r.label for r in voiced_offline]
     for msg, result in zip(voiced_live, voiced_offline, strict=True):
         np.testing.assert_allclose(msg.probabilities, result.probabilities, atol=1e-5)
+    # And each utterance, from the same audio: the same span and estimate.
+    utterances = [u for r in results for u in r.utterances]
+    spans = [(m.window_start.sec * 10**9 + m.window_start.nanosec, m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)
+             for m in heard]
+    assert spans == [(u.start_ns, u.end_ns) for u in utterances]
+    for msg, utterance in zip(heard, utterances, strict=True):
+        np.testing.assert_allclose(msg.probabilities, utterance.probabilities, atol=1e-5)
     if model != 'shipped':
         return
     live_metrics = agreement([emotion_to_timed(m, sidecar['start_ns']) for m in messages], sidecar)

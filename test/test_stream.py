@@ -91,6 +91,9 @@ def test_gate_and_smoother():
     gate = EnergyGate(16000, threshold_db=-40)
     assert gate(np.zeros(16000, np.float32))[0] is False
     assert gate((0.3 * np.sin(np.arange(16000) / 3)).astype(np.float32))[0] is True
+    early = np.where(np.arange(16000) < 8000, 0.3 * np.sin(np.arange(16000) / 3), 0).astype(np.float32)
+    assert gate(early, tail=4000)[::2] == (True, False)         # voiced, but its last 0.25 s are silent
+    assert gate(early[::-1].copy(), tail=4000)[::2] == (True, True)
     smoother = Smoother(0.5)
     smoother(np.array([1.0, 0.0]))
     np.testing.assert_allclose(smoother(np.array([0.0, 1.0])), [0.5, 0.5])
