@@ -240,6 +240,13 @@ class Probe:
                                       lambda m: self.received.append((time.perf_counter(), m)), self.qos)
         self.publisher = self.node.create_publisher(self.AudioData, f'/{namespace}/audio/audio', self.qos)
 
+    def listen(self, topic: str) -> list:
+        """The Emotion messages on another topic, from now on."""
+        from ser_msgs.msg import Emotion
+        received = []
+        self.node.create_subscription(Emotion, topic, received.append, self.qos)
+        return received
+
     def spin_for(self, seconds: float):
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
@@ -397,6 +404,13 @@ def bench_node(model: str, backend: str, windows: int, realtime_seconds: float) 
         cpu = process_cpu_seconds(process.pid) - cpu_before
         result['cpu_core_share_per_stream'] = cpu / wall
         result['cpu_seconds_per_audio_second'] = cpu / realtime_seconds
+        # Again with someone listening on emotion/utterance: the node then scores each utterance as a clip.
+        utterances = probe.listen(f'/{namespace}/emotion/utterance')
+        probe.spin_for(1.0)
+        cpu_before = process_cpu_seconds(process.pid)
+        wall = publish_realtime(probe, realtime_seconds)
+        result['cpu_core_share_per_stream_with_utterances'] = (process_cpu_seconds(process.pid) - cpu_before) / wall
+        result['utterances_per_audio_minute'] = 60 * len(utterances) / realtime_seconds
         result['peak_rss_mb'] = peak_rss_mb(process.pid)
         result['rss_mb'] = rss_mb(process.pid)
         result['torch_imported'] = torch_loaded(process.pid)
@@ -605,7 +619,9 @@ def print_table(report: dict):
         e2e = row.get('end_to_end', {})
         print(f"\nnode {row['model']} on {row['backend']}: end-to-end p50 {e2e.get('median_ms', 0):.2f} ms, "
               f"p95 {e2e.get('p95_ms', 0):.2f} ms, p99 {e2e.get('p99_ms', 0):.2f} ms over {e2e.get('n', 0)} windows; "
-              f"CPU {row['cpu_core_share_per_stream'] * 100:.2f} % of a core per stream; peak RSS "
+              f"CPU {row['cpu_core_share_per_stream'] * 100:.2f} % of a core per stream, "
+              f"{row['cpu_core_share_per_stream_with_utterances'] * 100:.2f} % with an emotion/utterance "
+              f"subscriber ({row['utterances_per_audio_minute']:.0f} utterances a minute); peak RSS "
               f"{row['peak_rss_mb']:.0f} MB, {row['rss_mb']:.0f} MB after the run (torch loaded: "
               f"{row['torch_imported']}); startup to first /emotion "
               f"{row['startup_to_first_emotion_s']:.2f} s")

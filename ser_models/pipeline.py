@@ -83,6 +83,7 @@ class EmotionPipeline:
         self.functionals_fallbacks = 0  # voiced windows whose one-pass functionals did not come: computed alone
         self.one_pass_problem = ''      # why the one-pass functionals last stopped, if they failed
         self.utterances_dropped = 0     # utterances not scored: their audio held NaN or Inf
+        self.utterances_wanted = True   # score the utterances windows close (a node: while someone listens)
         self._last_voiced_index = 0
         self._silence_restart = False
         self._anchor: tuple[float, int] | None = None    # (stream seconds, time in ns) of one instant
@@ -259,23 +260,28 @@ class EmotionPipeline:
         return [self.score_utterance(utterance) for utterance in finite]
 
     def score_utterance(self, utterance: PendingUtterance) -> Utterance:
-        """An utterance's audio scored as the benchmark scores a clip: windows from its start every hop
-        (ser_models.windowing.clip_windows), standardised with the stream's statistics as they stand (as the
-        window that closed it left them), the mean of their probabilities (a fused model's averaged with its
-        classifier's, window by window)."""
+        """An utterance's audio scored as the benchmark scores a clip: the network's mean over windows from
+        its start every hop (ser_models.windowing.clip_windows) and, for a fused model, the classifier's
+        mean over the windows one openSMILE pass cuts (on past its end until one holds its last sample,
+        as the benchmark's fused rows), averaged. Both halves are standardised with the stream's
+        statistics as the window that closed the utterance left them; nothing is smoothed."""
         from .windowing import clip_windows
         started = time.perf_counter()
-        predictor = self.predictor
-        windows = clip_windows(utterance.samples, predictor.window_samples, self.stream.buffer.hop)
-        mfcc = predictor.features(windows)
+        predictor, hop = self.predictor, self.stream.buffer.hop
+        windows = clip_windows(utterance.samples, predictor.window_samples, hop)
+        mfcc = predictor.features(windows, STREAM_FFT)      # numpy's FFT, as streamed windows: no scipy in the node
         probabilities = predictor.predict_features(mfcc if self.normalizer is None else self.normalizer(mfcc))
-        if predictor.functionals is not None:
+        probabilities = probabilities.mean(axis=0)
+        functionals = predictor.functionals
+        if functionals is not None:
             from .functionals import as_frames
-            vectors = as_frames(predictor.functionals.extractor.windows(windows))
-            classical = predictor.functionals.classify(self.functionals_normalizer(vectors)[..., 0])
-            probabilities = predictor.functionals.fuse(probabilities, classical)
+            extractor = functionals.extractor
+            vectors = (extractor.stream_windows(utterance.samples, predictor.window_samples, hop, through_end=True)
+                       if functionals.one_pass else extractor.windows(windows))
+            classical = functionals.classify(self.functionals_normalizer(as_frames(vectors))[..., 0])
+            probabilities = functionals.fuse(probabilities, classical.mean(axis=0))
         return Utterance(utterance.start_ns, utterance.end_ns, list(predictor.labels),
-                         utterance.samples.size / predictor.sample_rate, probabilities.mean(axis=0).astype(np.float32),
+                         utterance.samples.size / predictor.sample_rate, probabilities.astype(np.float32),
                          len(windows), time.perf_counter() - started, predictor.model_id)
 
     # ------------------------------------------------------------------ audio in
@@ -383,7 +389,8 @@ def classify_streams(jobs: list[tuple[EmotionPipeline, list[PendingWindow]]]) ->
     """Classify the voiced windows of several streams sharing one predictor in one batched call.
 
     Returns each stream's results in the order given. A window that cannot be classified (audio
-    that is not finite) gets a result with `error` set; the others are unaffected.
+    that is not finite) gets a result with `error` set; the others are unaffected. A window that closes
+    utterances carries them, scored where its pipeline wants them (utterances_wanted).
     """
     predictors = {id(pipeline.predictor) for pipeline, _ in jobs}
     if len(predictors) > 1:
@@ -401,7 +408,7 @@ def classify_streams(jobs: list[tuple[EmotionPipeline, list[PendingWindow]]]) ->
                 inputs.append(pipeline.mfcc(item))
                 if fused:
                     functionals.append(pipeline.functionals(item))
-            if item.utterances:     # scored with the statistics as its last window leaves them
+            if item.utterances and pipeline.utterances_wanted:   # with the statistics its last window leaves
                 utterances[id(item)] = pipeline.score_utterances(item.utterances)
                 utterance_seconds += sum(u.inference_time for u in utterances[id(item)])
     rows = iter(())

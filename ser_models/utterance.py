@@ -84,7 +84,7 @@ class UtteranceTracker:
                 return []
             fresh = fresh if first else min(fresh, hop)     # the hops before it were newest once, and silent
             self._open = PendingUtterance(end_ns - round((fresh - 1) / sample_rate * NS), end_ns, window[:0])
-        self._pieces.append(window[window.size - fresh:])
+        self._pieces.append(window[window.size - fresh:].copy())     # not a view that keeps the whole window
         if speech_at_end:
             self._open.end_ns, self._spoken = end_ns, len(self._pieces)
         if (end_ns - self._open.end_ns >= self.end_silence_ns

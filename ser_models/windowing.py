@@ -147,6 +147,43 @@ def predict_clips_online(predictor, waveforms, speakers, order,
                                                                                         weight))
 
 
+def predict_clips_as_utterances(predictor, waveforms, speakers, order, pause_seconds: float,
+                                settings=None) -> tuple[np.ndarray, int]:
+    """(clips, n_classes) as emotion/utterance publishes them, and how many clips no utterance overlapped
+    (their rows are zeros): each speaker's clips played one after another in `order` (clip indices), a
+    window's length of silence first and `pause_seconds` of it after every clip, through the node's own
+    pipeline (EmotionPipeline with `settings`: windows, energy gate, running statistics, utterances cut
+    at pauses). Each clip gets the utterance that overlaps its audio most. Waveforms at the model rate."""
+    from .pipeline import NS, EmotionPipeline
+    from .stream import StreamFormat
+    rate = predictor.sample_rate
+    scores = np.zeros((len(waveforms), len(predictor.labels)), dtype=np.float32)
+    missed = 0
+    pause = np.zeros(int(round(pause_seconds * rate)), np.float32)
+    for speaker in dict.fromkeys(speakers[index] for index in order):
+        pipeline = EmotionPipeline(predictor, StreamFormat(rate, 1, 'F32LE'), settings)
+        played, utterances, spans = 0, [], {}
+        for index, audio in [(None, np.zeros(predictor.window_samples, np.float32))] + [
+                (i, np.concatenate([waveforms[i], pause])) for i in order if speakers[i] == speaker]:
+            if index is not None:
+                spans[index] = (played, played + len(waveforms[index]))
+            pending = pipeline.push(audio.astype('<f4').tobytes(), stamp_ns=NS + round(played * NS / rate))
+            utterances += [u for result in pipeline.classify(pending) for u in result.utterances]
+            played += audio.size
+        utterances += [u for result in pipeline.classify(pipeline.flush()) for u in result.utterances]
+        utterances += pipeline.end_utterance()
+        pipeline.close()
+        heard = [(round((u.start_ns - NS) * rate / NS), round((u.end_ns - NS) * rate / NS) + 1, u) for u in utterances]
+        for index, (begin, end) in spans.items():
+            overlaps = [min(end, last) - max(begin, first) for first, last, _ in heard]
+            best = int(np.argmax(overlaps)) if overlaps else -1
+            if best < 0 or overlaps[best] <= 0:
+                missed += 1
+                continue
+            scores[index] = heard[best][2].probabilities
+    return scores, missed
+
+
 def speaker_normalizers(predictor, waveforms, speakers, fit=None) -> list | None:
     """For a model on speaker-normalised features, each clip's SpeakerNormalizer, fitted on every clip of
     its speaker (waveforms at the model rate; no label used), or with `fit` (a boolean per clip) on the

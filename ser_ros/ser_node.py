@@ -227,6 +227,11 @@ class AudioInput:
             self.windows_skipped_unvoiced += len(results) - len(published) - len(failed)
             self.node.latencies.extend(r.inference_time for r in classified)
 
+    def wants_utterances(self) -> bool:
+        """Whether anyone listens on emotion/utterance: scoring an utterance costs a fused model about
+        as much as 3 s of its stream's windows, so nobody listening costs nothing."""
+        return self.utterance_publisher.get_subscription_count() > 0
+
     def publish_utterances(self, utterances: list[Utterance], frame_id: str) -> None:
         for utterance in utterances:
             self.utterance_publisher.publish(utterance_message(utterance, frame_id))
@@ -473,6 +478,7 @@ class SerNode(Node):
                     if stream.queue:
                         jobs.append((stream, list(stream.queue), stream.frame_id))
                         stream.queue.clear()
+                        stream.pipeline.utterances_wanted = stream.wants_utterances()
             if not jobs:
                 continue
             try:
@@ -507,7 +513,8 @@ class SerNode(Node):
                 closing = [(stream, stream.pipeline.utterances.finish()) for stream in self.inputs
                            if stream.pipeline.utterances.is_open and not stream.queue
                            and not stream.pipeline.holding and self._quiet(stream)]
-            ended = [(stream, stream.pipeline.score_utterances(pending)) for stream, pending in closing]
+            ended = [(stream, stream.pipeline.score_utterances(pending)) for stream, pending in closing
+                     if stream.wants_utterances()]
         for stream, utterances in ended:
             stream.publish_utterances(utterances, stream.frame_id)
 

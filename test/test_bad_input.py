@@ -126,6 +126,7 @@ def test_format_mismatch_silence_clipping_and_empty_messages(session, speech):
     assert clipped and all(np.isfinite(m.probabilities).all() and abs(sum(m.probabilities) - 1) < 1e-4
                            for m in clipped)
     assert 'rejected audio message' in s.node.log()
+    assert s.counter('utterances published') == 0                # no one listens on emotion/utterance
 
 
 @pytest.mark.parametrize('rate,channels', [(8000, 1), (22050, 1), (44100, 2), (48000, 2), (96000, 1)])

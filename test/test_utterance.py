@@ -101,7 +101,8 @@ def test_an_utterance_is_scored_as_the_benchmark_scores_a_clip(model):
     predictor = ser_models.load(REPO / 'weights' / model)
     pcm = bag_pcm()[:int(4.9 * 16000)]
     pipeline = EmotionPipeline(predictor, StreamFormat())
-    for window in pipeline.push(pcm.tobytes(), stamp_ns=NS):      # up to the window that ends the utterance
+    # Up to the window that ends the utterance (a fused model's windows wait for the audio after them).
+    for window in pipeline.push(pcm.tobytes(), stamp_ns=NS) + pipeline.flush():
         (result,) = pipeline.classify([window])
         if result.utterances:
             break
@@ -111,16 +112,14 @@ def test_an_utterance_is_scored_as_the_benchmark_scores_a_clip(model):
     assert utterance.duration == pytest.approx(audio.size / 16000)
     if predictor.functionals is None:
         expected = predict_clips(predictor, [audio], 16000, normalizers=[pipeline.normalizer])[0]
-    else:    # the network's half as above; the classifier's on each window's functionals, standardised alike
+    else:    # the network's half as above; the classifier's on the windows of one openSMILE pass, standardised alike
         from ser_models.functionals import as_frames
-        from ser_models.windowing import clip_windows
         network = ser_models.load(REPO / 'weights' / model)
         network.functionals = None
-        windows = clip_windows(audio, predictor.window_samples, 8000)
-        vectors = as_frames(predictor.functionals.extractor.windows(windows))
-        classical = predictor.functionals.classify(pipeline.functionals_normalizer(vectors)[..., 0]).mean(axis=0)
+        vectors = predictor.functionals.extractor.stream_windows(audio, predictor.window_samples, 8000, True)
+        classical = predictor.functionals.classify(pipeline.functionals_normalizer(as_frames(vectors))[..., 0])
         expected = predictor.functionals.fuse(
-            predict_clips(network, [audio], 16000, normalizers=[pipeline.normalizer])[0], classical)
+            predict_clips(network, [audio], 16000, normalizers=[pipeline.normalizer])[0], classical.mean(axis=0))
     np.testing.assert_allclose(utterance.probabilities, expected, atol=1e-5)
     assert utterance.windows == 1 and utterance.label == predictor.labels[int(np.argmax(expected))]
 
@@ -151,3 +150,17 @@ def test_a_stream_that_stops_mid_utterance_hands_it_over_when_asked():
     (utterance,) = pipeline.end_utterance()
     assert utterance.windows == 1 and utterance.end_ns == classified[-1].end_ns
     assert pipeline.end_utterance() == []
+
+
+def test_clips_heard_as_utterances_each_get_the_utterance_of_their_own_audio():
+    """The benchmark's utterance view: clips played through the node's pipeline, one stream a speaker."""
+    from ser_models.windowing import predict_clips_as_utterances
+    sidecar = json.loads(BAG.with_suffix('.json').read_text())
+    pcm = bag_pcm().astype(np.float32) / 32768
+    audio = [pcm[int(c['start'] * 16000):int(c['end'] * 16000)] for c in sidecar['clips'][:3]]
+    predictor = ser_models.load(REPO / 'weights' / 'timnet')
+    scores, missed = predict_clips_as_utterances(predictor, audio, ['a', 'a', 'b'], [2, 0, 1], 1.5)
+    assert missed == 0 and np.allclose(scores.sum(axis=1), 1, atol=1e-5)
+    assert not np.allclose(scores[0], scores[1])
+    alone, _ = predict_clips_as_utterances(predictor, audio[2:], ['b'], [0], 1.5)
+    np.testing.assert_allclose(scores[2], alone[0], atol=1e-6)      # speaker a's stream never reaches it

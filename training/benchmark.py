@@ -8,6 +8,8 @@
     python -m training.benchmark rescore --only ROW --spectral-mix float16   # re-export folds, score again
     python -m training.benchmark stream-prior --only ROW            # validation node view per stream prior
                                                                     # (and per fusion weight, for fused rows)
+    python -m training.benchmark utterances --only ROW [--pause 1.5]    # test speakers as emotion/utterance
+                                                                    # publishes them, through the node's pipeline
     python -m training.benchmark keep --only ROW                    # store a row's fold (and final) models in git
 
 Folds: speakers of all corpora split into FOLDS groups at once (training.splits.speaker_folds), so
@@ -1358,6 +1360,60 @@ def stream_prior(names: list[str]) -> int:
     return 0
 
 
+# Seconds of silence after each test clip in the utterance view: longer than the node's 1 s utterance end.
+UTTERANCE_PAUSE = 1.5
+
+
+def served_fold_predictors(name: str, clips: list[Clip], splits: list[Split]):
+    """(number, split, predictor) per fold of a network or fused row, each predictor as the node would
+    load it: a fused row's network with its fold classifier on window functionals attached (one openSMILE
+    pass over the stream where the row fitted on such windows)."""
+    if not is_fused(name):
+        for number, split in enumerate(splits):
+            yield number, split, fold_predictor(name, number, split)
+        return
+    from ser_models.artifact import stream_prior_seconds
+    from ser_models.functionals import Functionals, FunctionalsExtractor
+    settings = ROWS[name].settings
+    extractor = FunctionalsExtractor(settings['functionals'])
+    for number, split, predictor, _, classify, pooled in fused_folds(name, clips, splits):
+        predictor.functionals = Functionals(
+            extractor, classify, pooled.summary(stream_prior_seconds(predictor.meta) / predictor.window_seconds),
+            settings.get('weight', 0.5), one_pass=bool(settings.get('one_pass')))
+        yield number, split, predictor
+
+
+def utterance_view(names: list[str], pause: float) -> int:
+    """Rows' test speakers as emotion/utterance would publish them: each speaker's test clips in random
+    order (stream_orders), `pause` s of silence after each, through the node's own pipeline (windows,
+    energy gate, running statistics, utterances cut at pauses and scored as clips); each clip takes the
+    utterance that overlaps it most. Stored with the row ('utterance_view': pause -> UAR) and printed.
+    It chooses nothing."""
+    from ser_models.windowing import predict_clips_as_utterances
+
+    from .data import load_audio
+    clips = benchmark_clips()
+    allowed = corpus_labels(clips)
+    for name in names:
+        result = scored_result(name)
+        folds, missed = [], 0
+        for number, split, predictor in served_fold_predictors(name, clips, benchmark_splits(clips, name)):
+            audio = [load_audio(c.path, predictor.sample_rate) for c in split.test]
+            scores, unheard = predict_clips_as_utterances(predictor, audio, [c.speaker_key for c in split.test],
+                                                          stream_orders(split.test)['shuffled'], pause)
+            folds.append({'corpora': score_fold(split.test, scores, predictor.labels, allowed)})
+            missed += unheard
+            print(f'[benchmark] {name} fold {number}: utterance view done, {unheard} clips without an utterance',
+                  flush=True)
+        view = {**uar_only(summarize(folds, result['summary']['labels'])), 'clips_without_utterance': missed}
+        result.setdefault('utterance_view', {})[f'{pause:g}'] = view
+        print(f'[benchmark] {name}, test speakers as emotion/utterance publishes them ({pause:g} s pauses): ' +
+              ', '.join(f"{d} {view[d]['uar_mean']:.3f}" for d in CORPORA if d in view) +
+              f", mean {view['mean']:.3f}; {missed} clips without an utterance", flush=True)
+        rewrite_result(name, result)
+    return 0
+
+
 def uar_only(summary: dict) -> dict:
     """A summary's mean of corpora and per-corpus UAR (mean, sd, folds, n), without its confusions."""
     return {'mean': summary['mean'], **{d: {k: summary[d][k] for k in ('uar_mean', 'uar_std', 'folds', 'n')}
@@ -2120,13 +2176,15 @@ def write_report(results_md: Path, readme: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('action', choices=['run', 'final', 'validate', 'rescore', 'stream-prior', 'report',
-                                           'commands', 'keep'])
+    parser.add_argument('action', choices=['run', 'final', 'validate', 'rescore', 'stream-prior', 'utterances',
+                                           'report', 'commands', 'keep'])
     parser.add_argument('--only', nargs='*', choices=sorted(ROWS), help='rows (default: all)')
     parser.add_argument('--jobs', type=int, default=2, help='network folds trained at once (one thread each)')
     parser.add_argument('--write', action='store_true',
                         help='with report: rewrite the tables in docs/results.md and README.md')
     parser.add_argument('--spectral-mix', default='float16', help='with rescore: ser_models.SPECTRAL_MIX')
+    parser.add_argument('--pause', type=float, default=UTTERANCE_PAUSE,
+                        help='with utterances: seconds of silence after each clip')
     args = parser.parse_args(argv)
     names = args.only or list(ROWS)
     if args.action == 'rescore':
@@ -2135,6 +2193,8 @@ def main(argv=None) -> int:
         return run(names, args.jobs)
     if args.action == 'stream-prior':
         return stream_prior(names)
+    if args.action == 'utterances':
+        return utterance_view(names, args.pause)
     if args.action == 'validate':
         return validate(names)
     if args.action == 'keep':
