@@ -57,8 +57,9 @@ def check_utterance_settings(end_silence: float, max_duration: float) -> None:
 class UtteranceTracker:
     """Feed it every window of one stream in order (add); it returns the utterances they close."""
 
-    def __init__(self, end_silence: float = 1.0, max_duration: float = 10.0):
+    def __init__(self, end_silence: float = 1.0, max_duration: float = 10.0, through_pause: bool = False):
         self.configure(end_silence, max_duration)
+        self.through_pause = through_pause      # its audio runs on through the pause that ended it
         self._open: PendingUtterance | None = None
         self._pieces: list[np.ndarray] = []      # the open utterance's audio, newest hop by newest hop
         self._spoken = 0                         # pieces up to the last that held speech
@@ -98,5 +99,5 @@ class UtteranceTracker:
         self._open, self._pieces, self._spoken = None, [], 0
         if utterance is None:
             return []
-        utterance.samples = np.concatenate(pieces[:spoken])
+        utterance.samples = np.concatenate(pieces if self.through_pause else pieces[:spoken])
         return [utterance]

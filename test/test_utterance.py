@@ -43,6 +43,10 @@ def test_an_utterance_ends_after_the_pause_and_keeps_the_audio_of_its_speech():
     np.testing.assert_array_equal(utterance.samples, stream[300:500])  # window 1's newest hop to window 4's end
     assert (utterance.start_ns, utterance.end_ns) == (seconds(300), seconds(499))
     assert not tracker.is_open and tracker.finish() == []
+    through = UtteranceTracker(end_silence=1.0, max_duration=10.0, through_pause=True)
+    (utterance,) = feed(through, [False, True, True, False, True, False, False, False])[0][6]
+    np.testing.assert_array_equal(utterance.samples, stream[300:600])  # on to the window that ended it
+    assert (utterance.start_ns, utterance.end_ns) == (seconds(300), seconds(499))
 
 
 def test_continuous_speech_is_cut_every_max_duration_without_losing_a_sample():

@@ -8,7 +8,7 @@
     python -m training.benchmark rescore --only ROW --spectral-mix float16   # re-export folds, score again
     python -m training.benchmark stream-prior --only ROW            # validation node view per stream prior
                                                                     # (and per fusion weight, for fused rows)
-    python -m training.benchmark utterances --only ROW [--pause 1.5]    # test speakers as emotion/utterance
+    python -m training.benchmark utterances --only ROW [--side validation]   # speakers as emotion/utterance
                                                                     # publishes them, through the node's pipeline
     python -m training.benchmark keep --only ROW                    # store a row's fold (and final) models in git
 
@@ -1383,12 +1383,12 @@ def served_fold_predictors(name: str, clips: list[Clip], splits: list[Split]):
         yield number, split, predictor
 
 
-def utterance_view(names: list[str], pause: float) -> int:
-    """Rows' test speakers as emotion/utterance would publish them: each speaker's test clips in random
-    order (stream_orders), `pause` s of silence after each, through the node's own pipeline (windows,
-    energy gate, running statistics, utterances cut at pauses and scored as clips); each clip takes the
-    utterance that overlaps it most. Stored with the row ('utterance_view': pause -> UAR) and printed.
-    It chooses nothing."""
+def utterance_view(names: list[str], pause: float, side: str = 'test', through_pause: bool = False) -> int:
+    """Rows' test (or validation) speakers as emotion/utterance would publish them: each speaker's clips
+    in random order (stream_orders), `pause` s of silence after each, through the node's own pipeline
+    (windows, energy gate, running statistics, utterances cut at pauses and scored as clips; through_pause:
+    UtteranceTracker's); each clip takes the utterance that overlaps it most. Stored with the row
+    ('utterance_view': '<side> <pause> s[ through pause]' -> UAR) and printed. Test speakers choose nothing."""
     from ser_models.windowing import predict_clips_as_utterances
 
     from .data import load_audio
@@ -1398,16 +1398,19 @@ def utterance_view(names: list[str], pause: float) -> int:
         result = scored_result(name)
         folds, missed = [], 0
         for number, split, predictor in served_fold_predictors(name, clips, benchmark_splits(clips, name)):
-            audio = [load_audio(c.path, predictor.sample_rate) for c in split.test]
-            scores, unheard = predict_clips_as_utterances(predictor, audio, [c.speaker_key for c in split.test],
-                                                          stream_orders(split.test)['shuffled'], pause)
-            folds.append({'corpora': score_fold(split.test, scores, predictor.labels, allowed)})
+            group = split.test if side == 'test' else split.validation
+            audio = [load_audio(c.path, predictor.sample_rate) for c in group]
+            scores, unheard = predict_clips_as_utterances(predictor, audio, [c.speaker_key for c in group],
+                                                          stream_orders(group)['shuffled'], pause,
+                                                          through_pause=through_pause)
+            folds.append({'corpora': score_fold(group, scores, predictor.labels, allowed)})
             missed += unheard
             print(f'[benchmark] {name} fold {number}: utterance view done, {unheard} clips without an utterance',
                   flush=True)
         view = {**uar_only(summarize(folds, result['summary']['labels'])), 'clips_without_utterance': missed}
-        result.setdefault('utterance_view', {})[f'{pause:g}'] = view
-        print(f'[benchmark] {name}, test speakers as emotion/utterance publishes them ({pause:g} s pauses): ' +
+        key = f'{side} {pause:g} s' + (' through pause' if through_pause else '')
+        result.setdefault('utterance_view', {})[key] = view
+        print(f'[benchmark] {name}, {side} speakers as emotion/utterance publishes them ({key}): ' +
               ', '.join(f"{d} {view[d]['uar_mean']:.3f}" for d in CORPORA if d in view) +
               f", mean {view['mean']:.3f}; {missed} clips without an utterance", flush=True)
         rewrite_result(name, result)
@@ -2185,6 +2188,10 @@ def main(argv=None) -> int:
     parser.add_argument('--spectral-mix', default='float16', help='with rescore: ser_models.SPECTRAL_MIX')
     parser.add_argument('--pause', type=float, default=UTTERANCE_PAUSE,
                         help='with utterances: seconds of silence after each clip')
+    parser.add_argument('--side', choices=['test', 'validation'], default='test',
+                        help='with utterances: whose clips are played')
+    parser.add_argument('--through-pause', action='store_true',
+                        help="with utterances: each utterance's audio runs on through the pause that ended it")
     args = parser.parse_args(argv)
     names = args.only or list(ROWS)
     if args.action == 'rescore':
@@ -2194,7 +2201,7 @@ def main(argv=None) -> int:
     if args.action == 'stream-prior':
         return stream_prior(names)
     if args.action == 'utterances':
-        return utterance_view(names, args.pause)
+        return utterance_view(names, args.pause, args.side, args.through_pause)
     if args.action == 'validate':
         return validate(names)
     if args.action == 'keep':
