@@ -135,7 +135,7 @@ def test_each_utterance_is_published_once_its_pause_comes_or_its_audio_stops(ros
         assert list(utterance.labels) == list(windows[0].labels) and abs(probabilities.sum() - 1) < 1e-4
         assert utterance.label == utterance.labels[int(np.argmax(probabilities))]
         assert utterance.confidence == pytest.approx(probabilities.max(), abs=1e-6)
-        assert utterance.window_duration == pytest.approx((end - start) / 1e9 + 1 / 16000, abs=1e-6)
+        assert utterance.window_duration >= (end - start) / 1e9      # its speech, and the pause scored with it
         assert 0 < utterance.inference_time < 5
 
 

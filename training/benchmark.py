@@ -1383,12 +1383,13 @@ def served_fold_predictors(name: str, clips: list[Clip], splits: list[Split]):
         yield number, split, predictor
 
 
-def utterance_view(names: list[str], pause: float, side: str = 'test', through_pause: bool = False) -> int:
+def utterance_view(names: list[str], pause: float, side: str = 'test', speech_only: bool = False) -> int:
     """Rows' test (or validation) speakers as emotion/utterance would publish them: each speaker's clips
     in random order (stream_orders), `pause` s of silence after each, through the node's own pipeline
-    (windows, energy gate, running statistics, utterances cut at pauses and scored as clips; through_pause:
-    UtteranceTracker's); each clip takes the utterance that overlaps it most. Stored with the row
-    ('utterance_view': '<side> <pause> s[ through pause]' -> UAR) and printed. Test speakers choose nothing."""
+    (windows, energy gate, running statistics, utterances cut at pauses and scored as clips; speech_only:
+    an utterance's audio stops at its last speech hop); each clip takes the utterance that overlaps it
+    most. Stored with the row ('utterance_view': '<side> <pause> s[ speech only]' -> UAR) and printed.
+    Test speakers choose nothing."""
     from ser_models.windowing import predict_clips_as_utterances
 
     from .data import load_audio
@@ -1402,13 +1403,13 @@ def utterance_view(names: list[str], pause: float, side: str = 'test', through_p
             audio = [load_audio(c.path, predictor.sample_rate) for c in group]
             scores, unheard = predict_clips_as_utterances(predictor, audio, [c.speaker_key for c in group],
                                                           stream_orders(group)['shuffled'], pause,
-                                                          through_pause=through_pause)
+                                                          speech_only=speech_only)
             folds.append({'corpora': score_fold(group, scores, predictor.labels, allowed)})
             missed += unheard
             print(f'[benchmark] {name} fold {number}: utterance view done, {unheard} clips without an utterance',
                   flush=True)
         view = {**uar_only(summarize(folds, result['summary']['labels'])), 'clips_without_utterance': missed}
-        key = f'{side} {pause:g} s' + (' through pause' if through_pause else '')
+        key = f'{side} {pause:g} s' + (' speech only' if speech_only else '')
         result.setdefault('utterance_view', {})[key] = view
         print(f'[benchmark] {name}, {side} speakers as emotion/utterance publishes them ({key}): ' +
               ', '.join(f"{d} {view[d]['uar_mean']:.3f}" for d in CORPORA if d in view) +
@@ -2190,8 +2191,9 @@ def main(argv=None) -> int:
                         help='with utterances: seconds of silence after each clip')
     parser.add_argument('--side', choices=['test', 'validation'], default='test',
                         help='with utterances: whose clips are played')
-    parser.add_argument('--through-pause', action='store_true',
-                        help="with utterances: each utterance's audio runs on through the pause that ended it")
+    parser.add_argument('--speech-only', action='store_true',
+                        help="with utterances: each utterance's audio stops at its last speech hop, not through "
+                             'the pause that ended it (the node until 2026-12-07)')
     args = parser.parse_args(argv)
     names = args.only or list(ROWS)
     if args.action == 'rescore':
@@ -2201,7 +2203,7 @@ def main(argv=None) -> int:
     if args.action == 'stream-prior':
         return stream_prior(names)
     if args.action == 'utterances':
-        return utterance_view(names, args.pause, args.side, args.through_pause)
+        return utterance_view(names, args.pause, args.side, args.speech_only)
     if args.action == 'validate':
         return validate(names)
     if args.action == 'keep':
