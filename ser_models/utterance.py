@@ -38,6 +38,7 @@ class Utterance:
     windows: int                # clip windows scored
     inference_time: float       # seconds spent on its features and model
     model_id: str
+    voiced = True               # as a window that held speech
 
     @property
     def label(self) -> str:

@@ -234,7 +234,7 @@ class AudioInput:
 
     def publish_utterances(self, utterances: list[Utterance], frame_id: str) -> None:
         for utterance in utterances:
-            self.utterance_publisher.publish(utterance_message(utterance, frame_id))
+            self.utterance_publisher.publish(emotion_message(utterance, frame_id))
         if utterances:
             with self.node.lock:
                 self.counters['utterances_published'] += len(utterances)
@@ -550,7 +550,9 @@ def to_time(nanoseconds: int) -> Time:
     return Time(sec=int(nanoseconds // 1_000_000_000), nanosec=int(nanoseconds % 1_000_000_000))
 
 
-def emotion_message(result: WindowResult, frame_id: str) -> Emotion:
+def emotion_message(result: WindowResult | Utterance, frame_id: str) -> Emotion:
+    """A window, or an utterance (its speech from window_start to the stamp, the seconds scored as its
+    window_duration)."""
     msg = Emotion()
     msg.header.stamp = to_time(result.end_ns)
     msg.header.frame_id = frame_id
@@ -564,23 +566,6 @@ def emotion_message(result: WindowResult, frame_id: str) -> Emotion:
         msg.label = result.label
         msg.confidence = result.confidence
         msg.inference_time = float(result.inference_time)
-    return msg
-
-
-def utterance_message(utterance: Utterance, frame_id: str) -> Emotion:
-    """An utterance as an Emotion: its speech's span (window_start to the stamp) and mean probabilities."""
-    msg = Emotion()
-    msg.header.stamp = to_time(utterance.end_ns)
-    msg.header.frame_id = frame_id
-    msg.window_start = to_time(utterance.start_ns)
-    msg.window_duration = float(utterance.duration)
-    msg.labels = utterance.labels
-    msg.model = utterance.model_id
-    msg.voiced = True
-    msg.probabilities = utterance.probabilities.astype(np.float32).tolist()
-    msg.label = utterance.label
-    msg.confidence = utterance.confidence
-    msg.inference_time = float(utterance.inference_time)
     return msg
 
 
