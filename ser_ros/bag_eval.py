@@ -69,15 +69,10 @@ def offline(bag, predictor, settings: PipelineSettings | None = None, audio_topi
 
 
 def to_timed(results, origin_ns: int) -> list[TimedEmotion]:
+    """WindowResults, or Utterances, on the bag's time line."""
     return [TimedEmotion((r.start_ns - origin_ns) / 1e9, (r.end_ns - origin_ns) / 1e9, r.voiced, r.label,
                          list(r.labels), [] if r.probabilities is None else [float(p) for p in r.probabilities])
             for r in results]
-
-
-def utterances_to_timed(results, origin_ns: int) -> list[TimedEmotion]:
-    """The utterances the results closed, as emotion/utterance publishes them."""
-    return [TimedEmotion((u.start_ns - origin_ns) / 1e9, (u.end_ns - origin_ns) / 1e9, True, u.label,
-                         list(u.labels), [float(p) for p in u.probabilities]) for r in results for u in r.utterances]
 
 
 def emotion_to_timed(msg, origin_ns: int) -> TimedEmotion:
@@ -186,7 +181,8 @@ def main(argv=None) -> int:
     else:
         predictor = ser_models.load(model_dir, backend=args.backend)
         results, _ = offline(bag, predictor)
-        windows, utterances = to_timed(results, origin), utterances_to_timed(results, origin)
+        windows = to_timed(results, origin)
+        utterances = to_timed([u for result in results for u in result.utterances], origin)
         model_id = predictor.model_id
     metrics = agreement(windows, sidecar, utterances)
     png = plot_timeline(windows, sidecar, args.png or f'{bag}-timeline.png',

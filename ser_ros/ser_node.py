@@ -228,8 +228,8 @@ class AudioInput:
             self.node.latencies.extend(r.inference_time for r in classified)
 
     def wants_utterances(self) -> bool:
-        """Whether anyone listens on emotion/utterance: scoring an utterance costs a fused model about
-        as much as 3 s of its stream's windows, so nobody listening costs nothing."""
+        """Whether anyone listens on emotion/utterance: a fused model's utterance costs another openSMILE
+        pass over its audio, so nobody listening costs nothing."""
         return self.utterance_publisher.get_subscription_count() > 0
 
     def publish_utterances(self, utterances: list[Utterance], frame_id: str) -> None:
