@@ -148,12 +148,12 @@ def predict_clips_online(predictor, waveforms, speakers, order,
 
 
 def predict_clips_as_utterances(predictor, waveforms, speakers, order, pause_seconds: float,
-                                settings=None, speech_only: bool = False) -> tuple[np.ndarray, int]:
+                                speech_only: bool = False) -> tuple[np.ndarray, int]:
     """(clips, n_classes) as emotion/utterance publishes them, and how many clips no utterance overlapped
     (their rows are zeros): each speaker's clips played one after another in `order` (clip indices), a
     window's length of silence first and `pause_seconds` of it after every clip, through the node's own
-    pipeline (EmotionPipeline with `settings`: windows, energy gate, running statistics, utterances cut
-    at pauses; speech_only: an utterance's audio stops at its last speech hop). Each clip gets the
+    pipeline (EmotionPipeline with the node's default settings: windows, energy gate, running statistics,
+    utterances cut at pauses; speech_only: an utterance's audio stops at its last speech hop). Each clip gets the
     utterance that overlaps its audio most. Waveforms at the model rate."""
     from .pipeline import NS, EmotionPipeline
     from .stream import StreamFormat
@@ -162,7 +162,7 @@ def predict_clips_as_utterances(predictor, waveforms, speakers, order, pause_sec
     missed = 0
     pause = np.zeros(int(round(pause_seconds * rate)), np.float32)
     for speaker in dict.fromkeys(speakers[index] for index in order):
-        pipeline = EmotionPipeline(predictor, StreamFormat(rate, 1, 'F32LE'), settings)
+        pipeline = EmotionPipeline(predictor, StreamFormat(rate, 1, 'F32LE'))
         pipeline.utterances.through_pause = not speech_only
         played, utterances, spans = 0, [], {}
         for index, audio in [(None, np.zeros(predictor.window_samples, np.float32))] + [
