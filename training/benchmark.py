@@ -360,6 +360,12 @@ ROWS = {
                   'the network meets three times the voices' + text,
         'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, *VIRTUAL_SPEAKERS, *seed))
        for suffix, text, seed in TWO_DRAWS},
+    **{f'timnet_v6_loud_statistics{suffix}': Row(
+        NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation and learning from the same teacher row, '
+                  'speaker statistics (training\'s, the prior and a stream\'s) over loud frames only (within 30 dB '
+                  'of the loudest in their window), so pauses between utterances do not move them' + text,
+        'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'features.speaker_frames=loud', *seed))
+       for suffix, text, seed in TWO_DRAWS},
     **{f'{source}_speeds': Row(NETWORKS, f'{TIMNET_V6}, {source}\'s models, each window also heard played 0.9 and '
                                          '1.1 times as fast', 'stream',
                                {'weights_of': source, 'test_time_speeds': TEST_TIME_SPEEDS})
