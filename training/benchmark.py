@@ -173,6 +173,8 @@ def speaker_validated(training: dict, teacher: str) -> dict:
     return {**with_overrides(training, SPEAKER_VALIDATION), 'teachers': [teacher]}
 
 
+LMU_TEACHER_SPEAKER_VALIDATION = {'config': 'config/train/lmu.yaml',
+                                  'overrides': [*LMU_PITCH_EMA, 'training.epochs=40', SPEAKER_VALIDATION]}
 TIMNET_V6_SPEAKER_VALIDATION = speaker_validated(TIMNET_V6_TRAINING, 'lmu_teacher_speaker_validation')
 TIMNET_EGEMAPS_TARGETS = with_overrides(TIMNET_V6_TRAINING, 'training.feature_targets=egemaps')
 
@@ -338,8 +340,12 @@ ROWS = {
                                {'weights_of': source, 'test_time_speeds': TEST_TIME_SPEEDS})
        for source, seed in (('timnet_partial_rerun', 0), ('timnet_partial_seed1', 1))},
     'lmu_teacher_speaker_validation': Row(NETWORKS, f'{LMU_V7}, {SPEAKER_VALIDATION_TEXT}', 'network',
-                                          {'config': 'config/train/lmu.yaml',
-                                           'overrides': [*LMU_PITCH_EMA, 'training.epochs=40', SPEAKER_VALIDATION]}),
+                                          LMU_TEACHER_SPEAKER_VALIDATION),
+    'lmu_teacher_loud_statistics': Row(NETWORKS, f'{LMU_V7}, validated as lmu_teacher_speaker_validation, speaker '
+                                               'statistics over loud frames only (within 30 dB of the loudest in '
+                                               'their window): the teacher of timnet_v6_loud_statistics', 'network',
+                                         with_overrides(LMU_TEACHER_SPEAKER_VALIDATION,
+                                                        'features.speaker_frames=loud')),
     'timnet_v6_speaker_validation': Row(NETWORKS, f'{TIMNET_V6}, {SPEAKER_VALIDATION_TEXT}, its LMU teacher '
                                         'lmu_teacher_speaker_validation validated so too', 'network',
                                         TIMNET_V6_SPEAKER_VALIDATION),
@@ -363,8 +369,10 @@ ROWS = {
     **{f'timnet_v6_loud_statistics{suffix}': Row(
         NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation and learning from the same teacher row, '
                   'speaker statistics (training\'s, the prior and a stream\'s) over loud frames only (within 30 dB '
-                  'of the loudest in their window), so pauses between utterances do not move them' + text,
-        'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'features.speaker_frames=loud', *seed))
+                  'of the loudest in their window), so pauses between utterances do not move them; its teacher '
+                  'lmu_teacher_loud_statistics counts them so too' + text,
+        'network', with_overrides(speaker_validated(TIMNET_V6_TRAINING, 'lmu_teacher_loud_statistics'),
+                                  'features.speaker_frames=loud', *seed))
        for suffix, text, seed in TWO_DRAWS},
     **{f'{source}_speeds': Row(NETWORKS, f'{TIMNET_V6}, {source}\'s models, each window also heard played 0.9 and '
                                          '1.1 times as fast', 'stream',
