@@ -367,10 +367,10 @@ ROWS = {
         'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, *VIRTUAL_SPEAKERS, *seed))
        for suffix, text, seed in TWO_DRAWS},
     **{f'timnet_v6_loud_statistics{suffix}': Row(
-        NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation and learning from the same teacher row, '
-                  'speaker statistics (training\'s, the prior and a stream\'s) over loud frames only (within 30 dB '
-                  'of the loudest in their window), so pauses between utterances do not move them; its teacher '
-                  'lmu_teacher_loud_statistics counts them so too' + text,
+        NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation, speaker statistics (training\'s, the '
+                  'prior and a stream\'s) over loud frames only (within 30 dB of the loudest in their window), so '
+                  'pauses between utterances do not move them, learning from lmu_teacher_loud_statistics, which '
+                  'counts them so too' + text,
         'network', with_overrides(speaker_validated(TIMNET_V6_TRAINING, 'lmu_teacher_loud_statistics'),
                                   'features.speaker_frames=loud', *seed))
        for suffix, text, seed in TWO_DRAWS},
