@@ -17,6 +17,7 @@ import jsonschema
 import numpy as np
 
 from .features import FeatureConfig
+from .functionals import FUSION_RULES
 from .functionals import KINDS as FUNCTIONAL_KINDS
 
 FORMAT_VERSION = 1
@@ -80,7 +81,7 @@ MODEL_JSON_SCHEMA = {
             'properties': {'shares': {'type': 'array', 'items': {'type': 'number', 'exclusiveMinimum': 0}},
                            'correction': {'type': 'number', 'minimum': 0, 'maximum': 1}}},
         # A fused model: a classifier on each window's acoustic functionals (ser_models.functionals),
-        # its probabilities averaged with the network's at `weight`.
+        # its probabilities joined with the network's at `weight` by `fusion` (absent: 'mean').
         'functionals': {
             'type': 'object', 'required': ['kind', 'onnx', 'classes', 'weight', 'speaker_normalization'],
             'properties': {'kind': {'enum': list(FUNCTIONAL_KINDS)},
@@ -89,6 +90,7 @@ MODEL_JSON_SCHEMA = {
                                        'uniqueItems': True},
                            'weight': {'type': 'number', 'exclusiveMinimum': 0, 'maximum': 1},
                            'one_pass': {'type': 'boolean'},   # fitted on one-pass functionals; absent: false
+                           'fusion': {'enum': list(FUSION_RULES)},
                            'speaker_normalization': {
                                'type': 'object', 'required': ['mean', 'std', 'frames'],
                                'properties': {'mean': {'type': 'array', 'items': {'type': 'number'}},

@@ -17,6 +17,10 @@ from .features import FeatureConfig, MfccExtractor, SpeakerNormalizer
 FUNCTIONAL_SETS = {'egemaps': 'eGeMAPSv02', 'compare': 'ComParE_2016'}
 MFCC_STATISTICS = 'mfcc_stats'   # '<set>+mfcc_stats': the set's functionals, then mfcc_statistics of the window
 KINDS = (*FUNCTIONAL_SETS, *(f'{name}+{MFCC_STATISTICS}' for name in FUNCTIONAL_SETS))
+# How the two halves' probabilities join: their weighted mean, or their weighted geometric mean
+# (log-probabilities averaged, renormalised), where one half's near-zero vetoes a label.
+FUSION_RULES = ('mean', 'geometric')
+PROBABILITY_FLOOR = 1e-6
 STREAM_LOOKAHEAD = 0.25    # seconds: a window's functionals need about 80 ms of audio after its end (F0 smoothing)
 
 
@@ -250,23 +254,31 @@ class Functionals:
     windows), where a stream's start. weight: the share of the fused probability. extractor: waveform ->
     (dims,) functionals (None where they come precomputed). one_pass: the classifier was fitted on
     functionals from one pass over each clip (FunctionalsExtractor.stream_windows), so a stream computes
-    them in one pass too (StreamFunctionals); else one call a window.
+    them in one pass too (StreamFunctionals); else one call a window. rule: one of FUSION_RULES.
     """
 
     def __init__(self, extractor: Callable[[np.ndarray], np.ndarray] | None,
                  classify: Callable[[np.ndarray], np.ndarray], prior: dict, weight: float = 0.5,
-                 one_pass: bool = False):
+                 one_pass: bool = False, rule: str = 'mean'):
         if not 0.0 < weight <= 1.0:
             raise ValueError(f'functionals weight must be in (0, 1], got {weight}')
+        if rule not in FUSION_RULES:
+            raise ValueError(f'fusion rule must be one of {FUSION_RULES}, got {rule!r}')
         self.extractor, self.classify, self.prior, self.weight = extractor, classify, prior, weight
-        self.one_pass = one_pass
+        self.one_pass, self.rule = one_pass, rule
 
     def stream_normalizer(self) -> SpeakerNormalizer:
         return SpeakerNormalizer(len(self.prior['mean']), prior=self.prior)
 
     def fuse(self, network: np.ndarray, functionals: np.ndarray) -> np.ndarray:
-        """Window probabilities of the network and of the classifier, averaged with the weight."""
-        return ((1.0 - self.weight) * network + self.weight * functionals).astype(np.float32)
+        """Probabilities of the network and of the classifier (a window's, or a clip's window means),
+        joined by the rule at the weight."""
+        if self.rule == 'mean':
+            return ((1.0 - self.weight) * network + self.weight * functionals).astype(np.float32)
+        log_joint = ((1.0 - self.weight) * np.log(np.maximum(network, PROBABILITY_FLOOR))
+                     + self.weight * np.log(np.maximum(functionals, PROBABILITY_FLOOR)))
+        joint = np.exp(log_joint - log_joint.max(axis=-1, keepdims=True))
+        return (joint / joint.sum(axis=-1, keepdims=True)).astype(np.float32)
 
     def clip_probabilities(self, vectors: Sequence[np.ndarray], speakers: Sequence[str],
                            order: Sequence[int] | None = None, weight: float = 1.0) -> np.ndarray:
@@ -321,4 +333,5 @@ def load_functionals(meta: dict, threads: int = 1) -> Functionals | None:
         probabilities[:, columns] = session.run(['probabilities'], {name: standardised.astype(np.float32)})[0]
         return probabilities
     extractor = FunctionalsExtractor(spec['kind'], meta['sample_rate'])
-    return Functionals(extractor, classify, spec['speaker_normalization'], spec['weight'], spec.get('one_pass', False))
+    return Functionals(extractor, classify, spec['speaker_normalization'], spec['weight'], spec.get('one_pass', False),
+                       spec.get('fusion', 'mean'))

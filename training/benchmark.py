@@ -886,6 +886,12 @@ ROWS.update(one_pass_variants('egemaps_one_pass_through_end_svm_early_statistics
                               '(the 10 s prior, the clip and up to 3 more of its speaker\'s clips), as the node '
                               'meets a voice\'s first clips', {'svm_early_share': 0.5, 'svm_early_clips': 4}))
 
+# The unseen-carve pairs with the two halves joined by their geometric mean (log-probabilities averaged at the
+# same weight, renormalised) instead of their arithmetic mean: a label one half all but rules out loses.
+ROWS.update(one_pass_variants('egemaps_one_pass_through_end_geometric', 'the network\'s and the SVM\'s '
+                              'probabilities joined by their geometric mean (log-probabilities averaged, '
+                              'renormalised) instead of their arithmetic mean', {'fusion': 'geometric'}))
+
 # The virtual-speaker LMU draws fused as the unseen-carve LMU is (one draw of that baseline).
 ROWS.update({f'fused_lmu_v9_virtual_speakers{suffix}_egemaps_one_pass_through_end': Row(
     FUSIONS, 'As fused_lmu_v9_speaker_validation_egemaps_one_pass_through_end, with the fold models of '
@@ -1393,7 +1399,7 @@ def served_fold_predictors(name: str, clips: list[Clip], splits: list[Split]):
     for number, split, predictor, _, classify, pooled in fused_folds(name, clips, splits):
         predictor.functionals = Functionals(
             extractor, classify, pooled.summary(stream_prior_seconds(predictor.meta) / predictor.window_seconds),
-            settings.get('weight', 0.5), one_pass=bool(settings.get('one_pass')))
+            settings.get('weight', 0.5), one_pass=bool(settings.get('one_pass')), rule=settings.get('fusion', 'mean'))
         yield number, split, predictor
 
 
@@ -1677,9 +1683,10 @@ def score_fused_windows(name: str, clips: list[Clip], splits: list[Split]) -> li
     allowed = corpus_labels(clips)
     folds = []
     for number, split, predictor, windows_of, classify, pooled in fused_folds(name, clips, splits):
+        settings = ROWS[name].settings
         functionals = Functionals(None, classify,
                                   pooled.summary(stream_prior_seconds(predictor.meta) / predictor.window_seconds),
-                                  ROWS[name].settings.get('weight', 0.5))
+                                  settings.get('weight', 0.5), rule=settings.get('fusion', 'mean'))
         weight = HOP_SECONDS / predictor.window_seconds
         folds.append({'fold': number, 'test_speakers': sorted({c.speaker_key for c in split.test})})
         for side, group in (('test', split.test), ('validation', split.validation)):

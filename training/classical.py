@@ -207,7 +207,7 @@ def probabilities_in_label_order(model, n_labels: int):
 
 
 def export_functionals(model, directory: Path, kind: str, labels: Sequence[str], prior: dict,
-                       weight: float, one_pass: bool = False) -> dict:
+                       weight: float, one_pass: bool = False, fusion: str = 'mean') -> dict:
     """The classifier as directory/functionals.onnx (skl2onnx) and its model.json 'functionals' entry."""
     from skl2onnx import to_onnx
 
@@ -219,4 +219,5 @@ def export_functionals(model, directory: Path, kind: str, labels: Sequence[str],
     path.write_bytes(graph.SerializeToString())
     return {'kind': kind, 'onnx': {'file': path.name, 'sha256': sha256_of(path)},
             'classes': [labels[int(c)] for c in model.classes_], 'weight': weight, 'one_pass': one_pass,
+            'fusion': fusion,
             'speaker_normalization': {key: prior[key] for key in ('mean', 'std', 'frames')}}

@@ -100,7 +100,7 @@ def fitted_functionals(meta: dict, settings: dict, target: Path, data: Path) -> 
                                    early=early_statistics_fit(settings, meta))
     prior = pooled.summary(stream_prior_seconds(meta) / meta['window_seconds'])
     entry = export_functionals(model, target, settings['functionals'], meta['labels'], prior,
-                               settings.get('weight', 0.5), bool(one_pass))
+                               settings.get('weight', 0.5), bool(one_pass), settings.get('fusion', 'mean'))
     return entry, {'classifier': settings['classifier'], **options,
                    **{key: settings[key] for key in ('svm_virtual_speeds', 'svm_early_share', 'svm_early_clips')
                       if key in settings},
