@@ -8,8 +8,9 @@
     python -m training.benchmark rescore --only ROW --spectral-mix float16   # re-export folds, score again
     python -m training.benchmark stream-prior --only ROW            # validation node view per stream prior
                                                                     # (and per fusion weight, for fused rows)
-    python -m training.benchmark utterances --only ROW [--side validation]   # speakers as emotion/utterance
-                                                                    # publishes them, through the node's pipeline
+    python -m training.benchmark utterances --only ROW [--side validation] [--stream-prior S]
+                                                                    # speakers as emotion/utterance publishes
+                                                                    # them, through the node's pipeline
     python -m training.benchmark keep --only ROW                    # store a row's fold (and final) models in git
 
 Folds: speakers of all corpora split into FOLDS groups at once (training.splits.speaker_folds), so
@@ -1403,22 +1404,28 @@ def served_fold_predictors(name: str, clips: list[Clip], splits: list[Split]):
         yield number, split, predictor
 
 
-def utterance_view(names: list[str], pause: float, side: str = 'test', speech_only: bool = False) -> int:
+def utterance_view(names: list[str], pause: float, side: str = 'test', speech_only: bool = False,
+                   prior_seconds: float | None = None) -> int:
     """Rows' test (or validation) speakers as emotion/utterance would publish them: each speaker's clips
     in random order (stream_orders), `pause` s of silence after each, through the node's own pipeline
     (windows, energy gate, running statistics, utterances cut at pauses and scored as clips; speech_only:
     an utterance's audio stops at its last speech hop); each clip takes the utterance that overlaps it
-    most. Stored with the row ('utterance_view': '<side> <pause> s[ speech only]' -> UAR) and printed.
-    Test speakers choose nothing."""
+    most. prior_seconds: a network's streams start from its training prior counted as that many seconds
+    instead of the row's. Stored with the row ('utterance_view': '<side> <pause> s[ speech only][ prior
+    <seconds> s]' -> UAR) and printed. Test speakers choose nothing."""
     from ser_models.windowing import predict_clips_as_utterances
 
     from .data import load_audio
     clips = benchmark_clips()
     allowed = corpus_labels(clips)
     for name in names:
+        if prior_seconds is not None and is_fused(name):
+            raise SystemExit(f'{name}: --stream-prior sets a network\'s prior; a fused row has two')
         result = scored_result(name)
         folds, missed = [], 0
         for number, split, predictor in served_fold_predictors(name, clips, benchmark_splits(clips, name)):
+            if prior_seconds is not None:
+                predictor = with_prior(predictor, prior_seconds)
             group = split.test if side == 'test' else split.validation
             audio = [load_audio(c.path, predictor.sample_rate) for c in group]
             scores, unheard = predict_clips_as_utterances(predictor, audio, [c.speaker_key for c in group],
@@ -1429,7 +1436,8 @@ def utterance_view(names: list[str], pause: float, side: str = 'test', speech_on
             print(f'[benchmark] {name} fold {number}: utterance view done, {unheard} clips without an utterance',
                   flush=True)
         view = {**uar_only(summarize(folds, result['summary']['labels'])), 'clips_without_utterance': missed}
-        key = f'{side} {pause:g} s' + (' speech only' if speech_only else '')
+        key = (f'{side} {pause:g} s' + (' speech only' if speech_only else '')
+               + (f' prior {prior_seconds:g} s' if prior_seconds is not None else ''))
         result.setdefault('utterance_view', {})[key] = view
         print(f'[benchmark] {name}, {side} speakers as emotion/utterance publishes them ({key}): ' +
               ', '.join(f"{d} {view[d]['uar_mean']:.3f}" for d in CORPORA if d in view) +
@@ -2215,6 +2223,8 @@ def main(argv=None) -> int:
     parser.add_argument('--speech-only', action='store_true',
                         help="with utterances: each utterance's audio stops at its last speech hop, not through "
                              'the pause that ended it (the node until 2026-12-07)')
+    parser.add_argument('--stream-prior', type=float, metavar='SECONDS',
+                        help="with utterances: a network's streams start from its training prior worth SECONDS")
     args = parser.parse_args(argv)
     names = args.only or list(ROWS)
     if args.action == 'rescore':
@@ -2224,7 +2234,7 @@ def main(argv=None) -> int:
     if args.action == 'stream-prior':
         return stream_prior(names)
     if args.action == 'utterances':
-        return utterance_view(names, args.pause, args.side, args.speech_only)
+        return utterance_view(names, args.pause, args.side, args.speech_only, args.stream_prior)
     if args.action == 'validate':
         return validate(names)
     if args.action == 'keep':
