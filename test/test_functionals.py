@@ -110,7 +110,7 @@ def test_mfcc_statistics_follow_a_windows_egemaps():
 FUNCTIONAL_DIMS = {'egemaps': 88, 'egemaps+mfcc_stats': 88 + 156}
 
 
-def fused_copy(directory, weight: float = 0.5, one_pass: bool = False, kind: str = 'egemaps'):
+def fused_copy(directory, weight: float = 0.5, one_pass: bool = False, kind: str = 'egemaps', fusion: str = 'mean'):
     """The shipped TIM-Net with a classical half: an RBF SVM on random functionals (of `kind`) of three
     of its classes, exported as the ship does (one_pass: as if fitted on one-pass functionals); returns
     (directory, the fitted scikit-learn model)."""
@@ -125,7 +125,7 @@ def fused_copy(directory, weight: float = 0.5, one_pass: bool = False, kind: str
     vectors = [rng.normal(t, 1.0, size=(3, FUNCTIONAL_DIMS[kind])).astype(np.float32) for t in targets]
     model, pooled = fit_on_windows('svm', vectors, [f's{i % 4}' for i in range(len(targets))], targets)
     meta['functionals'] = export_functionals(model, directory, kind, meta['labels'], pooled.summary(0.5),
-                                             weight, one_pass)
+                                             weight, one_pass, fusion)
     (directory / 'model.json').write_text(json.dumps(meta))
     return directory, model
 
@@ -284,6 +284,24 @@ def test_a_lone_prediction_of_a_fused_model_fuses_with_the_prior(tmp_path):
     classical = fused.functionals.classify(statistics(as_frames(fused.functionals.extractor(window)))[None, :, 0])[0]
     network = fused.network_windows(window[None])[0]
     np.testing.assert_allclose(fused.predict(window, 16000), 0.6 * network + 0.4 * classical, atol=1e-6)
+
+
+def test_model_json_names_the_fusion_rule_and_refuses_an_unknown_one(tmp_path):
+    pytest.importorskip('skl2onnx')
+    from ser_models import ArtifactError, load
+    directory, _ = fused_copy(tmp_path / 'fused', weight=0.4, fusion='geometric')
+    fused = load(directory)
+    window = voiced(3.0)
+    statistics = fused.functionals.stream_normalizer()
+    classical = fused.functionals.classify(statistics(as_frames(fused.functionals.extractor(window)))[None, :, 0])[0]
+    network = fused.network_windows(window[None])[0]
+    joint = np.exp(0.6 * np.log(np.maximum(network, 1e-6)) + 0.4 * np.log(np.maximum(classical, 1e-6)))
+    np.testing.assert_allclose(fused.predict(window, 16000), joint / joint.sum(), atol=1e-5)
+    meta = json.loads((directory / 'model.json').read_text())
+    meta['functionals']['fusion'] = 'product'
+    (directory / 'model.json').write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match='product'):
+        load(directory)
 
 
 def test_an_ensemble_does_not_drop_a_members_classical_half(tmp_path):
