@@ -244,6 +244,42 @@ def test_virtual_speakers_are_standardised_with_their_own_statistics(tmp_path):
         train_config.resolve(overrides=['augment.virtual_speaker_prob=0.5', 'augment.virtual_speaker_speeds=[0.9]'])
 
 
+def test_paused_windows_hear_their_clip_then_silence_with_statistics_that_count_it(tmp_path):
+    """augment.stream_pause_prob: a window of its clip followed by stream_pause_seconds of silence,
+    standardised with its speaker's statistics over clips each so followed, as a stream counts pauses."""
+    from ser_models.features import FeatureConfig, MfccExtractor, SpeakerNormalizer
+    from training.data import ClipSet, WindowBatcher
+    from training.datasets import Clip
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    clips = []
+    for n in range(3):
+        voice = sum(0.1 / k * np.sin(2 * np.pi * (140 + 30 * n) * k * t) for k in range(1, 6))
+        sf.write(tmp_path / f'a{n}.flac', voice.astype(np.float32), 16000)
+        clips.append(Clip(tmp_path / f'a{n}.flac', 'tones', 'a', 'neutral'))
+    extractor = MfccExtractor(FeatureConfig(normalize='speaker'))
+    clip_set = ClipSet(clips, ['neutral'], 16000)
+    clip_set.fit_speaker_normalizers(extractor, pause_seconds=1.5)
+    followed = [np.concatenate([audio, np.zeros(24000, np.float32)]) for audio in clip_set.audio]
+    expected = SpeakerNormalizer.fit([extractor(audio) for audio in followed], extractor.config)
+    paused = clip_set.paused_statistics[1][0]
+    np.testing.assert_allclose(paused.mean, expected.mean, rtol=1e-5, atol=1e-5)
+    assert paused.mean[0] < clip_set.normalizers[0].mean[0] - 10    # silence pulls the level down
+    quiet = dict(train_config.DEFAULTS['augment'], noise_prob=0.0, speed_prob=0.0, shift_max_seconds=0.0,
+                 gain_db=[0.0, 0.0], spec_time_masks=0, spec_freq_masks=0)
+    window = np.zeros(48000, dtype=np.float32)
+    window[4000:44000] = followed[2]
+    batch, _ = WindowBatcher(extractor, 48000, dict(quiet, stream_pause_prob=1.0)).training_batch(clip_set, [2], rng)
+    np.testing.assert_allclose(batch[0], paused(extractor(window[None])[0]), atol=1e-4)
+    # Without the share, windows and statistics are as before.
+    plain, _ = WindowBatcher(extractor, 48000, quiet).training_batch(clip_set, [2], rng)
+    window = np.zeros(48000, dtype=np.float32)
+    window[16000:32000] = clip_set.audio[2]
+    np.testing.assert_allclose(plain[0], clip_set.normalizers[2](extractor(window[None])[0]), atol=1e-4)
+    with pytest.raises(ValueError, match='stream_pause_prob needs'):
+        train_config.resolve(overrides=['augment.stream_pause_prob=0.5'])
+
+
 @pytest.mark.parametrize('keeps_f0, semitones', [(False, 12 + 12 * np.log2(1.25)), (True, 12.0)])
 def test_speed_perturbation_can_leave_the_f0_channel_where_the_speaker_has_it(tmp_path, keeps_f0, semitones):
     from ser_models.features import FeatureConfig, MfccExtractor

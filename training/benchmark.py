@@ -375,6 +375,13 @@ ROWS = {
         'network', with_overrides(speaker_validated(TIMNET_V6_TRAINING, 'lmu_teacher_loud_statistics'),
                                   'features.speaker_frames=loud', *seed))
        for suffix, text, seed in TWO_DRAWS},
+    **{f'timnet_v6_stream_pauses{suffix}': Row(
+        NETWORKS, f'{TIMNET_V6}, validated as timnet_v6_speaker_validation and learning from the same teacher row, '
+                  'half its training windows cut from their clip followed by 1.5 s of silence and standardised '
+                  'with statistics over its speaker\'s clips each so followed (partial ones as before), as a '
+                  'stream counts the pause after each utterance' + text,
+        'network', with_overrides(TIMNET_V6_SPEAKER_VALIDATION, 'augment.stream_pause_prob=0.5', *seed))
+       for suffix, text, seed in TWO_DRAWS},
     **{f'{source}_speeds': Row(NETWORKS, f'{TIMNET_V6}, {source}\'s models, each window also heard played 0.9 and '
                                          '1.1 times as fast', 'stream',
                                {'weights_of': source, 'test_time_speeds': TEST_TIME_SPEEDS})

@@ -52,6 +52,10 @@ DEFAULTS = {
         # played at one of these speeds, standardised with that virtual speaker's own statistics (all its
         # clips played so) rather than the real speaker's; speed_prob's perturbation still applies on top.
         'virtual_speaker_prob': 0.0, 'virtual_speaker_speeds': [],
+        # Speaker-normalised models: a share of windows comes from their clip followed by
+        # stream_pause_seconds of silence, standardised with statistics over clips each so followed,
+        # as a stream's statistics count the pause after each utterance; 0 off.
+        'stream_pause_prob': 0.0, 'stream_pause_seconds': 1.5,
     },
     'training': {
         'epochs': 60, 'batch_size': 64,
@@ -148,4 +152,8 @@ def resolve(config_file=None, presets=(), overrides=()) -> dict:
                                             or not augment['virtual_speaker_speeds']):
         raise ValueError('augment.virtual_speaker_prob needs features.normalize=speaker (a virtual speaker is its '
                          'own statistics) and augment.virtual_speaker_speeds')
+    if augment['stream_pause_prob'] and (config['features'].get('normalize') != 'speaker'
+                                         or augment['stream_pause_seconds'] <= 0):
+        raise ValueError('augment.stream_pause_prob needs features.normalize=speaker and augment.stream_pause_seconds '
+                         '> 0')
     return config

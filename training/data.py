@@ -31,23 +31,28 @@ class ClipSet:
         self.audio = [load_audio(c.path, sample_rate) for c in clips]
         self.normalizers: list[SpeakerNormalizer] | None = None
 
-    def fit_speaker_normalizers(self, features: MfccExtractor, virtual_speeds=()) -> None:
+    def fit_speaker_normalizers(self, features: MfccExtractor, virtual_speeds=(), pause_seconds: float = 0.0) -> None:
         """Each clip gets its speaker's MFCC statistics, taken over all of that speaker's clips; each
         clip's own statistics are kept too (clip_statistics), for statistics of a few clips.
 
         Each of virtual_speeds makes every speaker a second, virtual one: its clips played that many times
-        as fast (tempo, pitch and formants together), with statistics of their own (statistics_at)."""
+        as fast (tempo, pitch and formants together), with statistics of their own (statistics_at).
+        pause_seconds > 0: statistics of every clip followed by that much silence are kept too
+        (paused_statistics), as a stream's statistics count the pause after each utterance."""
         self.speaker_clips: dict[str, list[int]] = {}
         for index, clip in enumerate(self.clips):
             self.speaker_clips.setdefault(clip.speaker_key, []).append(index)
         self.statistics_at = {speed: self._statistics(features, speed) for speed in (1.0, *virtual_speeds)}
         self.clip_statistics, self.normalizers = self.statistics_at[1.0]
+        self.pause_samples = int(round(pause_seconds * features.config.sample_rate))
+        self.paused_statistics = self._statistics(features, 1.0, self.pause_samples) if self.pause_samples else None
 
-    def _statistics(self, features: MfccExtractor, speed: float) -> tuple[list, list]:
-        """(each clip's statistics, each clip's speaker statistics) with every clip played at `speed`."""
+    def _statistics(self, features: MfccExtractor, speed: float, pause_samples: int = 0) -> tuple[list, list]:
+        """(each clip's statistics, each clip's speaker statistics) with every clip played at `speed`, then
+        pause_samples of silence."""
         rate = features.config.sample_rate
-        clip_statistics = [SpeakerNormalizer.fit([features(self.played_at(index, speed, rate))], features.config)
-                           for index in range(len(self.clips))]
+        clip_statistics = [SpeakerNormalizer.fit([features(self.heard(index, speed, rate, pause_samples))],
+                                                 features.config) for index in range(len(self.clips))]
         normalizers = [None] * len(self.clips)
         for indices in self.speaker_clips.values():
             normalizer = SpeakerNormalizer.merged(clip_statistics[i] for i in indices)
@@ -59,16 +64,21 @@ class ClipSet:
         audio = self.audio[index]
         return audio if speed == 1.0 else change_speed(audio, speed, sample_rate)
 
+    def heard(self, index: int, speed: float, sample_rate: int, pause_samples: int = 0) -> np.ndarray:
+        """Clip `index` played at `speed`, then pause_samples of silence."""
+        played = self.played_at(index, speed, sample_rate)
+        return np.concatenate([played, np.zeros(pause_samples, played.dtype)]) if pause_samples else played
+
     def pooled_statistics(self, indices) -> SpeakerNormalizer:
         """The statistics of the speakers of these clips together (e.g. the training side)."""
         return SpeakerNormalizer.merged({id(self.normalizers[i]): self.normalizers[i] for i in indices}.values())
 
     def partial_speaker_statistics(self, index: int, prior: SpeakerNormalizer, max_clips: int,
-                                   rng, speed: float = 1.0) -> SpeakerNormalizer:
+                                   rng, speed: float = 1.0, paused: bool = False) -> SpeakerNormalizer:
         """Statistics as a stream might hold them after a few of a speaker's clips: the prior, clip
         `index` and up to max_clips - 1 other clips of its speaker drawn at random (all played at speed,
-        for a virtual speaker)."""
-        clip_statistics = self.statistics_at[speed][0]
+        for a virtual speaker; each followed by its pause where paused)."""
+        clip_statistics = self.paused_statistics[0] if paused else self.statistics_at[speed][0]
         others = [i for i in self.speaker_clips[self.clips[index].speaker_key] if i != index]
         count = min(int(rng.integers(0, max_clips)), len(others))
         heard = rng.choice(others, size=count, replace=False) if count else []
@@ -99,8 +109,9 @@ class WindowBatcher:
         windows = np.empty((len(indices), self.window), dtype=np.float32)
         speeds = np.ones(len(indices))
         virtual = [self._virtual_speed(rng) for _ in indices]
+        paused = [self._paused(clip_set, speed, rng) for speed in virtual]
         for row, index in enumerate(indices):
-            wave = clip_set.played_at(index, virtual[row], self.sample_rate)
+            wave = clip_set.heard(index, virtual[row], self.sample_rate, clip_set.pause_samples if paused[row] else 0)
             shift = 0
             if self.augmenter:
                 wave, speeds[row] = self.augmenter.augment(wave, rng)
@@ -112,7 +123,7 @@ class WindowBatcher:
             mfcc[:, self.features.config.n_mfcc] -= 12 * np.log2(speeds)[:, None].astype(np.float32)
         if clip_set.normalizers is not None:
             for row, index in enumerate(indices):
-                mfcc[row] = self._speaker_normalizer(clip_set, index, rng, virtual[row])(mfcc[row])
+                mfcc[row] = self._speaker_normalizer(clip_set, index, rng, virtual[row], paused[row])(mfcc[row])
         if self.augment_settings:
             spec_augment(mfcc, self.augment_settings, rng)
         return mfcc, clip_set.targets[np.asarray(indices)]
@@ -125,15 +136,23 @@ class WindowBatcher:
             return float(speeds[int(rng.integers(len(speeds)))])
         return 1.0
 
-    def _speaker_normalizer(self, clip_set: ClipSet, index: int, rng, speed: float = 1.0) -> SpeakerNormalizer:
-        """The clip's speaker statistics (its virtual speaker's at another speed), or, for a share
-        augment.partial_speaker_prob of windows, the statistics of the stream prior and a few of the
-        speaker's clips, as the node holds them early on."""
+    def _paused(self, clip_set: ClipSet, speed: float, rng) -> bool:
+        """Whether a window (of a clip as heard, not a virtual speaker's) comes from its clip followed by a
+        pause, for a share augment.stream_pause_prob of windows."""
+        share = (self.augment_settings or {}).get('stream_pause_prob', 0.0)
+        return bool(share and speed == 1.0 and getattr(clip_set, 'paused_statistics', None) and rng.random() < share)
+
+    def _speaker_normalizer(self, clip_set: ClipSet, index: int, rng, speed: float = 1.0,
+                            paused: bool = False) -> SpeakerNormalizer:
+        """The clip's speaker statistics (its virtual speaker's at another speed; over clips each followed
+        by a pause, for a paused window), or, for a share augment.partial_speaker_prob of windows, the
+        statistics of the stream prior and a few of the speaker's clips, as the node holds them early on."""
         share = (self.augment_settings or {}).get('partial_speaker_prob', 0.0)
         if share and self.speaker_prior is not None and rng.random() < share:
             return clip_set.partial_speaker_statistics(index, self.speaker_prior,
-                                                       self.augment_settings['partial_speaker_clips'], rng, speed)
-        return clip_set.statistics_at[speed][1][index]
+                                                       self.augment_settings['partial_speaker_clips'], rng, speed,
+                                                       paused)
+        return (clip_set.paused_statistics if paused else clip_set.statistics_at[speed])[1][index]
 
     def _random_window(self, wave: np.ndarray, shift: int, rng) -> np.ndarray:
         """A window-long crop (long clips) or a zero-padded placement (short ones), jittered by shift."""

@@ -559,8 +559,10 @@ def run(config: dict, out_dir: Path, resume: bool = False) -> dict:
     clip_set = ClipSet(clips, labels, features.sample_rate)
     extractor = MfccExtractor(features)
     if features.normalize == 'speaker':
-        clip_set.fit_speaker_normalizers(extractor, config['augment']['virtual_speaker_speeds']
-                                         if config['augment']['virtual_speaker_prob'] else ())
+        augment = config['augment']
+        clip_set.fit_speaker_normalizers(
+            extractor, augment['virtual_speaker_speeds'] if augment['virtual_speaker_prob'] else (),
+            augment['stream_pause_seconds'] if augment['stream_pause_prob'] else 0.0)
     position = {id(c): i for i, c in enumerate(clips)}
     split = config['split']
     splits = make_splits(clips, split['protocol'], split['folds'], split['validation_fraction'], split['seed'],
