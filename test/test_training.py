@@ -205,18 +205,24 @@ def test_partial_speaker_statistics_mix_the_prior_with_a_few_clips_of_the_same_s
     assert not np.allclose(own_only(raw), clip_set.normalizers[5](raw), atol=1e-2)
 
 
+def harmonic_voices(directory, count: int = 3) -> list:
+    """`count` one-second clips of speaker 'a' (neutral): five harmonics on 140, 170, ... Hz, as FLAC."""
+    from training.datasets import Clip
+    t = np.arange(16000) / 16000
+    clips = []
+    for n in range(count):
+        voice = sum(0.1 / k * np.sin(2 * np.pi * (140 + 30 * n) * k * t) for k in range(1, 6))
+        sf.write(directory / f'a{n}.flac', voice.astype(np.float32), 16000)
+        clips.append(Clip(directory / f'a{n}.flac', 'tones', 'a', 'neutral'))
+    return clips
+
+
 def test_virtual_speakers_are_standardised_with_their_own_statistics(tmp_path):
     from ser_models.features import FeatureConfig, MfccExtractor, SpeakerNormalizer
     from ser_models.windowing import change_speed
     from training.data import ClipSet, WindowBatcher
-    from training.datasets import Clip
     rng = np.random.default_rng(0)
-    t = np.arange(16000) / 16000
-    clips = []
-    for n in range(3):
-        voice = sum(0.1 / k * np.sin(2 * np.pi * (140 + 30 * n) * k * t) for k in range(1, 6))
-        sf.write(tmp_path / f'a{n}.flac', voice.astype(np.float32), 16000)
-        clips.append(Clip(tmp_path / f'a{n}.flac', 'tones', 'a', 'neutral'))
+    clips = harmonic_voices(tmp_path)
     extractor = MfccExtractor(FeatureConfig(normalize='speaker', pitch=True))
     clip_set = ClipSet(clips, ['neutral'], 16000)
     clip_set.fit_speaker_normalizers(extractor, virtual_speeds=[1.25])
@@ -249,14 +255,8 @@ def test_paused_windows_hear_their_clip_then_silence_with_statistics_that_count_
     standardised with its speaker's statistics over clips each so followed, as a stream counts pauses."""
     from ser_models.features import FeatureConfig, MfccExtractor, SpeakerNormalizer
     from training.data import ClipSet, WindowBatcher
-    from training.datasets import Clip
     rng = np.random.default_rng(0)
-    t = np.arange(16000) / 16000
-    clips = []
-    for n in range(3):
-        voice = sum(0.1 / k * np.sin(2 * np.pi * (140 + 30 * n) * k * t) for k in range(1, 6))
-        sf.write(tmp_path / f'a{n}.flac', voice.astype(np.float32), 16000)
-        clips.append(Clip(tmp_path / f'a{n}.flac', 'tones', 'a', 'neutral'))
+    clips = harmonic_voices(tmp_path)
     extractor = MfccExtractor(FeatureConfig(normalize='speaker'))
     clip_set = ClipSet(clips, ['neutral'], 16000)
     clip_set.fit_speaker_normalizers(extractor, pause_seconds=1.5)

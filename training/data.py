@@ -30,6 +30,7 @@ class ClipSet:
         self.targets = np.array([labels.index(c.emotion) for c in clips], dtype=np.int64)
         self.audio = [load_audio(c.path, sample_rate) for c in clips]
         self.normalizers: list[SpeakerNormalizer] | None = None
+        self.pause_samples, self.paused_statistics = 0, None
 
     def fit_speaker_normalizers(self, features: MfccExtractor, virtual_speeds=(), pause_seconds: float = 0.0) -> None:
         """Each clip gets its speaker's MFCC statistics, taken over all of that speaker's clips; each
@@ -140,7 +141,7 @@ class WindowBatcher:
         """Whether a window (of a clip as heard, not a virtual speaker's) comes from its clip followed by a
         pause, for a share augment.stream_pause_prob of windows."""
         share = (self.augment_settings or {}).get('stream_pause_prob', 0.0)
-        return bool(share and speed == 1.0 and getattr(clip_set, 'paused_statistics', None) and rng.random() < share)
+        return bool(share and speed == 1.0 and clip_set.paused_statistics and rng.random() < share)
 
     def _speaker_normalizer(self, clip_set: ClipSet, index: int, rng, speed: float = 1.0,
                             paused: bool = False) -> SpeakerNormalizer:
