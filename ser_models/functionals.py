@@ -254,26 +254,26 @@ class Functionals:
     windows), where a stream's start. weight: the share of the fused probability. extractor: waveform ->
     (dims,) functionals (None where they come precomputed). one_pass: the classifier was fitted on
     functionals from one pass over each clip (FunctionalsExtractor.stream_windows), so a stream computes
-    them in one pass too (StreamFunctionals); else one call a window. rule: one of FUSION_RULES.
+    them in one pass too (StreamFunctionals); else one call a window. fusion: one of FUSION_RULES.
     """
 
     def __init__(self, extractor: Callable[[np.ndarray], np.ndarray] | None,
                  classify: Callable[[np.ndarray], np.ndarray], prior: dict, weight: float = 0.5,
-                 one_pass: bool = False, rule: str = 'mean'):
+                 one_pass: bool = False, fusion: str = 'mean'):
         if not 0.0 < weight <= 1.0:
             raise ValueError(f'functionals weight must be in (0, 1], got {weight}')
-        if rule not in FUSION_RULES:
-            raise ValueError(f'fusion rule must be one of {FUSION_RULES}, got {rule!r}')
+        if fusion not in FUSION_RULES:
+            raise ValueError(f'fusion rule must be one of {FUSION_RULES}, got {fusion!r}')
         self.extractor, self.classify, self.prior, self.weight = extractor, classify, prior, weight
-        self.one_pass, self.rule = one_pass, rule
+        self.one_pass, self.fusion = one_pass, fusion
 
     def stream_normalizer(self) -> SpeakerNormalizer:
         return SpeakerNormalizer(len(self.prior['mean']), prior=self.prior)
 
     def fuse(self, network: np.ndarray, functionals: np.ndarray) -> np.ndarray:
         """Probabilities of the network and of the classifier (a window's, or a clip's window means),
-        joined by the rule at the weight."""
-        if self.rule == 'mean':
+        joined by the fusion rule at the weight."""
+        if self.fusion == 'mean':
             return ((1.0 - self.weight) * network + self.weight * functionals).astype(np.float32)
         log_joint = ((1.0 - self.weight) * np.log(np.maximum(network, PROBABILITY_FLOOR))
                      + self.weight * np.log(np.maximum(functionals, PROBABILITY_FLOOR)))

@@ -29,7 +29,7 @@ def test_fused_probabilities_weigh_the_two_halves():
 
 
 def test_geometric_fusion_lets_either_half_veto_a_label():
-    functionals = Functionals(None, probe_classifier, prior(), weight=0.5, rule='geometric')
+    functionals = Functionals(None, probe_classifier, prior(), weight=0.5, fusion='geometric')
     network, classical = np.array([[0.5, 0.5, 0.0], [0.2, 0.2, 0.6]]), np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0]])
     fused = functionals.fuse(network, classical)
     assert np.allclose(fused.sum(axis=1), 1.0)
@@ -37,7 +37,7 @@ def test_geometric_fusion_lets_either_half_veto_a_label():
     # The arithmetic mean leaves the second row's third label 0.3; the SVM's zero all but removes it.
     assert fused[1].argmax() == 0 and fused[1, 2] < 1e-2
     with pytest.raises(ValueError, match='fusion rule'):
-        Functionals(None, probe_classifier, prior(), rule='product')
+        Functionals(None, probe_classifier, prior(), fusion='product')
 
 
 def test_offline_statistics_take_each_speakers_offset_away():

@@ -1400,15 +1400,24 @@ def served_fold_predictors(name: str, clips: list[Clip], splits: list[Split]):
         for number, split in enumerate(splits):
             yield number, split, fold_predictor(name, number, split)
         return
-    from ser_models.artifact import stream_prior_seconds
-    from ser_models.functionals import Functionals, FunctionalsExtractor
+    from ser_models.functionals import FunctionalsExtractor
     settings = ROWS[name].settings
     extractor = FunctionalsExtractor(settings['functionals'])
     for number, split, predictor, _, classify, pooled in fused_folds(name, clips, splits):
-        predictor.functionals = Functionals(
-            extractor, classify, pooled.summary(stream_prior_seconds(predictor.meta) / predictor.window_seconds),
-            settings.get('weight', 0.5), one_pass=bool(settings.get('one_pass')), rule=settings.get('fusion', 'mean'))
+        predictor.functionals = fold_functionals(settings, extractor, classify, pooled, predictor)
         yield number, split, predictor
+
+
+def fold_functionals(settings: dict, extractor, classify, pooled, predictor):
+    """A fused row's fold classifier as the node serves it beside `predictor`'s network: its streams
+    from the training windows' pooled statistics, worth the network's stream prior, joined to the
+    network at the row's weight by its fusion rule."""
+    from ser_models.artifact import stream_prior_seconds
+    from ser_models.functionals import Functionals
+    return Functionals(extractor, classify,
+                       pooled.summary(stream_prior_seconds(predictor.meta) / predictor.window_seconds),
+                       settings.get('weight', 0.5), one_pass=bool(settings.get('one_pass')),
+                       fusion=settings.get('fusion', 'mean'))
 
 
 def utterance_view(names: list[str], pause: float, side: str = 'test', speech_only: bool = False,
@@ -1484,9 +1493,11 @@ def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) ->
             functionals = Functionals(None, classify, pooled.summary(seconds / predictor.window_seconds))
             classical = functionals.clip_probabilities(own, speakers, orders[order],
                                                        HOP_SECONDS / predictor.window_seconds)
+            fusion = ROWS[name].settings.get('fusion', 'mean')
             for weight in FUSION_WEIGHTS:
-                folds[order, seconds, weight].append({'corpora': score_fold(
-                    split.validation, (1.0 - weight) * network + weight * classical, predictor.labels, allowed)})
+                fused = Functionals(None, classify, functionals.prior, weight, fusion=fusion).fuse(network, classical)
+                folds[order, seconds, weight].append({'corpora': score_fold(split.validation, fused, predictor.labels,
+                                                                            allowed)})
     labels = result['summary']['labels']
     for order, key in CHOICE_ORDERS.items():
         result[f'fusion_choice{key}'] = {
@@ -1690,18 +1701,13 @@ def score_fused_windows(name: str, clips: list[Clip], splits: list[Split]) -> li
     functionals (Functionals): scored offline (each speaker's statistics over all their clips, for both
     halves) and as the node would hear them (running stream statistics from the training prior), on the
     validation clips and the test speakers, as network rows are."""
-    from ser_models.artifact import stream_prior_seconds
-    from ser_models.functionals import Functionals
     from ser_models.windowing import HOP_SECONDS, predict_clips, predict_clips_online, speaker_normalizers
 
     from .data import load_audio
     allowed = corpus_labels(clips)
     folds = []
     for number, split, predictor, windows_of, classify, pooled in fused_folds(name, clips, splits):
-        settings = ROWS[name].settings
-        functionals = Functionals(None, classify,
-                                  pooled.summary(stream_prior_seconds(predictor.meta) / predictor.window_seconds),
-                                  settings.get('weight', 0.5), rule=settings.get('fusion', 'mean'))
+        functionals = fold_functionals(ROWS[name].settings, None, classify, pooled, predictor)
         weight = HOP_SECONDS / predictor.window_seconds
         folds.append({'fold': number, 'test_speakers': sorted({c.speaker_key for c in split.test})})
         for side, group in (('test', split.test), ('validation', split.validation)):
