@@ -151,6 +151,15 @@ def test_the_documents_show_the_tables_the_stored_results_give():
         assert result['row'] in benchmark.ROWS and len(result['folds']) == benchmark.FOLDS
 
 
+def test_every_shipped_model_is_shown_as_emotion_utterance_publishes_it():
+    """Each model in weights/ has a stored per-utterance view of its test speakers, and the results show it."""
+    table = benchmark.utterance_report()
+    for name, meta, row in benchmark.shipped_models():
+        assert row, f'{name} is not on the benchmark'
+        assert f"`{name}`, {meta['model_id']}" in table
+        assert f'utterances --only {row}`' in table
+
+
 def test_the_shipped_recipe_runs_for_the_epochs_its_folds_chose(tmp_path, monkeypatch):
     name = 'timnet_speakernorm_long'
     fold_sets = [a for a in benchmark.network_command(name, 0) if '=' in a]

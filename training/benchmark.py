@@ -2147,15 +2147,49 @@ def stored(name: str) -> dict | None:
     return json.loads(path.read_text())['summary'] if path.is_file() else None
 
 
+def shipped_models() -> list[tuple[str, dict, str | None]]:
+    """(name, model.json, benchmark row or None) of each model in weights/, the default first."""
+    models = []
+    for name in SHIPPED:
+        meta = json.loads((REPO / 'weights' / name / 'model.json').read_text())
+        models.append((name, meta, meta.get('provenance', {}).get('benchmark', {}).get('row')))
+    return models
+
+
+def utterance_report() -> str:
+    """The shipped models' test speakers as /emotion/utterance publishes them, beside the same clips heard
+    one estimate a clip (the headline's view). Both choose nothing."""
+    key = f'test {UTTERANCE_PAUSE:g} s'
+    lines = []
+    for name, meta, row in shipped_models():
+        view = json.loads((RESULTS / f'{row}.json').read_text()).get('utterance_view', {}).get(key) if row else None
+        if not view:
+            continue
+        clips = node_view(stored(row))
+        lines.append(f"| `{name}`, {meta['model_id']} | " + ' | '.join(
+            f"{view[d]['uar_mean']:.3f} ({clips[d]['uar_mean']:.3f})" for d in CORPORA) +
+            f" | {view['mean']:.3f} ({clips['mean']:.3f}) | `python -m training.benchmark utterances --only {row}` |")
+    if not lines:
+        return ''
+    floor = stored(FLOOR)
+    lines.append(f'| floor, {FLOOR} (one estimate a whole clip) | ' + ' | '.join(
+        f"{floor[d]['uar_mean']:.3f}" for d in CORPORA) + f" | {floor['mean']:.3f} | `{row_command(FLOOR)}` |")
+    return '\n'.join([
+        f'The shipped models\' test speakers as `/emotion/utterance` publishes them: each speaker\'s clips in '
+        f'random order, {UTTERANCE_PAUSE:g} s of silence after each, through the node\'s own pipeline, each clip '
+        'taking the utterance that overlaps it most. UAR, mean over folds; in brackets the same clips as the '
+        'headline hears them (one estimate a clip):', '',
+        '| model | EMOVO | RAVDESS | TESS | nEMO | mean of corpora | command |', '|---|---|---|---|---|---|---|',
+        *lines])
+
+
 def headline() -> str:
     """The README's table: the shipped models, the recipe of each network family that validation prefers
     where that is not what ships, the floor, and the classical rows validation prefers among those the
     node could run and overall. Networks as the node runs them."""
     lines = ['| model | EMOVO | RAVDESS | TESS | nEMO | mean of corpora |', '|---|---|---|---|---|---|']
     shown = []
-    for name in SHIPPED:
-        meta = json.loads((REPO / 'weights' / name / 'model.json').read_text())
-        row = meta.get('provenance', {}).get('benchmark', {}).get('row')
+    for name, meta, row in shipped_models():
         default = ' (default)' if name == SHIPPED[0] else ''
         suffix = ' (node stream statistics)' if row and 'online' in (stored(row) or {}) else ''
         shown.append((f"`model:={name}`{default}, {meta['model_id']}: {ROWS[row].description}{suffix}" if row
@@ -2210,8 +2244,8 @@ def replace_section(path: Path, begin: str, end: str, body: str) -> None:
 def results_section() -> str:
     """Everything docs/results.md holds between its benchmark markers."""
     sections = [report(), validation_report(), classical_validation_report(), draws_report(),
-                validation_agreement_report(), stream_prior_report(), fusion_choice_report(), confounds(),
-                skew_report()]
+                validation_agreement_report(), utterance_report(), stream_prior_report(), fusion_choice_report(),
+                confounds(), skew_report()]
     return '\n\n'.join(section for section in sections if section)
 
 
