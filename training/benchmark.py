@@ -2162,7 +2162,7 @@ def utterance_report() -> str:
     key = f'test {UTTERANCE_PAUSE:g} s'
     lines = []
     for name, meta, row in shipped_models():
-        view = json.loads((RESULTS / f'{row}.json').read_text()).get('utterance_view', {}).get(key) if row else None
+        view = scored_result(row).get('utterance_view', {}).get(key) if row else None
         if not view:
             continue
         clips = node_view(stored(row))
