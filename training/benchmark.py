@@ -1482,6 +1482,7 @@ def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) ->
     from ser_models.windowing import HOP_SECONDS, predict_clips_online
 
     result = scored_result(name)
+    fusion = ROWS[name].settings.get('fusion', 'mean')
     folds = {grid: [] for grid in itertools.product(CHOICE_ORDERS, STREAM_PRIORS, FUSION_WEIGHTS)}
     for _, split, predictor, windows_of, classify, pooled in fused_folds(name, clips, benchmark_splits(clips, name)):
         audio = validation_audio(predictor, split)
@@ -1493,7 +1494,6 @@ def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) ->
             functionals = Functionals(None, classify, pooled.summary(seconds / predictor.window_seconds))
             classical = functionals.clip_probabilities(own, speakers, orders[order],
                                                        HOP_SECONDS / predictor.window_seconds)
-            fusion = ROWS[name].settings.get('fusion', 'mean')
             for weight in FUSION_WEIGHTS:
                 fused = Functionals(None, classify, functionals.prior, weight, fusion=fusion).fuse(network, classical)
                 folds[order, seconds, weight].append({'corpora': score_fold(split.validation, fused, predictor.labels,
