@@ -423,6 +423,18 @@ class SpeakerNormalizer:
         variance = self.sum_squares / max(self.count, 1.0) - np.square(self.mean)
         return np.sqrt(np.maximum(variance, 0.0)) + 1e-3
 
+    def standardise_each(self, windows: np.ndarray, weight: float) -> np.ndarray:
+        """Windows (batch, channels, frames), each standardised as a stream that has heard it: these
+        statistics plus its own frames counted `weight` times (0: these statistics alone). Nothing is kept."""
+        if weight == 0:
+            return self(windows)
+        standardised = np.empty(windows.shape, dtype=np.float32)
+        for index, window in enumerate(windows):
+            heard = SpeakerNormalizer.merged([self])
+            heard.update(window, weight=weight)
+            standardised[index] = heard(window)
+        return standardised
+
     def __call__(self, mfcc: np.ndarray) -> np.ndarray:
         """Features (..., channels, frames) standardised with the statistics so far."""
         return ((mfcc - self.mean[:, None]) / self.std[:, None]).astype(np.float32)

@@ -20,6 +20,9 @@ SPECTRAL_MIX = (*PRECISIONS, 'onnx')
 SPECTRAL_MIX_CHOICES = ('auto', *SPECTRAL_MIX)
 # The largest gap from the torch model's probabilities a spectral mix may make on real speech.
 SPECTRAL_MIX_ATOL = 1e-3
+# Speaker-normalised models, a lone call (no stream): each window is standardised with the training
+# prior plus its own frames counted this many times (0: the prior alone).
+LONE_WINDOW_WEIGHT = 0.0
 
 
 def declared_spectral_mix(meta: dict) -> str:
@@ -85,11 +88,13 @@ class Predictor:
         self.window_samples: int = window_samples(meta)
         self.window_seconds: float = meta['window_seconds']
         self.features = MfccExtractor(FeatureConfig.from_dict(meta['features']))
-        # Speaker-normalised models: a lone call standardises with the training speakers' statistics;
-        # streams (EmotionPipeline) and speakers' clip sets (windowing.predict_clips) adapt to the voice.
+        # Speaker-normalised models: a lone call standardises each window with the training speakers'
+        # statistics, plus the window itself counted lone_window_weight times; streams (EmotionPipeline)
+        # and speakers' clip sets (windowing.predict_clips) adapt to the voice.
         statistics = meta.get('speaker_normalization')
         self.population = (SpeakerNormalizer.for_features(self.features.config, prior=statistics)
                            if self.features.config.normalize == 'speaker' and statistics else None)
+        self.lone_window_weight = LONE_WINDOW_WEIGHT
         self.device = 'cpu'
         self.last_inference_seconds = 0.0
         self.functionals = None     # a fused model's classical half (ser_models.functionals), set by load()
@@ -137,7 +142,8 @@ class Predictor:
         probabilities = self.network_windows(windows)
         if self.functionals is not None:
             from .functionals import as_frames
-            standardised = self.functionals.stream_normalizer()(as_frames(self.functionals.extractor.windows(windows)))
+            standardised = self.functionals.stream_normalizer().standardise_each(
+                as_frames(self.functionals.extractor.windows(windows)), self.lone_window_weight)
             probabilities = self.functionals.fuse(probabilities, self.functionals.classify(standardised[..., 0]))
         self.last_inference_seconds = time.perf_counter() - start
         return probabilities
@@ -150,13 +156,13 @@ class Predictor:
 
     def model_inputs(self, windows: np.ndarray) -> np.ndarray:
         """Windows (B, window_samples) -> the model's input (B, channels, frames), speaker-normalised
-        models standardised with the training speakers' statistics, as a lone call is."""
+        models standardised as a lone call is (the training speakers' statistics and lone_window_weight)."""
         mfcc = self.features(windows)
         if self.features.config.normalize == 'speaker':
             if self.population is None:
                 raise ValueError(f'{self.model_id}: speaker-normalised features but model.json has no '
                                  f'speaker_normalization statistics')
-            mfcc = self.population(mfcc)
+            mfcc = self.population.standardise_each(mfcc, self.lone_window_weight)
         return mfcc
 
     def predict_features(self, mfcc: np.ndarray) -> np.ndarray:

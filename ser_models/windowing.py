@@ -103,6 +103,20 @@ def predict_clips(predictor, waveforms, sample_rate: int, hop_seconds: float = H
     return predictor.functionals.fuse(network, predictor.functionals.clip_probabilities(vectors, list(speakers)))
 
 
+def predict_clips_alone(predictor, waveforms, hop_seconds: float = HOP_SECONDS,
+                        batch_windows: int = 256) -> np.ndarray:
+    """(clips, n_classes): each clip's node windows, every one a lone call (Predictor.predict_windows: no
+    stream, no speaker heard before), probabilities averaged per clip; waveforms at the model rate. What
+    a caller of predict gets who cuts a clip into windows and averages them."""
+    hop = int(round(hop_seconds * predictor.sample_rate))
+    cut = [clip_windows(waveform, predictor.window_samples, hop) for waveform in waveforms]
+    windows = np.concatenate(cut)
+    owners = np.repeat(np.arange(len(cut)), [len(windows_of_clip) for windows_of_clip in cut])
+    probabilities = np.concatenate([predictor.predict_windows(windows[start:start + batch_windows])
+                                    for start in range(0, len(windows), batch_windows)])
+    return mean_per_clip(probabilities, owners, len(cut))
+
+
 def mean_per_clip(probabilities: np.ndarray, owners: np.ndarray, clips: int) -> np.ndarray:
     """(clips, n_classes): the mean of each clip's window probabilities (owners: the clip of each window)."""
     totals = np.zeros((clips, probabilities.shape[1]))

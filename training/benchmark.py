@@ -1462,6 +1462,39 @@ def utterance_view(names: list[str], pause: float, side: str = 'test', speech_on
     return 0
 
 
+def lone_call_view(names: list[str], side: str, weights: list[float]) -> int:
+    """Rows' test (or validation) clips as a caller of Predictor.predict hears them: each clip's node
+    windows, every one a lone call (no stream), probabilities averaged (windowing.predict_clips_alone),
+    for each lone window weight (ser_models.predictor.LONE_WINDOW_WEIGHT: how many times a window's own
+    frames count beside the training prior). Stored with the row ('lone_call_view': '<side> weight <w>'
+    -> UAR) and printed. Test speakers choose nothing."""
+    from ser_models.windowing import predict_clips_alone
+
+    from .data import load_audio
+    clips = benchmark_clips()
+    allowed = corpus_labels(clips)
+    for name in names:
+        result = scored_result(name)
+        folds = {weight: [] for weight in weights}
+        for number, split, predictor in served_fold_predictors(name, clips, benchmark_splits(clips, name)):
+            group = split.test if side == 'test' else split.validation
+            audio = [load_audio(c.path, predictor.sample_rate) for c in group]
+            for weight in weights:
+                predictor.lone_window_weight = weight
+                folds[weight].append({'corpora': score_fold(group, predict_clips_alone(predictor, audio),
+                                                            predictor.labels, allowed)})
+            print(f'[benchmark] {name} fold {number}: lone-call view done', flush=True)
+        for weight in weights:
+            view = uar_only(summarize(folds[weight], result['summary']['labels']))
+            key = f'{side} weight {weight:g}'
+            result.setdefault('lone_call_view', {})[key] = view
+            print(f'[benchmark] {name}, {side} clips as lone calls ({key}): ' +
+                  ', '.join(f"{d} {view[d]['uar_mean']:.3f}" for d in CORPORA if d in view) +
+                  f", mean {view['mean']:.3f}", flush=True)
+        rewrite_result(name, result)
+    return 0
+
+
 def uar_only(summary: dict) -> dict:
     """A summary's mean of corpora and per-corpus UAR (mean, sd, folds, n), without its confusions."""
     return {'mean': summary['mean'], **{d: {k: summary[d][k] for k in ('uar_mean', 'uar_std', 'folds', 'n')}
@@ -2257,7 +2290,7 @@ def write_report(results_md: Path, readme: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('action', choices=['run', 'final', 'validate', 'rescore', 'stream-prior', 'utterances',
-                                           'report', 'commands', 'keep'])
+                                           'lone-calls', 'report', 'commands', 'keep'])
     parser.add_argument('--only', nargs='*', choices=sorted(ROWS), help='rows (default: all)')
     parser.add_argument('--jobs', type=int, default=2, help='network folds trained at once (one thread each)')
     parser.add_argument('--write', action='store_true',
@@ -2266,7 +2299,10 @@ def main(argv=None) -> int:
     parser.add_argument('--pause', type=float, default=UTTERANCE_PAUSE,
                         help='with utterances: seconds of silence after each clip')
     parser.add_argument('--side', choices=['test', 'validation'], default='test',
-                        help='with utterances: whose clips are played')
+                        help='with utterances or lone-calls: whose clips are played')
+    parser.add_argument('--lone-weights', type=float, nargs='+', metavar='W',
+                        help="with lone-calls: how many times a lone window's own frames count beside the prior "
+                             '(default: ser_models.predictor.LONE_WINDOW_WEIGHT)')
     parser.add_argument('--speech-only', action='store_true',
                         help="with utterances: each utterance's audio stops at its last speech hop, not through "
                              'the pause that ended it (the node until 2026-12-07)')
@@ -2282,6 +2318,9 @@ def main(argv=None) -> int:
         return stream_prior(names)
     if args.action == 'utterances':
         return utterance_view(names, args.pause, args.side, args.speech_only, args.stream_prior)
+    if args.action == 'lone-calls':
+        from ser_models.predictor import LONE_WINDOW_WEIGHT
+        return lone_call_view(names, args.side, args.lone_weights or [LONE_WINDOW_WEIGHT])
     if args.action == 'validate':
         return validate(names)
     if args.action == 'keep':
