@@ -115,6 +115,18 @@ def test_model_inputs_are_what_a_lone_prediction_feeds_the_model(data_dir, name)
     assert np.abs(inputs.mean(axis=(0, 2))).max() < 2 and inputs.std() < 3   # raw MFCCs: std about 80
 
 
+def test_clips_heard_alone_average_one_lone_prediction_per_node_window(data_dir):
+    """predict_clips_alone is what a caller gets who cuts each clip into the node's windows and calls
+    predict on each: no stream, no speaker heard before."""
+    from ser_models.windowing import HOP_SECONDS, clip_windows, predict_clips_alone
+    predictor = load(REPO / 'weights' / 'timnet')
+    clips = speech_windows(data_dir)
+    hop = int(HOP_SECONDS * predictor.sample_rate)
+    expected = [np.mean([predictor.predict(window, predictor.sample_rate)
+                         for window in clip_windows(clip, predictor.window_samples, hop)], axis=0) for clip in clips]
+    np.testing.assert_allclose(predict_clips_alone(predictor, clips, batch_windows=3), expected, atol=1e-5)
+
+
 def test_round_trip_keeps_everything_model_json_promises(artifacts):
     meta = ser_models.read_model_json(artifacts['cktim'])
     assert meta['labels'] == LABELS and meta['window_seconds'] == WINDOW_SECONDS

@@ -118,6 +118,22 @@ def test_speaker_statistics_offline_and_on_a_stream():
     np.testing.assert_allclose(stream.mean, 0, atol=1e-9)
 
 
+def test_each_window_standardised_as_a_stream_that_heard_it_leaves_the_statistics_alone():
+    rng = np.random.default_rng(1)
+    prior = {'mean': [0.0] * 39, 'std': [1.0] * 39, 'frames': 40}
+    statistics = SpeakerNormalizer(39, prior=prior)
+    windows = rng.normal(5.0, 3.0, size=(3, 39, 121)).astype(np.float32)
+    np.testing.assert_array_equal(statistics.standardise_each(windows, 0.0), statistics(windows))
+    each = statistics.standardise_each(windows, 0.5)
+    for window, standardised in zip(windows, each, strict=True):
+        heard = SpeakerNormalizer(39, prior=prior)
+        heard.update(window, weight=0.5)
+        np.testing.assert_allclose(standardised, heard(window), rtol=1e-6, atol=1e-6)
+    assert statistics.count == 40 and np.allclose(statistics.mean, 0)
+    # Its own frames pull a window towards zero mean: the prior alone leaves it near 5.
+    assert abs(each.mean()) < abs(statistics(windows).mean()) / 2
+
+
 def test_loud_frame_statistics_ignore_pauses_and_padding():
     """speaker_frames='loud' counts only frames within 30 dB of the loudest, so a voice's statistics
     do not move with how much pause or zero padding surrounds it; 'all' counts every frame."""

@@ -275,14 +275,23 @@ def test_a_stream_fuses_each_window_with_its_functionals(tmp_path):
     assert not np.allclose(fused_results[0].probabilities, network_results[0].probabilities)
 
 
-def test_a_lone_prediction_of_a_fused_model_fuses_with_the_prior(tmp_path):
+@pytest.mark.parametrize('lone_weight', [0.0, 0.5])
+def test_a_lone_prediction_of_a_fused_model_fuses_as_a_stream_that_heard_the_window(tmp_path, lone_weight):
+    """Both halves standardised with their prior plus the window itself counted lone_window_weight times."""
     pytest.importorskip('skl2onnx')
     from ser_models import load
     fused = load(fused_copy(tmp_path / 'fused', weight=0.4)[0])
+    fused.lone_window_weight = lone_weight
     window = voiced(3.0)
+    vector = as_frames(fused.functionals.extractor(window))
     statistics = fused.functionals.stream_normalizer()
-    classical = fused.functionals.classify(statistics(as_frames(fused.functionals.extractor(window)))[None, :, 0])[0]
-    network = fused.network_windows(window[None])[0]
+    statistics.update(vector, weight=lone_weight)
+    classical = fused.functionals.classify(statistics(vector)[None, :, 0])[0]
+    mfcc = fused.features(window[None])
+    heard = fused.stream_normalizer()
+    heard.update(mfcc, weight=lone_weight)
+    network = fused.predict_features(heard(mfcc))[0]
+    np.testing.assert_allclose(fused.network_windows(window[None])[0], network, atol=1e-6)
     np.testing.assert_allclose(fused.predict(window, 16000), 0.6 * network + 0.4 * classical, atol=1e-6)
 
 

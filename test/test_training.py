@@ -676,6 +676,12 @@ def test_evaluate_scores_a_speaker_normalised_model_as_the_node_runs_it(data_dir
     confusion = np.zeros((len(predictor.labels),) * 2, dtype=int)
     np.add.at(confusion, (truth, direct), 1)
     assert online['overall']['confusion'] == confusion.tolist()
+    # Each window a lone predict call: what a caller without a stream gets.
+    from ser_models.windowing import predict_clips_alone
+    alone = evaluate(weights, data_dir, manifest, statistics='lone')
+    confusion = np.zeros((len(predictor.labels),) * 2, dtype=int)
+    np.add.at(confusion, (truth, predict_clips_alone(predictor, audio).argmax(axis=1)), 1)
+    assert alone['statistics'] == 'lone' and alone['overall']['confusion'] == confusion.tolist()
 
 
 def test_heldout_report_rebuilds_the_validation_speakers_of_a_run(data_dir):

@@ -2216,6 +2216,31 @@ def utterance_report() -> str:
         *lines])
 
 
+def lone_call_report() -> str:
+    """Every stored lone-call view (lone_call_view): clips as a caller of Predictor.predict hears them,
+    each node window a lone call, by lone window weight; validation views first (they choose)."""
+    views = {name: scored_result(name).get('lone_call_view', {}) for name in ROWS if stored(name)}
+    lines = []
+    for side in ('validation', 'test'):
+        for name, by_key in views.items():
+            for key, view in by_key.items():
+                if not key.startswith(side):
+                    continue
+                weight = key.rsplit(' ', 1)[1]
+                lines.append(f'| `{name}` | {key} | ' + ' | '.join(
+                    f"{view[d]['uar_mean']:.3f}" if d in view else '' for d in CORPORA) + f" | {view['mean']:.3f} | "
+                    f'`python -m training.benchmark lone-calls --side {side} --lone-weights {weight} --only {name}` |')
+    if not lines:
+        return ''
+    return '\n'.join([
+        'Clips as a caller of `Predictor.predict` hears them (the issue\'s protocol): each clip\'s 3 s windows '
+        'every 0.5 s, every one a lone call with no stream, probabilities averaged. A speaker-normalised '
+        'model standardises a lone window with its training prior plus the window\'s own frames counted '
+        '`weight` times (`ser_models.predictor.LONE_WINDOW_WEIGHT`). UAR, mean over folds:', '',
+        '| row | clips, lone window weight | EMOVO | RAVDESS | TESS | nEMO | mean of corpora | command |',
+        '|---|---|---|---|---|---|---|---|', *lines])
+
+
 def headline() -> str:
     """The README's table: the shipped models, the recipe of each network family that validation prefers
     where that is not what ships, the floor, and the classical rows validation prefers among those the
@@ -2277,8 +2302,8 @@ def replace_section(path: Path, begin: str, end: str, body: str) -> None:
 def results_section() -> str:
     """Everything docs/results.md holds between its benchmark markers."""
     sections = [report(), validation_report(), classical_validation_report(), draws_report(),
-                validation_agreement_report(), utterance_report(), stream_prior_report(), fusion_choice_report(),
-                confounds(), skew_report()]
+                validation_agreement_report(), utterance_report(), lone_call_report(), stream_prior_report(),
+                fusion_choice_report(), confounds(), skew_report()]
     return '\n\n'.join(section for section in sections if section)
 
 

@@ -1,13 +1,14 @@
 """Evaluate any artifact on any folder laid out like ../shared/data.
 
     python -m training.evaluate --model ARTIFACT_DIR --data ROOT [--manifest CSV] [--json OUT.json]
-        [--backend onnxruntime|torch] [--hop 0.5] [--datasets emovo ravdess] [--statistics speaker|stream]
+        [--backend onnxruntime|torch] [--hop 0.5] [--datasets emovo ravdess] [--statistics speaker|stream|lone]
 
 Each clip is cut into the node's windows (window from model.json, hop 0.5 s) and the window
 probabilities are averaged. A model on speaker-normalised features gets each speaker's statistics
 from all of that speaker's clips in the data (no label used), as a stream converges to its voice;
 with --statistics stream, from the node's running stream statistics instead, each speaker's clips
-played in a fixed random order (the benchmark's node view).
+played in a fixed random order (the benchmark's node view); with --statistics lone, every window is a
+lone Predictor.predict call (no stream, nothing heard before).
 Prints n, UAR, WAR and macro F1 per corpus and overall; the JSON holds the same (as fractions in
 0..1) with confusion matrices, under 'overall' and 'datasets'. Clips whose
 label the model does not know are counted under 'unknown_label', never scored.
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import ser_models
-from ser_models.windowing import predict_clips, predict_clips_online, speaker_normalizers
+from ser_models.windowing import predict_clips, predict_clips_alone, predict_clips_online, speaker_normalizers
 
 from .data import load_audio
 from .datasets import load_clips
@@ -51,7 +52,9 @@ def evaluate(model_dir, data_root, manifest=None, backend='onnxruntime', hop_sec
     truth, guess, groups = [], [], defaultdict(list)
     for speaker, group in by_speaker.items():   # one speaker at a time: their statistics, bounded memory
         audio = [load_audio(clip.path, predictor.sample_rate) for clip in group]
-        if statistics == 'stream' and predictor.features.config.normalize == 'speaker':
+        if statistics == 'lone':
+            probabilities = predict_clips_alone(predictor, audio, hop_seconds)
+        elif statistics == 'stream' and predictor.features.config.normalize == 'speaker':
             order = np.random.default_rng(0).permutation(len(audio))
             probabilities = predict_clips_online(predictor, audio, [speaker] * len(group), order, hop_seconds)
         else:
@@ -92,9 +95,9 @@ def main(argv=None) -> int:
     parser.add_argument('--backend', default='onnxruntime', choices=ser_models.BACKENDS)
     parser.add_argument('--hop', type=float, default=0.5, help='seconds between windows of a clip')
     parser.add_argument('--datasets', nargs='*', help='only these corpora')
-    parser.add_argument('--statistics', default='speaker', choices=['speaker', 'stream'],
-                        help="speaker-normalised models: each speaker's statistics over all their clips, or "
-                             "the node's running stream statistics")
+    parser.add_argument('--statistics', default='speaker', choices=['speaker', 'stream', 'lone'],
+                        help="speaker-normalised models: each speaker's statistics over all their clips, the "
+                             "node's running stream statistics, or each window a lone predict call")
     args = parser.parse_args(argv)
     result = evaluate(args.model, args.data, args.manifest, args.backend, args.hop, args.datasets, args.statistics)
     print_table(result)
