@@ -300,6 +300,7 @@ def test_model_json_names_the_fusion_rule_and_refuses_an_unknown_one(tmp_path):
     from ser_models import ArtifactError, load
     directory, _ = fused_copy(tmp_path / 'fused', weight=0.4, fusion='geometric')
     fused = load(directory)
+    fused.lone_window_weight = 0.0    # both halves on their priors alone: the fusion rule is the point here
     window = voiced(3.0)
     statistics = fused.functionals.stream_normalizer()
     classical = fused.functionals.classify(statistics(as_frames(fused.functionals.extractor(window)))[None, :, 0])[0]

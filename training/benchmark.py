@@ -1462,6 +1462,24 @@ def utterance_view(names: list[str], pause: float, side: str = 'test', speech_on
     return 0
 
 
+class ExtractedOnce:
+    """A FunctionalsExtractor whose windows() remembers each batch it has extracted."""
+
+    def __init__(self, extractor):
+        self.extractor = extractor
+        self.known: dict[bytes, np.ndarray] = {}
+
+    def windows(self, windows: np.ndarray) -> np.ndarray:
+        import hashlib
+        key = hashlib.blake2b(np.ascontiguousarray(windows).tobytes(), digest_size=16).digest()
+        if key not in self.known:
+            self.known[key] = self.extractor.windows(windows)
+        return self.known[key]
+
+    def __getattr__(self, name):
+        return getattr(self.extractor, name)
+
+
 def lone_call_view(names: list[str], side: str, weights: list[float]) -> int:
     """Rows' test (or validation) clips as a caller of Predictor.predict hears them: each clip's node
     windows, every one a lone call (no stream), probabilities averaged (windowing.predict_clips_alone),
@@ -1479,6 +1497,8 @@ def lone_call_view(names: list[str], side: str, weights: list[float]) -> int:
         for number, split, predictor in served_fold_predictors(name, clips, benchmark_splits(clips, name)):
             group = split.test if side == 'test' else split.validation
             audio = [load_audio(c.path, predictor.sample_rate) for c in group]
+            if predictor.functionals is not None:    # the same windows' functionals for every weight
+                predictor.functionals.extractor = ExtractedOnce(predictor.functionals.extractor)
             for weight in weights:
                 predictor.lone_window_weight = weight
                 folds[weight].append({'corpora': score_fold(group, predict_clips_alone(predictor, audio),
