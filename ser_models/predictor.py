@@ -136,9 +136,9 @@ class Predictor:
         return self.predict_windows(fit_to_length(waveform, self.window_samples)[None])[0]
 
     def predict_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Batch of windows (B, window_samples) at the model rate -> probabilities (B, n_classes). A fused
-        model adds its classical half, each window's functionals standardised with the training windows'
-        statistics, as a lone call's MFCCs are."""
+        """Batch of windows (B, window_samples) at the model rate -> probabilities (B, n_classes), each
+        window a lone call (model_inputs). A fused model adds its classical half, each window's functionals
+        standardised as its MFCCs are: the training windows' statistics plus the window itself."""
         start = time.perf_counter()
         probabilities = self.network_windows(windows)
         if self.functionals is not None:
