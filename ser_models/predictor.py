@@ -24,6 +24,8 @@ SPECTRAL_MIX_ATOL = 1e-3
 # prior plus its own frames counted this many times (0: the prior alone). Chosen on the validation
 # speakers of the unseen-speaker carve (docs/results.md, lone calls).
 LONE_WINDOW_WEIGHT = 1.0
+# The same for a fused model's classical half, whose window is one functionals vector (no spread of its own).
+LONE_FUNCTIONALS_WEIGHT = 1.0
 
 
 def declared_spectral_mix(meta: dict) -> str:
@@ -96,6 +98,7 @@ class Predictor:
         self.population = (SpeakerNormalizer.for_features(self.features.config, prior=statistics)
                            if self.features.config.normalize == 'speaker' and statistics else None)
         self.lone_window_weight = LONE_WINDOW_WEIGHT
+        self.lone_functionals_weight = LONE_FUNCTIONALS_WEIGHT
         self.device = 'cpu'
         self.last_inference_seconds = 0.0
         self.functionals = None     # a fused model's classical half (ser_models.functionals), set by load()
@@ -138,13 +141,14 @@ class Predictor:
     def predict_windows(self, windows: np.ndarray) -> np.ndarray:
         """Batch of windows (B, window_samples) at the model rate -> probabilities (B, n_classes), each
         window a lone call (model_inputs). A fused model adds its classical half, each window's functionals
-        standardised as its MFCCs are: the training windows' statistics plus the window itself."""
+        standardised with the training windows' statistics plus the window itself counted
+        lone_functionals_weight times."""
         start = time.perf_counter()
         probabilities = self.network_windows(windows)
         if self.functionals is not None:
             from .functionals import as_frames
             standardised = self.functionals.stream_normalizer().standardise_each(
-                as_frames(self.functionals.extractor.windows(windows)), self.lone_window_weight)
+                as_frames(self.functionals.extractor.windows(windows)), self.lone_functionals_weight)
             probabilities = self.functionals.fuse(probabilities, self.functionals.classify(standardised[..., 0]))
         self.last_inference_seconds = time.perf_counter() - start
         return probabilities

@@ -1480,12 +1480,13 @@ class ExtractedOnce:
         return getattr(self.extractor, name)
 
 
-def lone_call_view(names: list[str], side: str, weights: list[float]) -> int:
+def lone_call_view(names: list[str], side: str, weights: list[float], functionals_weight: float | None = None) -> int:
     """Rows' test (or validation) clips as a caller of Predictor.predict hears them: each clip's node
     windows, every one a lone call (no stream), probabilities averaged (windowing.predict_clips_alone),
     for each lone window weight (ser_models.predictor.LONE_WINDOW_WEIGHT: how many times a window's own
-    frames count beside the training prior). Stored with the row ('lone_call_view': '<side> weight <w>'
-    -> UAR) and printed. Test speakers choose nothing."""
+    frames count beside the training prior); a fused row's classical half at functionals_weight
+    (LONE_FUNCTIONALS_WEIGHT), or at each weight where None. Stored with the row ('lone_call_view': '<side>
+    weight <w>[ functionals <f>]' -> UAR) and printed. Test speakers choose nothing."""
     from ser_models.windowing import predict_clips_alone
 
     from .data import load_audio
@@ -1501,12 +1502,15 @@ def lone_call_view(names: list[str], side: str, weights: list[float]) -> int:
                 predictor.functionals.extractor = ExtractedOnce(predictor.functionals.extractor)
             for weight in weights:
                 predictor.lone_window_weight = weight
+                predictor.lone_functionals_weight = weight if functionals_weight is None else functionals_weight
                 folds[weight].append({'corpora': score_fold(group, predict_clips_alone(predictor, audio),
                                                             predictor.labels, allowed)})
             print(f'[benchmark] {name} fold {number}: lone-call view done', flush=True)
         for weight in weights:
             view = uar_only(summarize(folds[weight], result['summary']['labels']))
             key = f'{side} weight {weight:g}'
+            if functionals_weight is not None:
+                key += f' functionals {functionals_weight:g}'
             result.setdefault('lone_call_view', {})[key] = view
             print(f'[benchmark] {name}, {side} clips as lone calls ({key}): ' +
                   ', '.join(f"{d} {view[d]['uar_mean']:.3f}" for d in CORPORA if d in view) +
@@ -2246,17 +2250,20 @@ def lone_call_report() -> str:
             for key, view in by_key.items():
                 if not key.startswith(side):
                     continue
-                weight = key.rsplit(' ', 1)[1]
+                words = key.split()    # '<side> weight <w>[ functionals <f>]'
+                functionals = f' --lone-functionals-weight {words[4]}' if len(words) > 3 else ''
                 lines.append(f'| `{name}` | {key} | ' + ' | '.join(
                     f"{view[d]['uar_mean']:.3f}" if d in view else '' for d in CORPORA) + f" | {view['mean']:.3f} | "
-                    f'`python -m training.benchmark lone-calls --side {side} --lone-weights {weight} --only {name}` |')
+                    f'`python -m training.benchmark lone-calls --side {side} --lone-weights {words[2]}{functionals} '
+                    f'--only {name}` |')
     if not lines:
         return ''
     return '\n'.join([
         'Clips as a caller of `Predictor.predict` hears them (the issue\'s protocol): each clip\'s 3 s windows '
         'every 0.5 s, every one a lone call with no stream, probabilities averaged. A speaker-normalised '
         'model standardises a lone window with its training prior plus the window\'s own frames counted '
-        '`weight` times (`ser_models.predictor.LONE_WINDOW_WEIGHT`). UAR, mean over folds:', '',
+        '`weight` times (`ser_models.predictor.LONE_WINDOW_WEIGHT`), a fused model\'s functionals likewise '
+        '(`functionals` times where shown, else `weight`). UAR, mean over folds:', '',
         '| row | clips, lone window weight | EMOVO | RAVDESS | TESS | nEMO | mean of corpora | command |',
         '|---|---|---|---|---|---|---|---|', *lines])
 
@@ -2348,6 +2355,8 @@ def main(argv=None) -> int:
     parser.add_argument('--lone-weights', type=float, nargs='+', metavar='W',
                         help="with lone-calls: how many times a lone window's own frames count beside the prior "
                              '(default: ser_models.predictor.LONE_WINDOW_WEIGHT)')
+    parser.add_argument('--lone-functionals-weight', type=float, metavar='F',
+                        help="with lone-calls: the same for a fused model's classical half (default: each W)")
     parser.add_argument('--speech-only', action='store_true',
                         help="with utterances: each utterance's audio stops at its last speech hop, not through "
                              'the pause that ended it (the node until 2026-12-07)')
@@ -2365,7 +2374,8 @@ def main(argv=None) -> int:
         return utterance_view(names, args.pause, args.side, args.speech_only, args.stream_prior)
     if args.action == 'lone-calls':
         from ser_models.predictor import LONE_WINDOW_WEIGHT
-        return lone_call_view(names, args.side, args.lone_weights or [LONE_WINDOW_WEIGHT])
+        return lone_call_view(names, args.side, args.lone_weights or [LONE_WINDOW_WEIGHT],
+                              args.lone_functionals_weight)
     if args.action == 'validate':
         return validate(names)
     if args.action == 'keep':
