@@ -275,17 +275,19 @@ def test_a_stream_fuses_each_window_with_its_functionals(tmp_path):
     assert not np.allclose(fused_results[0].probabilities, network_results[0].probabilities)
 
 
-@pytest.mark.parametrize('lone_weight', [0.0, 0.5])
-def test_a_lone_prediction_of_a_fused_model_fuses_as_a_stream_that_heard_the_window(tmp_path, lone_weight):
-    """Both halves standardised with their prior plus the window itself counted lone_window_weight times."""
+@pytest.mark.parametrize('lone_weight,functionals_weight', [(0.0, 0.0), (0.5, 0.0), (1.0, 2.0)])
+def test_a_lone_prediction_of_a_fused_model_fuses_as_a_stream_that_heard_the_window(tmp_path, lone_weight,
+                                                                                   functionals_weight):
+    """Each half standardised with its prior plus the window itself, counted lone_window_weight times for
+    the network's frames and lone_functionals_weight times for the functionals vector."""
     pytest.importorskip('skl2onnx')
     from ser_models import load
     fused = load(fused_copy(tmp_path / 'fused', weight=0.4)[0])
-    fused.lone_window_weight = lone_weight
+    fused.lone_window_weight, fused.lone_functionals_weight = lone_weight, functionals_weight
     window = voiced(3.0)
     vector = as_frames(fused.functionals.extractor(window))
     statistics = fused.functionals.stream_normalizer()
-    statistics.update(vector, weight=lone_weight)
+    statistics.update(vector, weight=functionals_weight)
     classical = fused.functionals.classify(statistics(vector)[None, :, 0])[0]
     mfcc = fused.features(window[None])
     heard = fused.stream_normalizer()
@@ -300,7 +302,7 @@ def test_model_json_names_the_fusion_rule_and_refuses_an_unknown_one(tmp_path):
     from ser_models import ArtifactError, load
     directory, _ = fused_copy(tmp_path / 'fused', weight=0.4, fusion='geometric')
     fused = load(directory)
-    fused.lone_window_weight = 0.0    # both halves on their priors alone: the fusion rule is the point here
+    fused.lone_window_weight = fused.lone_functionals_weight = 0.0    # priors alone: the fusion rule is the point
     window = voiced(3.0)
     statistics = fused.functionals.stream_normalizer()
     classical = fused.functionals.classify(statistics(as_frames(fused.functionals.extractor(window)))[None, :, 0])[0]
