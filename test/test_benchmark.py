@@ -489,3 +489,23 @@ def test_a_prior_corrected_row_serves_its_folds_with_the_label_shares_their_netw
     assert benchmark.with_training_label_prior(unchanged, meta, clips) is meta
     with pytest.raises(SystemExit, match='trained on 10 clips, not the 9'):
         benchmark.with_training_label_prior(name, meta, clips[:-1])
+
+
+def test_lone_call_views_extract_each_batch_of_windows_once():
+    """Scoring several lone window weights, a fused row's functionals are extracted once per batch."""
+    class CountingExtractor:
+        calls = 0
+        dims = 3
+
+        def windows(self, windows):
+            self.calls += 1
+            return windows[:, :3] * 2
+
+    counting = CountingExtractor()
+    once = benchmark.ExtractedOnce(counting)
+    batch = np.arange(12, dtype=np.float32).reshape(2, 6)
+    np.testing.assert_array_equal(once.windows(batch), batch[:, :3] * 2)
+    np.testing.assert_array_equal(once.windows(batch.copy()), batch[:, :3] * 2)
+    assert counting.calls == 1 and once.dims == 3
+    once.windows(batch + 1)
+    assert counting.calls == 2

@@ -2244,6 +2244,7 @@ def lone_call_report() -> str:
     """Every stored lone-call view (lone_call_view): clips as a caller of Predictor.predict hears them,
     each node window a lone call, by lone window weight; validation views first (they choose)."""
     views = {name: scored_result(name).get('lone_call_view', {}) for name in ROWS if stored(name)}
+    serves = {row: f" (`{name}`, {meta['model_id']})" for name, meta, row in shipped_models() if row}
     lines = []
     for side in ('validation', 'test'):
         for name, by_key in views.items():
@@ -2252,12 +2253,15 @@ def lone_call_report() -> str:
                     continue
                 words = key.split()    # '<side> weight <w>[ functionals <f>]'
                 functionals = f' --lone-functionals-weight {words[4]}' if len(words) > 3 else ''
-                lines.append(f'| `{name}` | {key} | ' + ' | '.join(
+                lines.append(f"| `{name}`{serves.get(name, '')} | {key} | " + ' | '.join(
                     f"{view[d]['uar_mean']:.3f}" if d in view else '' for d in CORPORA) + f" | {view['mean']:.3f} | "
                     f'`python -m training.benchmark lone-calls --side {side} --lone-weights {words[2]}{functionals} '
                     f'--only {name}` |')
     if not lines:
         return ''
+    floor = stored(FLOOR)
+    lines.append(f'| floor, {FLOOR} (one estimate a whole clip) | test | ' + ' | '.join(
+        f"{floor[d]['uar_mean']:.3f}" for d in CORPORA) + f" | {floor['mean']:.3f} | `{row_command(FLOOR)}` |")
     return '\n'.join([
         'Clips as a caller of `Predictor.predict` hears them (the issue\'s protocol): each clip\'s 3 s windows '
         'every 0.5 s, every one a lone call with no stream, probabilities averaged. A speaker-normalised '
