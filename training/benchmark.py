@@ -2213,6 +2213,14 @@ def shipped_models() -> list[tuple[str, dict, str | None]]:
     return models
 
 
+def floor_line(before_corpora: str = '') -> str:
+    """The floor's row for a report table of the shipped models (before_corpora: cells between its name
+    and the corpora)."""
+    floor = stored(FLOOR)
+    return (f'| floor, {FLOOR} (one estimate a whole clip) | {before_corpora}' + ' | '.join(
+        f"{floor[d]['uar_mean']:.3f}" for d in CORPORA) + f" | {floor['mean']:.3f} | `{row_command(FLOOR)}` |")
+
+
 def utterance_report() -> str:
     """The shipped models' test speakers as /emotion/utterance publishes them, beside the same clips heard
     one estimate a clip (the headline's view). Both choose nothing."""
@@ -2228,9 +2236,7 @@ def utterance_report() -> str:
             f" | {view['mean']:.3f} ({clips['mean']:.3f}) | `python -m training.benchmark utterances --only {row}` |")
     if not lines:
         return ''
-    floor = stored(FLOOR)
-    lines.append(f'| floor, {FLOOR} (one estimate a whole clip) | ' + ' | '.join(
-        f"{floor[d]['uar_mean']:.3f}" for d in CORPORA) + f" | {floor['mean']:.3f} | `{row_command(FLOOR)}` |")
+    lines.append(floor_line())
     return '\n'.join([
         f'The shipped models\' test speakers as `/emotion/utterance` publishes them: each speaker\'s clips in '
         f'random order, {UTTERANCE_PAUSE:g} s of silence after each, through the node\'s own pipeline, each clip '
@@ -2259,9 +2265,7 @@ def lone_call_report() -> str:
                     f'--only {name}` |')
     if not lines:
         return ''
-    floor = stored(FLOOR)
-    lines.append(f'| floor, {FLOOR} (one estimate a whole clip) | test | ' + ' | '.join(
-        f"{floor[d]['uar_mean']:.3f}" for d in CORPORA) + f" | {floor['mean']:.3f} | `{row_command(FLOOR)}` |")
+    lines.append(floor_line('test | '))
     return '\n'.join([
         'Clips as a caller of `Predictor.predict` hears them (the issue\'s protocol): each clip\'s 3 s windows '
         'every 0.5 s, every one a lone call with no stream, probabilities averaged. A speaker-normalised '
