@@ -11,6 +11,8 @@
     python -m training.benchmark utterances --only ROW [--side validation] [--stream-prior S]
                                                                     # speakers as emotion/utterance publishes
                                                                     # them, through the node's pipeline
+    python -m training.benchmark lone-calls --only ROW [--side validation] [--lone-weights W ...]
+                                                                    # clips as lone predict calls, no stream
     python -m training.benchmark keep --only ROW                    # store a row's fold (and final) models in git
 
 Folds: speakers of all corpora split into FOLDS groups at once (training.splits.speaker_folds), so
