@@ -1456,10 +1456,8 @@ def utterance_view(names: list[str], pause: float, side: str = 'test', speech_on
         view = {**uar_only(summarize(folds, result['summary']['labels'])), 'clips_without_utterance': missed}
         key = (f'{side} {pause:g} s' + (' speech only' if speech_only else '')
                + (f' prior {prior_seconds:g} s' if prior_seconds is not None else ''))
-        result.setdefault('utterance_view', {})[key] = view
-        print(f'[benchmark] {name}, {side} speakers as emotion/utterance publishes them ({key}): ' +
-              ', '.join(f"{d} {view[d]['uar_mean']:.3f}" for d in CORPORA if d in view) +
-              f", mean {view['mean']:.3f}; {missed} clips without an utterance", flush=True)
+        keep_view(name, result, 'utterance_view', key, view, f'{side} speakers as emotion/utterance publishes them',
+                  f'; {missed} clips without an utterance')
         rewrite_result(name, result)
     return 0
 
@@ -1513,12 +1511,17 @@ def lone_call_view(names: list[str], side: str, weights: list[float], functional
             key = f'{side} weight {weight:g}'
             if functionals_weight is not None:
                 key += f' functionals {functionals_weight:g}'
-            result.setdefault('lone_call_view', {})[key] = view
-            print(f'[benchmark] {name}, {side} clips as lone calls ({key}): ' +
-                  ', '.join(f"{d} {view[d]['uar_mean']:.3f}" for d in CORPORA if d in view) +
-                  f", mean {view['mean']:.3f}", flush=True)
+            keep_view(name, result, 'lone_call_view', key, view, f'{side} clips as lone calls')
         rewrite_result(name, result)
     return 0
+
+
+def keep_view(name: str, result: dict, table: str, key: str, view: dict, heard: str, tail: str = '') -> None:
+    """A view's per-corpus UAR put in the row's result under table/key, and printed."""
+    result.setdefault(table, {})[key] = view
+    print(f'[benchmark] {name}, {heard} ({key}): ' + ', '.join(f"{d} {view[d]['uar_mean']:.3f}" for d in CORPORA
+                                                              if d in view) + f", mean {view['mean']:.3f}{tail}",
+          flush=True)
 
 
 def uar_only(summary: dict) -> dict:
