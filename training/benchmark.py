@@ -182,11 +182,12 @@ TIMNET_V6_SPEAKER_VALIDATION = speaker_validated(TIMNET_V6_TRAINING, 'lmu_teache
 TIMNET_EGEMAPS_TARGETS = with_overrides(TIMNET_V6_TRAINING, 'training.feature_targets=egemaps')
 
 
-def stream_row(source: str, description: str, seconds: float) -> Row:
+def stream_row(source: str, description: str, seconds: float,
+               why: str = 'the prior its validation clips chose as the node hears them') -> Row:
     """A row scoring `source`'s fold models with streams that start from a prior worth `seconds`."""
     return Row(NETWORKS, f'{description}; each node stream starts from the training statistics counted as '
-                         f'{seconds:g} s of speech (10 s in {source}), the prior its validation clips chose as the '
-                         'node hears them', 'stream', {'weights_of': source, 'stream_prior_seconds': seconds})
+                         f'{seconds:g} s of speech (10 s in {source}), {why}', 'stream',
+               {'weights_of': source, 'stream_prior_seconds': seconds})
 
 
 ROWS = {
@@ -623,6 +624,10 @@ ROWS.update({f'lmu_v9_virtual_speakers{suffix}': Row(
     for suffix, text, seed in TWO_DRAWS})
 ROWS['lmu_v9_speaker_validation_prior05'] = stream_row('lmu_v9_speaker_validation', ROWS[
     'lmu_v9_speaker_validation'].description, 0.5)
+# The unseen-carve TIM-Net draws as timnet-ser-v8 serves its network (1 s prior): where validation
+# chooses that model's lone window weight (docs/results.md, lone calls).
+ROWS.update({f'{source}_prior1': stream_row(source, ROWS[source].description, 1.0, "timnet-ser-v8's prior")
+             for source in UNSEEN_CARVE_DRAWS})
 # The shipped CkTIM's recipe (cktim-ser-v8) likewise, on both carves, its fold models kept: the LMU
 # teacher rows it learns from are kept already. On the default carve a rerun row, as the stored row's
 # fold models are gone and a retrain need not reproduce it.
