@@ -91,12 +91,6 @@ class Predictor:
         self.window_samples: int = window_samples(meta)
         self.window_seconds: float = meta['window_seconds']
         self.features = MfccExtractor(FeatureConfig.from_dict(meta['features']))
-        # Speaker-normalised models: a lone call standardises each window with the training speakers'
-        # statistics, plus the window itself counted lone_window_weight times; streams (EmotionPipeline)
-        # and speakers' clip sets (windowing.predict_clips) adapt to the voice.
-        statistics = meta.get('speaker_normalization')
-        self.population = (SpeakerNormalizer.for_features(self.features.config, prior=statistics)
-                           if self.features.config.normalize == 'speaker' and statistics else None)
         self.lone_window_weight = LONE_WINDOW_WEIGHT
         self.lone_functionals_weight = LONE_FUNCTIONALS_WEIGHT
         self.device = 'cpu'
@@ -115,6 +109,17 @@ class Predictor:
         if not prior:
             return None
         return -prior['correction'] * np.log(np.asarray(prior['shares'], dtype=np.float64))
+
+    @property
+    def population(self) -> SpeakerNormalizer | None:
+        """Speaker-normalised models: the training speakers' statistics, worth the stream prior model.json
+        states now. A lone call standardises each window with them plus the window itself counted
+        lone_window_weight times; streams (EmotionPipeline) and speakers' clip sets
+        (windowing.predict_clips) adapt to the voice. None for models on per-window CMVN or without them."""
+        statistics = self.meta.get('speaker_normalization')
+        if self.features.config.normalize != 'speaker' or not statistics:
+            return None
+        return SpeakerNormalizer.for_features(self.features.config, prior=statistics)
 
     def stream_normalizer(self) -> SpeakerNormalizer | None:
         """A new stream's speaker statistics (the training speakers' as its prior, with the stored memory);
@@ -164,10 +169,11 @@ class Predictor:
         models standardised as a lone call is (the training speakers' statistics and lone_window_weight)."""
         mfcc = self.features(windows)
         if self.features.config.normalize == 'speaker':
-            if self.population is None:
+            population = self.population
+            if population is None:
                 raise ValueError(f'{self.model_id}: speaker-normalised features but model.json has no '
                                  f'speaker_normalization statistics')
-            mfcc = self.population.standardise_each(mfcc, self.lone_window_weight)
+            mfcc = population.standardise_each(mfcc, self.lone_window_weight)
         return mfcc
 
     def predict_features(self, mfcc: np.ndarray) -> np.ndarray:

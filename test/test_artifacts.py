@@ -382,6 +382,21 @@ def test_a_stream_prior_changes_only_how_many_seconds_the_training_statistics_co
         with_stream_prior({k: v for k, v in meta.items() if k != 'speaker_normalization'}, 1.0)
 
 
+def test_a_lone_call_weighs_its_window_against_the_prior_model_json_states_now(data_dir):
+    """A stream prior set after loading (as the benchmark serves a row) reaches lone calls too: the window
+    counts beside the training statistics worth that many seconds, as a new stream's would."""
+    from ser_models.artifact import with_stream_prior
+    predictor = load(REPO / 'weights' / 'lmu')
+    window = ser_models.predictor.fit_to_length(speech_windows(data_dir)[0], predictor.window_samples)[None]
+    as_shipped = predictor.predict_windows(window)
+    predictor.meta = with_stream_prior(predictor.meta, 10.0)
+    mfcc = predictor.features(window)
+    heard = predictor.stream_normalizer()
+    heard.update(mfcc, weight=predictor.lone_window_weight)
+    np.testing.assert_allclose(predictor.predict_windows(window), predictor.predict_features(heard(mfcc)), atol=1e-6)
+    assert not np.allclose(predictor.predict_windows(window), as_shipped, atol=1e-4)
+
+
 def test_speed_copies_end_where_the_windows_end_and_speed_one_is_the_window_itself():
     from ser_models.windowing import change_speed, clip_windows, speed_copies
     rate, window, hop = 16000, 48000, 8000
