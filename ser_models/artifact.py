@@ -66,6 +66,9 @@ MODEL_JSON_SCHEMA = {
         # probabilities averaged over them; absent: [1.0], the window as it is.
         'test_time_speeds': {'type': 'array', 'minItems': 1, 'uniqueItems': True,
                              'items': {'type': 'number', 'minimum': 0.5, 'maximum': 2.0}},
+        # Models on speaker-normalised features, a lone call (no stream): how many times a window's own
+        # frames count beside the training statistics; absent: predictor.LONE_WINDOW_WEIGHT.
+        'lone_window_weight': {'type': 'number', 'minimum': 0},
         # Models on speaker-normalised features: where a stream's statistics start (the training
         # speakers', worth `frames` frames) and how many frames they remember.
         'speaker_normalization': {

@@ -21,8 +21,9 @@ SPECTRAL_MIX_CHOICES = ('auto', *SPECTRAL_MIX)
 # The largest gap from the torch model's probabilities a spectral mix may make on real speech.
 SPECTRAL_MIX_ATOL = 1e-3
 # Speaker-normalised models, a lone call (no stream): each window is standardised with the training
-# prior plus its own frames counted this many times (0: the prior alone). Chosen on the validation
-# speakers of the unseen-speaker carve (docs/results.md, lone calls).
+# prior plus its own frames counted this many times (0: the prior alone), where model.json names no
+# lone_window_weight of its own. Chosen on the validation speakers of the unseen-speaker carve
+# (docs/results.md, lone calls).
 LONE_WINDOW_WEIGHT = 1.0
 # The same for a fused model's classical half, whose window is one functionals vector (no spread of its own).
 LONE_FUNCTIONALS_WEIGHT = 1.0
@@ -91,7 +92,6 @@ class Predictor:
         self.window_samples: int = window_samples(meta)
         self.window_seconds: float = meta['window_seconds']
         self.features = MfccExtractor(FeatureConfig.from_dict(meta['features']))
-        self.lone_window_weight = LONE_WINDOW_WEIGHT
         self.lone_functionals_weight = LONE_FUNCTIONALS_WEIGHT
         self.device = 'cpu'
         self.last_inference_seconds = 0.0
@@ -109,6 +109,16 @@ class Predictor:
         if not prior:
             return None
         return -prior['correction'] * np.log(np.asarray(prior['shares'], dtype=np.float64))
+
+    @property
+    def lone_window_weight(self) -> float:
+        """How many times a lone call counts its window's own frames beside the training prior (model.json,
+        else LONE_WINDOW_WEIGHT)."""
+        return float(self.meta.get('lone_window_weight', LONE_WINDOW_WEIGHT))
+
+    @lone_window_weight.setter
+    def lone_window_weight(self, weight: float) -> None:
+        self.meta = {**self.meta, 'lone_window_weight': float(weight)}
 
     @property
     def population(self) -> SpeakerNormalizer | None:

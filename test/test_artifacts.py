@@ -184,6 +184,7 @@ def edit_json(directory, change):
     (lambda d: edit_json(d, lambda m: m['features'].update(pitch=True)), 'does not match the 41 feature channels'),
     (lambda d: edit_json(d, lambda m: m['weights'].update(file='../../etc/passwd')), 'weights/file'),
     (lambda d: edit_json(d, lambda m: m.update(test_time_speeds=[1.0, 3.0])), 'test_time_speeds'),
+    (lambda d: edit_json(d, lambda m: m.update(lone_window_weight=-0.5)), 'lone_window_weight'),
     (lambda d: edit_json(d, lambda m: m.update(label_prior={'shares': [0.5, 0.5], 'correction': 1.0})),
      'label_prior has 2 shares for 7 labels'),
     (lambda d: edit_json(d, lambda m: m.update(label_prior={'shares': [1 / 7] * 7, 'correction': 2.0})),
@@ -395,6 +396,24 @@ def test_a_lone_call_weighs_its_window_against_the_prior_model_json_states_now(d
     heard.update(mfcc, weight=predictor.lone_window_weight)
     np.testing.assert_allclose(predictor.predict_windows(window), predictor.predict_features(heard(mfcc)), atol=1e-6)
     assert not np.allclose(predictor.predict_windows(window), as_shipped, atol=1e-4)
+
+
+def test_a_lone_call_counts_its_window_as_often_as_model_json_says(data_dir):
+    """model.json's lone_window_weight, else LONE_WINDOW_WEIGHT; setting it on a predictor is setting it in
+    the model.json it serves."""
+    predictor = load(REPO / 'weights' / 'lmu')
+    window = ser_models.predictor.fit_to_length(speech_windows(data_dir)[0], predictor.window_samples)[None]
+    mfcc = predictor.features(window)
+    for weight in (0.0, 0.5, 2.0):
+        predictor.meta = {**predictor.meta, 'lone_window_weight': weight}
+        heard = predictor.stream_normalizer()
+        heard.update(mfcc, weight=weight)
+        np.testing.assert_allclose(predictor.predict_windows(window), predictor.predict_features(heard(mfcc)),
+                                   atol=1e-6)
+    predictor.lone_window_weight = 1.5
+    assert predictor.meta['lone_window_weight'] == 1.5
+    predictor.meta = {k: v for k, v in predictor.meta.items() if k != 'lone_window_weight'}
+    assert predictor.lone_window_weight == ser_models.predictor.LONE_WINDOW_WEIGHT
 
 
 def test_speed_copies_end_where_the_windows_end_and_speed_one_is_the_window_itself():

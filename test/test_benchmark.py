@@ -322,7 +322,8 @@ def test_a_stream_row_scores_its_source_rows_fold_models_with_its_own_stream_pri
     from types import SimpleNamespace
     source = 'timnet_pitch_distilled_lmu'
     monkeypatch.setitem(benchmark.ROWS, 'probe', benchmark.Row(
-        benchmark.NETWORKS, 'probe', 'stream', {'weights_of': source, 'stream_prior_seconds': 2.0}))
+        benchmark.NETWORKS, 'probe', 'stream',
+        {'weights_of': source, 'stream_prior_seconds': 2.0, 'lone_window_weight': 0.5}))
     monkeypatch.setattr(benchmark, 'RUNS', tmp_path)
     artifact = benchmark.fold_artifact(source, 1)
     artifact.mkdir(parents=True)
@@ -337,6 +338,7 @@ def test_a_stream_row_scores_its_source_rows_fold_models_with_its_own_stream_pri
     frames_per_second = shipped['features']['sample_rate'] / shipped['features']['hop_length']
     assert predictor.meta['speaker_normalization']['frames'] == 2.0 * frames_per_second
     assert predictor.meta['speaker_normalization']['mean'] == shipped['speaker_normalization']['mean']
+    assert predictor.meta['lone_window_weight'] == 0.5
     split.test[0].speaker_key = 'emovo:m1'
     with pytest.raises(SystemExit, match='held out other speakers'):
         benchmark.fold_predictor('probe', 1, split, load=lambda path: SimpleNamespace(meta=shipped))

@@ -929,6 +929,14 @@ ROWS[f'fused_{LMU_VIRTUAL}_refit_egemaps_one_pass_through_end'] = Row(
     {**ROWS['fused_lmu_pitch_ema_distilled_timnet_rerun_refit_egemaps_one_pass_through_end'].settings,
      'weights_of': f'{LMU_VIRTUAL}_refit'})
 
+# The shipped networks alone as they serve a lone call (no stream): TIM-Net's and the LMU's unseen-carve
+# validation draws at each model's stream prior chose a window counted 0.5 times over 1 (rule of dec0583).
+ROWS.update({f'{source}_lone05': Row(
+    NETWORKS, f'As {source}, a lone call (no stream) counting its window 0.5 times beside the training statistics '
+              '(1 there), the weight its family\'s unseen-carve validation draws chose at its stream prior', 'stream',
+    {**ROWS[source].settings, 'lone_window_weight': 0.5})
+    for source in ('ensemble_timnet_partial_rerun_refit_seeds_prior1', f'{LMU_VIRTUAL}_refit_prior05')})
+
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
 
@@ -1290,13 +1298,16 @@ def fold_predictor(name: str, number: int, split: Split, load=None):
 
 
 def as_served(meta: dict, settings: dict) -> dict:
-    """A stream row's model.json for its source's weights: streams starting from its prior and windows
-    also heard at its test-time speeds, where the row sets them."""
+    """A stream row's model.json for its source's weights: streams starting from its prior, windows
+    also heard at its test-time speeds and lone calls weighing their window as it says, where the row
+    sets them."""
     from ser_models.artifact import with_stream_prior
     if 'stream_prior_seconds' in settings:
         meta = with_stream_prior(meta, settings['stream_prior_seconds'])
     if 'test_time_speeds' in settings:
         meta = {**meta, 'test_time_speeds': list(settings['test_time_speeds'])}
+    if 'lone_window_weight' in settings:
+        meta = {**meta, 'lone_window_weight': settings['lone_window_weight']}
     return meta
 
 
@@ -1485,13 +1496,16 @@ class ExtractedOnce:
         return getattr(self.extractor, name)
 
 
-def lone_call_view(names: list[str], side: str, weights: list[float], functionals_weight: float | None = None) -> int:
+def lone_call_view(names: list[str], side: str, weights: list[float] | None = None,
+                   functionals_weight: float | None = None) -> int:
     """Rows' test (or validation) clips as a caller of Predictor.predict hears them: each clip's node
     windows, every one a lone call (no stream), probabilities averaged (windowing.predict_clips_alone),
-    for each lone window weight (ser_models.predictor.LONE_WINDOW_WEIGHT: how many times a window's own
-    frames count beside the training prior); a fused row's classical half at functionals_weight
-    (LONE_FUNCTIONALS_WEIGHT), or at each weight where None. Stored with the row ('lone_call_view': '<side>
-    weight <w>[ functionals <f>]' -> UAR) and printed. Test speakers choose nothing."""
+    for each lone window weight (how many times a window's own frames count beside the training prior;
+    None: the one the row serves, its lone_window_weight or ser_models.predictor.LONE_WINDOW_WEIGHT); a
+    fused row's classical half at functionals_weight (LONE_FUNCTIONALS_WEIGHT), or at each weight where
+    None. Stored with the row ('lone_call_view': '<side> weight <w>[ functionals <f>]' -> UAR) and
+    printed. Test speakers choose nothing."""
+    from ser_models.predictor import LONE_WINDOW_WEIGHT
     from ser_models.windowing import predict_clips_alone
 
     from .data import load_audio
@@ -1499,19 +1513,20 @@ def lone_call_view(names: list[str], side: str, weights: list[float], functional
     allowed = corpus_labels(clips)
     for name in names:
         result = scored_result(name)
-        folds = {weight: [] for weight in weights}
+        folds = {weight: [] for weight in weights or [ROWS[name].settings.get('lone_window_weight',
+                                                                              LONE_WINDOW_WEIGHT)]}
         for number, split, predictor in served_fold_predictors(name, clips, benchmark_splits(clips, name)):
             group = split.test if side == 'test' else split.validation
             audio = [load_audio(c.path, predictor.sample_rate) for c in group]
             if predictor.functionals is not None:    # the same windows' functionals for every weight
                 predictor.functionals.extractor = ExtractedOnce(predictor.functionals.extractor)
-            for weight in weights:
+            for weight in folds:
                 predictor.lone_window_weight = weight
                 predictor.lone_functionals_weight = weight if functionals_weight is None else functionals_weight
                 folds[weight].append({'corpora': score_fold(group, predict_clips_alone(predictor, audio),
                                                             predictor.labels, allowed)})
             print(f'[benchmark] {name} fold {number}: lone-call view done', flush=True)
-        for weight in weights:
+        for weight in folds:
             view = uar_only(summarize(folds[weight], result['summary']['labels']))
             key = f'{side} weight {weight:g}'
             if functionals_weight is not None:
@@ -2372,7 +2387,7 @@ def main(argv=None) -> int:
                         help='with utterances or lone-calls: whose clips are played')
     parser.add_argument('--lone-weights', type=float, nargs='+', metavar='W',
                         help="with lone-calls: how many times a lone window's own frames count beside the prior "
-                             '(default: ser_models.predictor.LONE_WINDOW_WEIGHT)')
+                             "(default: the row's lone_window_weight, else ser_models.predictor.LONE_WINDOW_WEIGHT)")
     parser.add_argument('--lone-functionals-weight', type=float, metavar='F',
                         help="with lone-calls: the same for a fused model's classical half (default: each W)")
     parser.add_argument('--speech-only', action='store_true',
@@ -2391,9 +2406,7 @@ def main(argv=None) -> int:
     if args.action == 'utterances':
         return utterance_view(names, args.pause, args.side, args.speech_only, args.stream_prior)
     if args.action == 'lone-calls':
-        from ser_models.predictor import LONE_WINDOW_WEIGHT
-        return lone_call_view(names, args.side, args.lone_weights or [LONE_WINDOW_WEIGHT],
-                              args.lone_functionals_weight)
+        return lone_call_view(names, args.side, args.lone_weights, args.lone_functionals_weight)
     if args.action == 'validate':
         return validate(names)
     if args.action == 'keep':
