@@ -826,6 +826,15 @@ def test_an_ensemble_row_ships_its_members_each_in_a_folder_and_the_node_serves_
     np.testing.assert_allclose(served.predict_windows(windows),
                                np.mean([m.predict_windows(windows) for m in alone], axis=0), atol=1e-6)
     assert not np.allclose(alone[0].predict_windows(windows), alone[1].predict_windows(windows), atol=1e-4)
+    # Shipped again from its own member folders as a row that serves lone calls otherwise: each member's
+    # history comes along, and the ensemble's model.json carries the lone window weight.
+    lone = f'{row}_lone05'
+    again = ship([target / member for member in members], 'timnet', 'v10', lone, out_root=tmp_path / 'again')
+    assert [m['history'] for m in json.loads((again / 'metrics.json').read_text())['members']] == [
+        m['history'] for m in metrics['members']]
+    weight = benchmark.ROWS[lone].settings['lone_window_weight']
+    assert json.loads((again / 'model.json').read_text())['lone_window_weight'] == weight
+    assert ser_models.load(again).lone_window_weight == weight != served.lone_window_weight
 
 
 def test_a_shipped_cktim_declares_the_fastest_spectral_mix_within_the_bound(data_dir, small_corpus, tmp_path,

@@ -932,8 +932,9 @@ ROWS[f'fused_{LMU_VIRTUAL}_refit_egemaps_one_pass_through_end'] = Row(
 # The shipped networks alone as they serve a lone call (no stream): TIM-Net's and the LMU's unseen-carve
 # validation draws at each model's stream prior chose a window counted 0.5 times over 1 (rule of dec0583).
 ROWS.update({f'{source}_lone05': Row(
-    NETWORKS, f'As {source}, a lone call (no stream) counting its window 0.5 times beside the training statistics '
-              '(1 there), the weight its family\'s unseen-carve validation draws chose at its stream prior', 'stream',
+    NETWORKS, f'{ROWS[source].description}; a lone call (no stream) counting its window 0.5 times beside the '
+              f'training statistics (1 in {source}), the weight its family\'s unseen-carve validation draws chose at '
+              'its stream prior', 'stream',
     {**ROWS[source].settings, 'lone_window_weight': 0.5})
     for source in ('ensemble_timnet_partial_rerun_refit_seeds_prior1', f'{LMU_VIRTUAL}_refit_prior05')})
 

@@ -111,11 +111,14 @@ def fitted_functionals(meta: dict, settings: dict, target: Path, data: Path) -> 
 def training_history(artifact: Path) -> list[dict]:
     """The per-epoch history of the run that trained `artifact`: beside a training run's artifact, in a
     kept run's folder (benchmark keep: the history itself), or in a shipped model's own metrics.json when
-    a shipped network is shipped again (fused, say)."""
+    a shipped network is shipped again (fused, say; a shipped ensemble's member: its entry there)."""
     for path in (artifact / 'metrics.json', artifact.parent / 'metrics.json'):
         if path.is_file():
             stored = json.loads(path.read_text())
-            return stored['history'] if isinstance(stored, dict) else stored
+            if isinstance(stored, list):
+                return stored
+            member = [m for m in stored.get('members', []) if m['directory'] == artifact.name]
+            return (member[0] if member else stored)['history']
     return []
 
 
