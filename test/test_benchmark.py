@@ -511,3 +511,19 @@ def test_lone_call_views_extract_each_batch_of_windows_once():
     assert counting.calls == 1 and once.dims == 3
     once.windows(batch + 1)
     assert counting.calls == 2
+
+
+def test_views_stored_by_two_processes_on_one_row_both_stay(tmp_path, monkeypatch):
+    """A view is written into the stored result as it is on disk when the view is done, so one process
+    scoring utterances and another scoring lone calls of the same row do not erase each other's."""
+    monkeypatch.setattr(benchmark, 'RESULTS', tmp_path)
+    (tmp_path / 'probe.json').write_text(json.dumps({'summary': {'mean': 0.5}}))
+    view = {'mean': 0.4, 'emovo': {'uar_mean': 0.3}}
+    benchmark.keep_view('probe', 'utterance_view', 'test 1.5 s', view, 'utterances')
+    benchmark.keep_view('probe', 'lone_call_view', 'test weight 1', view, 'lone calls')
+    benchmark.keep_view('probe', 'lone_call_view', 'test weight 0.5', {**view, 'mean': 0.45}, 'lone calls')
+    benchmark.rewrite_result('probe', {'stream_prior': {'1.0': {'mean': 0.6}}})
+    stored = json.loads((tmp_path / 'probe.json').read_text())
+    assert stored['summary'] == {'mean': 0.5} and stored['utterance_view'] == {'test 1.5 s': view}
+    assert stored['lone_call_view'] == {'test weight 1': view, 'test weight 0.5': {**view, 'mean': 0.45}}
+    assert stored['stream_prior'] == {'1.0': {'mean': 0.6}}

@@ -929,14 +929,21 @@ ROWS[f'fused_{LMU_VIRTUAL}_refit_egemaps_one_pass_through_end'] = Row(
     {**ROWS['fused_lmu_pitch_ema_distilled_timnet_rerun_refit_egemaps_one_pass_through_end'].settings,
      'weights_of': f'{LMU_VIRTUAL}_refit'})
 
-# The shipped networks alone as they serve a lone call (no stream): TIM-Net's and the LMU's unseen-carve
-# validation draws at each model's stream prior chose a window counted 0.5 times over 1 (rule of dec0583).
-ROWS.update({f'{source}_lone05': Row(
-    NETWORKS, f'{ROWS[source].description}; a lone call (no stream) counting its window 0.5 times beside the '
-              f'training statistics (1 in {source}), the weight its family\'s unseen-carve validation draws chose at '
-              'its stream prior', 'stream',
-    {**ROWS[source].settings, 'lone_window_weight': 0.5})
-    for source in ('ensemble_timnet_partial_rerun_refit_seeds_prior1', f'{LMU_VIRTUAL}_refit_prior05')})
+
+def lone_row(source: str, weight: float) -> Row:
+    """Stream row `source` with lone calls (no stream) counting their window `weight` times."""
+    return Row(NETWORKS, f'{ROWS[source].description}; a lone call (no stream) counting its window {weight:g} times '
+                         f'beside the training statistics (1 in {source}), the weight its family\'s unseen-carve '
+                         'validation draws chose at its stream prior', 'stream',
+               {**ROWS[source].settings, 'lone_window_weight': weight})
+
+
+# The shipped networks alone as they serve a lone call: TIM-Net's and the LMU's unseen-carve validation
+# draws at each model's stream prior chose a window counted 0.5 times over 1 (rule of dec0583), and
+# the LMU's 0.25 over 0.5 (rule of d629e6c).
+ROWS.update({f'{source}_lone05': lone_row(source, 0.5)
+             for source in ('ensemble_timnet_partial_rerun_refit_seeds_prior1', f'{LMU_VIRTUAL}_refit_prior05')})
+ROWS[f'{LMU_VIRTUAL}_refit_prior05_lone025'] = lone_row(f'{LMU_VIRTUAL}_refit_prior05', 0.25)
 
 SCORED = ('network', 'ensemble', 'stream')   # rows scored through the node's windowing
 
@@ -1403,7 +1410,7 @@ def stream_prior(names: list[str]) -> int:
                 print(f'[benchmark] {name}, validation node view ({ONLINE[order]}), stream prior {seconds} s: ' +
                       ', '.join(f"{d} {s[d]['uar_mean']:.3f}" for d in CORPORA if d in s) + f", mean {s['mean']:.3f}",
                       flush=True)
-        rewrite_result(name, result)
+        rewrite_result(name, {f'stream_prior{key}': result[f'stream_prior{key}'] for key in CHOICE_ORDERS.values()})
     return 0
 
 
@@ -1473,9 +1480,8 @@ def utterance_view(names: list[str], pause: float, side: str = 'test', speech_on
         view = {**uar_only(summarize(folds, result['summary']['labels'])), 'clips_without_utterance': missed}
         key = (f'{side} {pause:g} s' + (' speech only' if speech_only else '')
                + (f' prior {prior_seconds:g} s' if prior_seconds is not None else ''))
-        keep_view(name, result, 'utterance_view', key, view, f'{side} speakers as emotion/utterance publishes them',
+        keep_view(name, 'utterance_view', key, view, f'{side} speakers as emotion/utterance publishes them',
                   f'; {missed} clips without an utterance')
-        rewrite_result(name, result)
     return 0
 
 
@@ -1532,14 +1538,14 @@ def lone_call_view(names: list[str], side: str, weights: list[float] | None = No
             key = f'{side} weight {weight:g}'
             if functionals_weight is not None:
                 key += f' functionals {functionals_weight:g}'
-            keep_view(name, result, 'lone_call_view', key, view, f'{side} clips as lone calls')
-        rewrite_result(name, result)
+            keep_view(name, 'lone_call_view', key, view, f'{side} clips as lone calls')
     return 0
 
 
-def keep_view(name: str, result: dict, table: str, key: str, view: dict, heard: str, tail: str = '') -> None:
-    """A view's per-corpus UAR put in the row's result under table/key, and printed."""
-    result.setdefault(table, {})[key] = view
+def keep_view(name: str, table: str, key: str, view: dict, heard: str, tail: str = '') -> None:
+    """A view's per-corpus UAR stored in the row's result under table/key at once (beside the views
+    another process may have stored meanwhile), and printed."""
+    rewrite_result(name, {table: {**scored_result(name).get(table, {}), key: view}})
     print(f'[benchmark] {name}, {heard} ({key}): ' + ', '.join(f"{d} {view[d]['uar_mean']:.3f}" for d in CORPORA
                                                               if d in view) + f", mean {view['mean']:.3f}{tail}",
           flush=True)
@@ -1590,7 +1596,7 @@ def fusion_choice(name: str, clips: list[Clip], allowed: dict[str, set[str]]) ->
             print(f'[benchmark] {name}, validation node view ({ONLINE[order]}), stream prior {seconds} s: ' +
                   ', '.join(f"weight {w} {s['mean']:.3f} (RAVDESS {s.get('ravdess', {}).get('uar_mean', np.nan):.3f})"
                             for w, s in weights.items()), flush=True)
-    rewrite_result(name, result)
+    rewrite_result(name, {f'fusion_choice{key}': result[f'fusion_choice{key}'] for key in CHOICE_ORDERS.values()})
 
 
 def score_network(name: str, clips: list[Clip], splits: list[Split], load=None) -> list[dict]:
@@ -1852,8 +1858,10 @@ def scored_result(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def rewrite_result(name: str, result: dict) -> None:
-    """A stored result written back with the figures added to it."""
+def rewrite_result(name: str, changes: dict) -> None:
+    """A stored result written back with these top-level entries replaced, read again first: a view
+    another process stored while this one scored stays."""
+    result = {**scored_result(name), **changes}
     (RESULTS / f'{name}.json').write_text(json.dumps(result, indent=1) + '\n')
     stored.cache_clear()
 
@@ -1952,7 +1960,7 @@ def validate(names: list[str]) -> int:
             if predictor.features.config.normalize == 'speaker':
                 fold['validation_stream'] = validation_stream_scores(predictor, split, allowed, audio)
         result['summary'] = summarize(result['folds'], result['summary']['labels'])
-        rewrite_result(name, result)
+        rewrite_result(name, {'folds': result['folds'], 'summary': result['summary']})
         print(f"[benchmark] {name}: validation mean {result['summary']['validation']['mean']:.3f}", flush=True)
     return 0
 
