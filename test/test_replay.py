@@ -17,7 +17,7 @@ from ser_ros.timeline import agreement, load_sidecar, plot_timeline
 REPO = Path(__file__).resolve().parents[1]
 BAG = REPO / 'test' / 'data' / 'demo_bag'
 WEIGHTS = REPO / 'weights' / 'timnet'
-# The shipped TIM-Net (timnet-ser-v8) labels 9 of the bag's 11 clips right, v7 9, v6 8, v5 9, v4 6, v3 8 (measured:
+# The shipped TIM-Net (timnet-ser-v9) labels 9 of the bag's 11 clips right, v7 9, v6 8, v5 9, v4 6, v3 8 (measured:
 # ser-bag-eval test/data/demo_bag --model timnet). The bag is one stream of eleven voices, where running
 # speaker statistics mix them, and its clips come from the training corpora, so this checks the wiring,
 # not how well a model generalises: one constant label gets at most 2 of 11, so 5 still catches a broken path.
