@@ -1463,7 +1463,7 @@ def utterance_view(names: list[str], pause: float, side: str = 'test', speech_on
     for name in names:
         if prior_seconds is not None and is_fused(name):
             raise SystemExit(f'{name}: --stream-prior sets a network\'s prior; a fused row has two')
-        result = scored_result(name)
+        labels = scored_result(name)['summary']['labels']   # the row must be scored first
         folds, missed = [], 0
         for number, split, predictor in served_fold_predictors(name, clips, benchmark_splits(clips, name)):
             if prior_seconds is not None:
@@ -1477,7 +1477,7 @@ def utterance_view(names: list[str], pause: float, side: str = 'test', speech_on
             missed += unheard
             print(f'[benchmark] {name} fold {number}: utterance view done, {unheard} clips without an utterance',
                   flush=True)
-        view = {**uar_only(summarize(folds, result['summary']['labels'])), 'clips_without_utterance': missed}
+        view = {**uar_only(summarize(folds, labels)), 'clips_without_utterance': missed}
         key = (f'{side} {pause:g} s' + (' speech only' if speech_only else '')
                + (f' prior {prior_seconds:g} s' if prior_seconds is not None else ''))
         keep_view(name, 'utterance_view', key, view, f'{side} speakers as emotion/utterance publishes them',
@@ -1519,7 +1519,7 @@ def lone_call_view(names: list[str], side: str, weights: list[float] | None = No
     clips = benchmark_clips()
     allowed = corpus_labels(clips)
     for name in names:
-        result = scored_result(name)
+        labels = scored_result(name)['summary']['labels']   # the row must be scored first
         folds = {weight: [] for weight in weights or [ROWS[name].settings.get('lone_window_weight',
                                                                               LONE_WINDOW_WEIGHT)]}
         for number, split, predictor in served_fold_predictors(name, clips, benchmark_splits(clips, name)):
@@ -1534,7 +1534,7 @@ def lone_call_view(names: list[str], side: str, weights: list[float] | None = No
                                                             predictor.labels, allowed)})
             print(f'[benchmark] {name} fold {number}: lone-call view done', flush=True)
         for weight in folds:
-            view = uar_only(summarize(folds[weight], result['summary']['labels']))
+            view = uar_only(summarize(folds[weight], labels))
             key = f'{side} weight {weight:g}'
             if functionals_weight is not None:
                 key += f' functionals {functionals_weight:g}'
